@@ -1,0 +1,108 @@
+/**
+ * Database connection strings as Skytools configs write them — libpq
+ * keyword form (`dbname=provider host=127.0.0.1 port=5432`) — or as URLs
+ * (`postgres://user@host:5432/db`), turned into a pg client config.
+ */
+import type pg from "pg";
+
+export class DsnError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = "DsnError";
+  }
+}
+
+const KEYWORDS = new Set([
+  "host",
+  "hostaddr",
+  "port",
+  "dbname",
+  "user",
+  "password",
+  "sslmode",
+  "application_name",
+  "connect_timeout",
+  "options",
+  "sslrootcert",
+  "sslcert",
+  "sslkey",
+]);
+
+/** Parses `key=value key2='quoted value'` (libpq rules: single quotes, backslash escapes). */
+export function parseKeywordDsn(dsn: string): Map<string, string> {
+  const out = new Map<string, string>();
+  let i = 0;
+  const skipSpace = () => {
+    while (i < dsn.length && /\s/.test(dsn[i]!)) i++;
+  };
+  for (;;) {
+    skipSpace();
+    if (i >= dsn.length) break;
+    const keyStart = i;
+    while (i < dsn.length && /[A-Za-z0-9_]/.test(dsn[i]!)) i++;
+    const key = dsn.slice(keyStart, i);
+    skipSpace();
+    if (!key || dsn[i] !== "=") throw new DsnError(`connection string: expected key=value at "${dsn.slice(keyStart, keyStart + 20)}"`);
+    i++;
+    skipSpace();
+    let value = "";
+    if (dsn[i] === "'") {
+      i++;
+      for (;;) {
+        if (i >= dsn.length) throw new DsnError(`connection string: unterminated quoted value for ${key}`);
+        const ch = dsn[i++]!;
+        if (ch === "'") break;
+        value += ch === "\\" && i < dsn.length ? dsn[i++]! : ch;
+      }
+    } else {
+      while (i < dsn.length && !/\s/.test(dsn[i]!)) {
+        const ch = dsn[i++]!;
+        value += ch === "\\" && i < dsn.length ? dsn[i++]! : ch;
+      }
+    }
+    if (!KEYWORDS.has(key)) throw new DsnError(`connection string: unknown keyword ${key}`);
+    out.set(key, value);
+  }
+  return out;
+}
+
+/** A pg client config from either form. */
+export function toPgConfig(dsn: string): pg.ClientConfig {
+  const text = dsn.trim();
+  if (text === "") throw new DsnError("connection string is empty");
+  if (/^postgres(ql)?:\/\//.test(text)) {
+    try {
+      new URL(text);
+    } catch {
+      throw new DsnError("connection string: not a valid URL");
+    }
+    return { connectionString: text };
+  }
+  const kv = parseKeywordDsn(text);
+  const config: pg.ClientConfig = {};
+  const host = kv.get("hostaddr") ?? kv.get("host");
+  if (host !== undefined) config.host = host;
+  if (kv.has("port")) {
+    const port = Number(kv.get("port"));
+    if (!Number.isInteger(port) || port <= 0 || port > 65535) throw new DsnError(`connection string: bad port ${kv.get("port")}`);
+    config.port = port;
+  }
+  if (kv.has("dbname")) config.database = kv.get("dbname")!;
+  if (kv.has("user")) config.user = kv.get("user")!;
+  if (kv.has("password")) config.password = kv.get("password")!;
+  if (kv.has("application_name")) config.application_name = kv.get("application_name")!;
+  if (kv.has("connect_timeout")) config.connectionTimeoutMillis = Number(kv.get("connect_timeout")) * 1000;
+  if (kv.has("options")) config.options = kv.get("options")!;
+  const sslmode = kv.get("sslmode");
+  if (sslmode && sslmode !== "disable" && sslmode !== "allow" && sslmode !== "prefer") {
+    config.ssl = sslmode === "require" ? { rejectUnauthorized: false } : true;
+  }
+  return config;
+}
+
+/** The connection string with any password replaced, for logs. */
+export function redactDsn(dsn: string): string {
+  return dsn
+    .replace(/(postgres(?:ql)?:\/\/[^:/@]*:)[^@]*@/, "$1***@")
+    .replace(/(password\s*=\s*)('(?:\\.|[^'])*'|\S+)/gi, "$1***");
+}

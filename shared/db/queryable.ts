@@ -1,0 +1,4 @@
+import type pg from "pg";
+
+/** Anything that runs a query: a pool, a client, or a client inside a transaction. */
+export type Queryable = Pick<pg.ClientBase, "query">;

@@ -1,0 +1,20 @@
+/** Installs or upgrades the PgQ schema from sql/pgq/install.sql (the file psql runs). */
+import { fileURLToPath } from "node:url";
+import type { Queryable } from "../db/queryable.ts";
+import { runSqlScript } from "../db/sql-script.ts";
+
+export const PGQ_INSTALL_SQL = fileURLToPath(new URL("../../sql/pgq/install.sql", import.meta.url));
+
+export async function installPgq(db: Queryable): Promise<void> {
+  await runSqlScript(db, PGQ_INSTALL_SQL);
+}
+
+/** The migration level of the installed PgQ schema, 0 when not installed. */
+export async function pgqSchemaVersion(db: Queryable): Promise<number> {
+  const { rows } = await db.query<{ installed: boolean }>(
+    "select to_regclass('pgq.schema_migration') is not null as installed",
+  );
+  if (!rows[0]?.installed) return 0;
+  const result = await db.query<{ version: number | null }>("select max(version) as version from pgq.schema_migration");
+  return result.rows[0]?.version ?? 0;
+}
