@@ -1,0 +1,110 @@
+/**
+ * Serves a service's commands over NATS request/reply, registered with the
+ * NATS service protocol so `$SRV.PING/INFO/STATS` list the service, its
+ * version and its endpoints. Every request is size-checked, parsed and
+ * validated before its handler runs; whatever goes wrong becomes an error
+ * reply and the service carries on.
+ */
+import type { NatsConnection } from "@nats-io/nats-core";
+import { type Service, type ServiceMsg, Svcm } from "@nats-io/services";
+import { PgqError, type PgqErrorKind } from "../pgq/errors.ts";
+import type { Logger } from "../log.ts";
+import { CommandError, type ErrorCode, type Reply } from "./replies.ts";
+import { parseRequestBody, type RequestSchema, validateRequest } from "./validate.ts";
+
+export const MAX_REQUEST_BYTES = 64 * 1024;
+
+export interface CommandSpec {
+  description: string;
+  request: RequestSchema;
+  handler: (request: Record<string, unknown>) => Promise<unknown>;
+}
+
+export interface CommandServiceOptions {
+  /** Service name for $SRV (letters, digits, - and _). */
+  name: string;
+  version: string;
+  description: string;
+  /** Subject prefix; command X listens on `<prefix>.X`. */
+  subjectPrefix: string;
+  commands: Record<string, CommandSpec>;
+  metadata?: Record<string, string>;
+  /** Extra figures for $SRV.STATS. */
+  stats?: () => unknown;
+  log: Logger;
+  /** Queue group; "" = every instance answers (default: every instance answers). */
+  queue?: string;
+}
+
+const PGQ_KIND_CODES: Record<PgqErrorKind, ErrorCode> = {
+  queue_not_found: "not_found",
+  consumer_not_registered: "not_found",
+  tick_not_found: "not_found",
+  batch_not_found: "not_found",
+  event_not_found: "not_found",
+  queue_has_consumers: "conflict",
+  queue_external_ticker: "conflict",
+  no_ticks: "conflict",
+  batch_open: "conflict",
+  invalid_state: "conflict",
+  invalid_argument: "bad_request",
+  database: "internal",
+};
+
+const UNAVAILABLE_CODES = new Set(["ECONNREFUSED", "ECONNRESET", "ETIMEDOUT", "EPIPE", "57P01", "57P02", "57P03", "08006", "08001", "08003"]);
+
+/** Maps anything a handler throws to an error reply. */
+export function errorReply(error: unknown): Reply {
+  if (error instanceof CommandError) return { error: { code: error.code, message: error.message } };
+  if (error instanceof PgqError) return { error: { code: PGQ_KIND_CODES[error.kind], message: error.message } };
+  const code = (error as { code?: unknown })?.code;
+  const message = error instanceof Error ? error.message : String(error);
+  if (typeof code === "string" && UNAVAILABLE_CODES.has(code)) return { error: { code: "unavailable", message } };
+  if (/Connection terminated|connect ECONNREFUSED|Client has encountered a connection error/.test(message)) {
+    return { error: { code: "unavailable", message } };
+  }
+  if (code === "23505") return { error: { code: "conflict", message } };
+  if (code === "22P02" || code === "22023" || code === "42601") return { error: { code: "bad_request", message } };
+  return { error: { code: "internal", message } };
+}
+
+/** Handles one raw request: size, JSON, schema, handler. Never throws. */
+export async function handleRequest(spec: CommandSpec, data: Uint8Array): Promise<Reply> {
+  if (data.length > MAX_REQUEST_BYTES) {
+    return { error: { code: "bad_request", message: `request is larger than ${MAX_REQUEST_BYTES} bytes` } };
+  }
+  const parsed = parseRequestBody(new TextDecoder().decode(data));
+  if (!parsed.ok) return { error: { code: "bad_request", message: parsed.message } };
+  const validated = validateRequest(spec.request, parsed.value);
+  if (!validated.ok) return { error: { code: "bad_request", message: validated.message } };
+  try {
+    return { result: (await spec.handler(validated.value)) ?? null };
+  } catch (error) {
+    return errorReply(error);
+  }
+}
+
+export async function startCommandService(nc: NatsConnection, options: CommandServiceOptions): Promise<Service> {
+  const service = await new Svcm(nc).add({
+    name: options.name,
+    version: options.version,
+    description: options.description,
+    metadata: options.metadata,
+    queue: options.queue ?? "",
+    statsHandler: options.stats ? async () => options.stats!() : undefined,
+  });
+  for (const [name, spec] of Object.entries(options.commands)) {
+    service.addEndpoint(name.replace(/[^A-Za-z0-9_-]/g, "_"), {
+      subject: `${options.subjectPrefix}.${name}`,
+      metadata: { description: spec.description },
+      handler: (_err: Error | null, msg: ServiceMsg) => {
+        void handleRequest(spec, msg.data).then((reply) => {
+          if ("error" in reply) options.log.warn({ command: name, error: reply.error }, "command failed");
+          else options.log.info({ command: name }, "command done");
+          if (msg.reply) msg.respond(JSON.stringify(reply));
+        });
+      },
+    });
+  }
+  return service;
+}

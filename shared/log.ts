@@ -1,0 +1,60 @@
+/**
+ * One pino logger per service: JSON lines on stdout (pretty when stdout is
+ * a terminal), with `service`, `job` and `host` on every line. Connection
+ * strings and passwords are redacted wherever they appear in logged
+ * objects.
+ */
+import { hostname } from "node:os";
+import pino from "pino";
+import { redactDsn } from "./config/dsn.ts";
+
+export type Logger = pino.Logger;
+
+export interface LoggerOptions {
+  service: string;
+  job: string;
+  level?: string;
+  /** Force pretty (true) or JSON (false); default: pretty on a terminal. */
+  pretty?: boolean;
+  /** Write here instead of stdout (tests). */
+  destination?: pino.DestinationStream;
+}
+
+const SECRET_PATHS = [
+  "password",
+  "*.password",
+  "*.*.password",
+  "pass",
+  "*.pass",
+  "token",
+  "*.token",
+  "nkey",
+  "*.nkey",
+  "connectionString",
+  "*.connectionString",
+];
+
+export function createLogger(options: LoggerOptions): Logger {
+  const pretty = options.pretty ?? (process.stdout.isTTY === true && options.destination === undefined);
+  const base = { service: options.service, job: options.job, host: hostname() };
+  const config: pino.LoggerOptions = {
+    level: options.level ?? process.env.LOG_LEVEL ?? "info",
+    base,
+    redact: { paths: SECRET_PATHS, censor: "***" },
+    formatters: {
+      log: (object) => redactStrings(object) as Record<string, unknown>,
+    },
+  };
+  if (options.destination) return pino(config, options.destination);
+  if (pretty) return pino({ ...config, transport: { target: "pino-pretty", options: { colorize: true } } });
+  return pino(config);
+}
+
+/** Masks passwords inside connection strings found in string values (one level deep is enough for our log calls). */
+function redactStrings(object: Record<string, unknown>): Record<string, unknown> {
+  const out: Record<string, unknown> = {};
+  for (const [key, value] of Object.entries(object)) {
+    out[key] = typeof value === "string" && /password|:\/\/[^@\s]*:[^@\s]*@/i.test(value) ? redactDsn(value) : value;
+  }
+  return out;
+}
