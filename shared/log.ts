@@ -18,6 +18,8 @@ export interface LoggerOptions {
   pretty?: boolean;
   /** Write here instead of stdout (tests). */
   destination?: pino.DestinationStream;
+  /** Also append JSON lines to this file (Skytools `logfile`). */
+  file?: string;
 }
 
 const SECRET_PATHS = [
@@ -46,6 +48,12 @@ export function createLogger(options: LoggerOptions): Logger {
     },
   };
   if (options.destination) return pino(config, options.destination);
+  if (options.file) {
+    return pino(
+      config,
+      pino.multistream([{ stream: process.stdout }, { stream: pino.destination({ dest: options.file, append: true, mkdir: true }) }]),
+    );
+  }
   if (pretty) return pino({ ...config, transport: { target: "pino-pretty", options: { colorize: true } } });
   return pino(config);
 }

@@ -17,8 +17,14 @@ export const MAX_REQUEST_BYTES = 64 * 1024;
 export interface CommandSpec {
   description: string;
   request: RequestSchema;
+  /** Returns the reply's result; NO_REPLY to stay silent (a request meant for another instance). */
   handler: (request: Record<string, unknown>) => Promise<unknown>;
+  /** Every instance receives it (stop, reload); otherwise one instance of the queue group does. */
+  everyInstance?: boolean;
 }
+
+/** Handler result meaning "not for me: send nothing". */
+export const NO_REPLY = Symbol("no reply");
 
 export interface CommandServiceOptions {
   /** Service name for $SRV (letters, digits, - and _). */
@@ -32,7 +38,7 @@ export interface CommandServiceOptions {
   /** Extra figures for $SRV.STATS. */
   stats?: () => unknown;
   log: Logger;
-  /** Queue group; "" = every instance answers (default: every instance answers). */
+  /** Queue group sharing the commands among instances (default "q"). */
   queue?: string;
 }
 
@@ -43,6 +49,8 @@ const PGQ_KIND_CODES: Record<PgqErrorKind, ErrorCode> = {
   batch_not_found: "not_found",
   event_not_found: "not_found",
   queue_has_consumers: "conflict",
+  queue_exists: "conflict",
+  consumer_exists: "conflict",
   queue_external_ticker: "conflict",
   no_ticks: "conflict",
   batch_open: "conflict",
@@ -69,7 +77,7 @@ export function errorReply(error: unknown): Reply {
 }
 
 /** Handles one raw request: size, JSON, schema, handler. Never throws. */
-export async function handleRequest(spec: CommandSpec, data: Uint8Array): Promise<Reply> {
+export async function handleRequest(spec: CommandSpec, data: Uint8Array): Promise<Reply | typeof NO_REPLY> {
   if (data.length > MAX_REQUEST_BYTES) {
     return { error: { code: "bad_request", message: `request is larger than ${MAX_REQUEST_BYTES} bytes` } };
   }
@@ -78,7 +86,8 @@ export async function handleRequest(spec: CommandSpec, data: Uint8Array): Promis
   const validated = validateRequest(spec.request, parsed.value);
   if (!validated.ok) return { error: { code: "bad_request", message: validated.message } };
   try {
-    return { result: (await spec.handler(validated.value)) ?? null };
+    const result = await spec.handler(validated.value);
+    return result === NO_REPLY ? NO_REPLY : { result: result ?? null };
   } catch (error) {
     return errorReply(error);
   }
@@ -90,15 +99,17 @@ export async function startCommandService(nc: NatsConnection, options: CommandSe
     version: options.version,
     description: options.description,
     metadata: options.metadata,
-    queue: options.queue ?? "",
+    queue: options.queue ?? "q",
     statsHandler: options.stats ? async () => options.stats!() : undefined,
   });
   for (const [name, spec] of Object.entries(options.commands)) {
     service.addEndpoint(name.replace(/[^A-Za-z0-9_-]/g, "_"), {
       subject: `${options.subjectPrefix}.${name}`,
       metadata: { description: spec.description },
+      ...(spec.everyInstance ? { queue: "" } : {}),
       handler: (_err: Error | null, msg: ServiceMsg) => {
         void handleRequest(spec, msg.data).then((reply) => {
+          if (reply === NO_REPLY) return;
           if ("error" in reply) options.log.warn({ command: name, error: reply.error }, "command failed");
           else options.log.info({ command: name }, "command done");
           if (msg.reply) msg.respond(JSON.stringify(reply));

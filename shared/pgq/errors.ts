@@ -8,6 +8,8 @@ import type { DatabaseError } from "pg";
 
 export type PgqErrorKind =
   | "queue_not_found"
+  | "queue_exists"
+  | "consumer_exists"
   | "queue_has_consumers"
   | "queue_external_ticker"
   | "consumer_not_registered"
@@ -21,8 +23,10 @@ export type PgqErrorKind =
   | "database";
 
 const KINDS: Array<[RegExp, PgqErrorKind]> = [
-  [/^(No such (event )?queue|no such queue|Event queue not (found|created yet)|queue not found)/, "queue_not_found"],
+  [/^(No such (event )?queue|no such queue(?!\/)|Event queue not (found|created yet)|queue not found)/, "queue_not_found"],
   [/^cannot drop queue, consumers still attached/, "queue_has_consumers"],
+  [/^queue already exists/, "queue_exists"],
+  [/^consumer already registered/, "consumer_exists"],
   [/^This queue has external tick source/, "queue_external_ticker"],
   [/^(Not subscriber to queue|consumer not registered|no such queue\/consumer)/, "consumer_not_registered"],
   [/^No ticks for this queue/, "no_ticks"],

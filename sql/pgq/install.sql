@@ -35,6 +35,9 @@ set local client_min_messages = warning;
 \ir functions/pgq.event_failed.sql
 \ir functions/pgq.finish_batch.sql
 \ir functions/pgq.failed_event.sql
+\ir functions/pgq.rename_queue.sql
+\ir functions/pgq.consumer_event_delete.sql
+\ir functions/pgq.register_consumer_copy.sql
 \ir functions/pgq.get_queue_info.sql
 \ir functions/pgq.get_consumer_info.sql
 \ir functions/pgq.maint_rotate_tables.sql

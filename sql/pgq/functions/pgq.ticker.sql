@@ -130,6 +130,11 @@ begin
     select tick_id, tick_time, tick_event_seq into v_last
       from pgq.tick where tick_queue = v_q.queue_id
      order by tick_queue desc, tick_id desc limit 1;
+    select tick_time into v_before
+      from pgq.tick
+     where tick_queue = v_q.queue_id and tick_id < v_last.tick_id
+     order by tick_queue desc, tick_id desc limit 1;
+    -- A queue with a single tick (just created) is always ticked.
     if found then
         v_lag := clock_timestamp() - v_last.tick_time;
         if v_q.event_seq <> v_last.tick_event_seq then
@@ -139,17 +144,11 @@ begin
                 return null;
             end if;
         else
-            select tick_time into v_before
-              from pgq.tick
-             where tick_queue = v_q.queue_id and tick_id < v_last.tick_id
-             order by tick_queue desc, tick_id desc limit 1;
-            if found then
-                if v_lag < v_q.queue_ticker_max_lag / 2
-                   or (v_lag < (v_last.tick_time - v_before) * 2
-                       and v_lag < v_q.queue_ticker_idle_period)
-                then
-                    return null;
-                end if;
+            if v_lag < v_q.queue_ticker_max_lag / 2
+               or (v_lag < (v_last.tick_time - v_before) * 2
+                   and v_lag < v_q.queue_ticker_idle_period)
+            then
+                return null;
             end if;
         end if;
     end if;

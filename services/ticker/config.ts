@@ -1,0 +1,68 @@
+/** The [pgqadm] config section: what the ticker and the pgqadm tool read. */
+import { COMMON_KEYS, checkJobName } from "../../shared/config/common-keys.ts";
+import { type ConfigSchema, ConfigError, type ConfigValues, loadConfigFile } from "../../shared/config/load.ts";
+import { toPgConfig } from "../../shared/config/dsn.ts";
+import type pg from "pg";
+
+export const PGQADM_SCHEMA: ConfigSchema = {
+  job_name: { kind: "string", description: "name of this ticker job", default: "pgqadm" },
+  db: { kind: "dsn", description: "the database whose queues are ticked", required: true, secret: true },
+  loop_delay: { kind: "number", description: "seconds between tick checks", default: "1.0", min: 0.01 },
+  maint_delay: { kind: "number", description: "seconds between maintenance runs", default: "300", min: 1 },
+  maint_delay_min: { kind: "number", description: "minutes between maintenance runs (overrides maint_delay)", min: 0.01 },
+  queue_refresh_period: { kind: "number", description: "seconds between re-reads of the queue list", default: "30", min: 0.1 },
+  ticker_log_delay: { kind: "number", description: "seconds between tick statistics log lines", default: "300", min: 1 },
+  standby_delay: { kind: "number", description: "seconds a standby waits between tries to become active", default: "1", min: 0.1 },
+  ...COMMON_KEYS,
+};
+
+export interface TickerConfig {
+  jobName: string;
+  db: pg.ClientConfig;
+  dbText: string;
+  loopDelayMs: number;
+  maintDelayMs: number;
+  queueRefreshMs: number;
+  logStatsMs: number;
+  standbyDelayMs: number;
+  subjectPrefix: string;
+  commandTimeoutMs: number;
+  metricsPort: number | undefined;
+  logLevel: string;
+  logfile: string | undefined;
+  pidfile: string | undefined;
+  values: ConfigValues;
+}
+
+export function loadTickerConfig(path: string, env: NodeJS.ProcessEnv = process.env): TickerConfig {
+  const v = loadConfigFile(path, "pgqadm", PGQADM_SCHEMA, env);
+  const jobName = v.job_name as string;
+  const problem = checkJobName(jobName);
+  if (problem) throw new ConfigError(`${path}: [pgqadm] job_name: ${problem}`);
+  const maintSeconds = v.maint_delay_min !== undefined ? (v.maint_delay_min as number) * 60 : (v.maint_delay as number);
+  return {
+    jobName,
+    db: toPgConfig(v.db as string),
+    dbText: v.db as string,
+    loopDelayMs: (v.loop_delay as number) * 1000,
+    maintDelayMs: maintSeconds * 1000,
+    queueRefreshMs: (v.queue_refresh_period as number) * 1000,
+    logStatsMs: (v.ticker_log_delay as number) * 1000,
+    standbyDelayMs: (v.standby_delay as number) * 1000,
+    subjectPrefix: v.subject_prefix as string,
+    commandTimeoutMs: (v.command_timeout as number) * 1000,
+    metricsPort: v.metrics_port as number | undefined,
+    logLevel: v.log_level as string,
+    logfile: v.logfile as string | undefined,
+    pidfile: v.pidfile as string | undefined,
+    values: v,
+  };
+}
+
+/** NATS subjects of one ticker job. */
+export function tickerSubjects(prefix: string, job: string) {
+  return {
+    command: (name: string) => `${prefix}.pgqadm.${job}.${name}`,
+    commandPrefix: `${prefix}.pgqadm.${job}`,
+  };
+}

@@ -1,0 +1,186 @@
+/**
+ * The ticker service (`pgqadm CONFIG ticker`): ticks and maintains the
+ * queues of one database, publishes a notice on NATS after each tick, and
+ * serves the pgqadm admin commands. NATS is optional for ticking: while it
+ * is away the ticker keeps ticking and only notices and commands wait.
+ *
+ * Signals: SIGINT/SIGTERM stop after the current unit of work; SIGHUP
+ * reloads the config. Exit codes: 0 stopped, 2 bad config, 1 other failure.
+ */
+import { hostname } from "node:os";
+import type { NatsConnection } from "@nats-io/nats-core";
+import type { Service } from "@nats-io/services";
+import pg from "pg";
+import { Counter, Gauge } from "prom-client";
+import { type CommandSpec, NO_REPLY, startCommandService } from "../../shared/bus/command-service.ts";
+import { connectNats } from "../../shared/bus/connect.ts";
+import { tickNoticeSubject, type TickNotice } from "../../shared/bus/subjects.ts";
+import { natsSettingsFrom } from "../../shared/config/common-keys.ts";
+import { ConfigError } from "../../shared/config/load.ts";
+import { createLogger } from "../../shared/log.ts";
+import { createRegistry, type MetricsEndpoint, serveMetrics } from "../../shared/metrics.ts";
+import { claimPidfile } from "../../shared/pidfile.ts";
+import { getQueueInfo } from "../../shared/pgq/index.ts";
+import { VERSION } from "../../shared/version.ts";
+import { adminCommands } from "./admin-commands.ts";
+import { loadTickerConfig, type TickerConfig, tickerSubjects } from "./config.ts";
+import { TickerLoop } from "./ticker-loop.ts";
+
+export async function runTickerService(configPath: string): Promise<number> {
+  let config: TickerConfig;
+  try {
+    config = loadTickerConfig(configPath);
+  } catch (error) {
+    if (error instanceof ConfigError) {
+      process.stderr.write(`${error.message}\n`);
+      return 2;
+    }
+    throw error;
+  }
+
+  const log = createLogger({ service: "ticker", job: config.jobName, level: config.logLevel, file: config.logfile });
+  let releasePidfile = () => {};
+  try {
+    if (config.pidfile) releasePidfile = claimPidfile(config.pidfile);
+  } catch (error) {
+    log.error((error as Error).message);
+    return 1;
+  }
+
+  const instance = `${hostname()}-${process.pid}`;
+  const stop = new AbortController();
+  const pool = new pg.Pool({ ...config.db, max: 2, application_name: `pgqadm ${config.jobName} admin` });
+  pool.on("error", (error) => log.warn({ err: error }, "idle admin connection failed"));
+
+  const registry = createRegistry("ticker", config.jobName);
+  const ticks = new Counter({ name: "pgq_ticks_total", help: "ticks made by this instance", labelNames: ["queue"], registers: [registry] });
+  const errors = new Counter({ name: "pgq_ticker_errors_total", help: "database errors in the tick loop", registers: [registry] });
+  const maintenances = new Counter({ name: "pgq_maintenance_runs_total", help: "maintenance runs", registers: [registry] });
+  const active = new Gauge({ name: "pgq_ticker_active", help: "1 when this instance is the active ticker", registers: [registry] });
+  new Gauge({
+    name: "pgq_queue_ticker_lag_seconds",
+    help: "seconds since the queue's last tick",
+    labelNames: ["queue"],
+    registers: [registry],
+    async collect() {
+      for (const q of await getQueueInfo(pool).catch(() => [])) {
+        if (q.tickerLagSeconds !== null) this.set({ queue: q.queueName }, q.tickerLagSeconds);
+      }
+    },
+  });
+  let metrics: MetricsEndpoint | undefined;
+  if (config.metricsPort !== undefined) {
+    metrics = await serveMetrics(registry, config.metricsPort);
+    log.info({ port: config.metricsPort }, "serving metrics on /metrics");
+  }
+
+  let nc: NatsConnection | undefined;
+  let service: Service | undefined;
+  const database = typeof config.db.database === "string" ? config.db.database : undefined;
+
+  const loop = new TickerLoop(config, log, {
+    onTicks(results) {
+      for (const r of results) {
+        ticks.inc({ queue: r.queue });
+        if (nc && !nc.isClosed()) {
+          const notice: TickNotice = { queue: r.queue, tick_id: r.tickId, time: r.time.toISOString(), database };
+          nc.publish(tickNoticeSubject(config.subjectPrefix, r.queue), JSON.stringify(notice));
+        }
+      }
+    },
+    onMaintenance: () => maintenances.inc(),
+    onError: () => errors.inc(),
+    onState: (state) => active.set(state === "active" ? 1 : 0),
+  });
+
+  const reload = () => {
+    try {
+      config = loadTickerConfig(configPath);
+      loop.reconfigure(config);
+      log.info("config reloaded");
+    } catch (error) {
+      log.error({ err: error }, "config reload failed; keeping the old config");
+    }
+  };
+  const forMe = (r: Record<string, unknown>) => r.instance === undefined || r.instance === instance;
+  const control: Record<string, CommandSpec> = {
+    stop: {
+      description: "stop this ticker job's instances (or only `instance`) after the current unit of work",
+      request: { instance: { type: "string", maxLength: 200 } },
+      everyInstance: true,
+      handler: async (r) => {
+        if (!forMe(r)) return NO_REPLY;
+        setImmediate(() => stop.abort());
+        return { instance, stopping: true };
+      },
+    },
+    reload: {
+      description: "re-read the config file (or only on `instance`)",
+      request: { instance: { type: "string", maxLength: 200 } },
+      everyInstance: true,
+      handler: async (r) => {
+        if (!forMe(r)) return NO_REPLY;
+        reload();
+        return { instance, reloaded: true };
+      },
+    },
+    ping: {
+      description: "who is running, and in which state",
+      request: {},
+      everyInstance: true,
+      handler: async () => ({ instance, state: loop.state, version: VERSION }),
+    },
+  };
+
+  const subjects = tickerSubjects(config.subjectPrefix, config.jobName);
+  void connectNats(natsSettingsFrom(config.values, `pgqadm ${config.jobName} ${instance}`), log)
+    .then(async (conn) => {
+      if (stop.signal.aborted) {
+        await conn.close();
+        return;
+      }
+      nc = conn;
+      service = await startCommandService(conn, {
+        name: "pgqadm-ticker",
+        version: VERSION,
+        description: `PgQ ticker and admin commands for job ${config.jobName}`,
+        subjectPrefix: subjects.commandPrefix,
+        commands: { ...adminCommands(pool), ...control },
+        metadata: { job: config.jobName, instance },
+        queue: `pgqadm-${config.jobName}`,
+        log,
+        stats: () => ({
+          instance,
+          state: loop.state,
+          ticks_by_queue: Object.fromEntries(loop.ticksByQueue),
+          last_maintenance: loop.lastMaintenance?.at.toISOString() ?? null,
+        }),
+      });
+      log.info({ subjects: `${subjects.commandPrefix}.*` }, "serving admin commands on NATS");
+    })
+    .catch((error: unknown) => log.error({ err: error }, "NATS setup failed; ticking goes on without it"));
+
+  const onStop = (signal: string) => {
+    log.info({ signal }, "stopping after the current unit of work");
+    stop.abort();
+  };
+  process.on("SIGINT", onStop);
+  process.on("SIGTERM", onStop);
+  process.on("SIGHUP", reload);
+
+  log.info({ loop_delay_s: config.loopDelayMs / 1000, maint_delay_s: config.maintDelayMs / 1000, instance }, "ticker starting");
+  try {
+    await loop.run(stop.signal);
+  } finally {
+    process.off("SIGINT", onStop);
+    process.off("SIGTERM", onStop);
+    process.off("SIGHUP", reload);
+    await service?.stop().catch(() => {});
+    await nc?.drain().catch(() => {});
+    await pool.end().catch(() => {});
+    await metrics?.close();
+    releasePidfile();
+    log.info("ticker stopped");
+  }
+  return 0;
+}

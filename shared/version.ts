@@ -1,0 +1,6 @@
+/** The project version, reported by every service (NATS $SRV info, status). */
+import { readFileSync } from "node:fs";
+
+export const VERSION: string = (
+  JSON.parse(readFileSync(new URL("../package.json", import.meta.url), "utf8")) as { version: string }
+).version;

@@ -1,0 +1,101 @@
+/**
+ * Small helpers shared by the PgQ tests: reading one value, capturing the
+ * server's WARNINGs, and ticking the way the spec's scenarios do.
+ */
+import type pg from "pg";
+import type { Queryable } from "../../shared/db/queryable.ts";
+
+/** First column of the first row (int8 comes back as a string, as pg sends it). */
+export async function value<T = unknown>(db: Queryable, sql: string, params: unknown[] = []): Promise<T> {
+  const { rows, fields } = await db.query(sql, params);
+  if (rows.length === 0) throw new Error(`no row from: ${sql}`);
+  return (rows[0] as Record<string, T>)[fields[0]!.name]!;
+}
+
+/** First column of the first row as a number (or null). */
+export async function num(db: Queryable, sql: string, params: unknown[] = []): Promise<number | null> {
+  const v = await value<string | number | null>(db, sql, params);
+  return v === null ? null : Number(v);
+}
+
+/** Runs `work` on one dedicated client and returns what it produced plus every NOTICE/WARNING text. */
+export async function withNotices<T>(
+  pool: pg.Pool,
+  work: (client: pg.PoolClient) => Promise<T>,
+): Promise<{ result: T; notices: Array<{ severity: string; message: string }> }> {
+  const client = await pool.connect();
+  const notices: Array<{ severity: string; message: string }> = [];
+  const onNotice = (msg: { severity?: string; message?: string }) => notices.push({ severity: msg.severity ?? "", message: msg.message ?? "" });
+  client.on("notice", onNotice);
+  try {
+    const result = await work(client);
+    return { result, notices };
+  } finally {
+    client.off("notice", onNotice);
+    client.release();
+  }
+}
+
+/** The spec's "after a tick": force_tick then ticker(q), each autocommitted; returns the new tick id. */
+export async function tick(db: Queryable, queue: string): Promise<number> {
+  await db.query("select pgq.force_tick($1)", [queue]);
+  const id = await num(db, "select pgq.ticker($1)", [queue]);
+  if (id === null) throw new Error(`no tick on ${queue} after force_tick`);
+  return id;
+}
+
+/** Opens the next batch with plain pgq.next_batch; null when there is none. */
+export async function nextBatchId(db: Queryable, queue: string, consumer: string): Promise<number | null> {
+  return num(db, "select pgq.next_batch($1, $2)", [queue, consumer]);
+}
+
+export interface EventRow {
+  ev_id: number;
+  ev_txid: number;
+  ev_retry: number | null;
+  ev_type: string | null;
+  ev_data: string | null;
+  ev_extra1: string | null;
+  ev_extra2: string | null;
+  ev_extra3: string | null;
+  ev_extra4: string | null;
+}
+
+/** pgq.get_batch_events with ids as numbers. */
+export async function batchRows(db: Queryable, batchId: number): Promise<EventRow[]> {
+  const { rows } = await db.query<Omit<EventRow, "ev_id" | "ev_txid"> & { ev_id: string; ev_txid: string }>(
+    `select ev_id, ev_txid, ev_retry, ev_type, ev_data, ev_extra1, ev_extra2, ev_extra3, ev_extra4
+       from pgq.get_batch_events($1)`,
+    [batchId],
+  );
+  return rows.map((r) => ({ ...r, ev_id: Number(r.ev_id), ev_txid: Number(r.ev_txid) }));
+}
+
+/** Opens the next batch, reads its events and finishes it; null when there was no batch. */
+export async function drainBatch(db: Queryable, queue: string, consumer: string): Promise<EventRow[] | null> {
+  const batchId = await nextBatchId(db, queue, consumer);
+  if (batchId === null) return null;
+  const rows = await batchRows(db, batchId);
+  await db.query("select pgq.finish_batch($1)", [batchId]);
+  return rows;
+}
+
+/**
+ * Waits until no transaction that started before `txid` is still running
+ * anywhere in the cluster (txids are cluster-wide, and other test files run
+ * in parallel). Scenarios that assert which slot tables a batch reads, or
+ * that the rotation guard lets a consumer pass, need their ticks to be taken
+ * with nothing older than the queue's last switch still open.
+ */
+export async function waitForOlderTransactions(db: Queryable, txid: string | number, timeoutMs = 10_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!(await value<boolean>(db, "select pg_snapshot_xmin(pg_current_snapshot()) > $1::text::xid8", [String(txid)]))) {
+    if (Date.now() > deadline) throw new Error(`transactions older than ${txid} still running after ${timeoutMs} ms`);
+    await new Promise((resolve) => setTimeout(resolve, 20));
+  }
+}
+
+/** The queue's last switch txid (queue_switch_step2) as text. */
+export async function switchStep2(db: Queryable, queue: string): Promise<string> {
+  return value<string>(db, "select queue_switch_step2::text from pgq.queue where queue_name = $1", [queue]);
+}

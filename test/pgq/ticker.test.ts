@@ -1,0 +1,175 @@
+/**
+ * PgQ core scenarios 11 and 23 (spec §6): force_tick, and queues with an
+ * external tick source. Here pgq.ticker(q) holds the tick decision (PgQ 3
+ * style), so it returns NULL when no tick is due and force_tick is what
+ * makes the next call tick.
+ */
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import {
+  createQueue,
+  forceTick,
+  getQueueInfo,
+  installPgq,
+  registerConsumer,
+  setQueueConfig,
+  tickAll,
+  tickNow,
+  tickQueue,
+} from "../../shared/pgq/index.ts";
+import { createTestDatabase, type TestDatabase } from "../support/db.ts";
+import { batchRows, drainBatch, nextBatchId, num } from "./helpers.ts";
+
+let db: TestDatabase;
+
+beforeAll(async () => {
+  db = await createTestDatabase("pgq-ticker");
+  await installPgq(db.pool);
+  await db.pool.query("select pgq.create_queue('myqueue')");
+});
+afterAll(async () => {
+  await db?.drop();
+});
+
+const eventSeq = (queue: string) =>
+  num(db.pool, "select pgq.seq_getval(queue_event_seq) from pgq.queue where queue_name = $1", [queue]);
+const lastTick = (queue: string) =>
+  num(
+    db.pool,
+    "select max(tick_id) from pgq.tick t join pgq.queue q on q.queue_id = t.tick_queue where q.queue_name = $1",
+    [queue],
+  );
+
+describe("scenario 11: force_tick", () => {
+  it("a fresh queue ticks on the first ticker call; right after a tick, an idle queue does not", async () => {
+    expect(await num(db.pool, "select pgq.ticker('myqueue')")).toBe(2);
+    expect(await num(db.pool, "select pgq.ticker('myqueue')")).toBeNull();
+    expect(await lastTick("myqueue")).toBe(2);
+  });
+
+  it("a fresh queue that already has events also ticks on the first ticker call", async () => {
+    await db.pool.query("select pgq.create_queue('busyfresh')");
+    await db.pool.query("select pgq.register_consumer('busyfresh', 'consumer')");
+    const id = (await num(db.pool, "select pgq.insert_event('busyfresh', 'x', 'y')"))!;
+    expect(await num(db.pool, "select pgq.ticker('busyfresh')")).toBe(2);
+    expect((await drainBatch(db.pool, "busyfresh", "consumer"))!.map((e) => e.ev_id)).toEqual([id]);
+  });
+
+  it("moves the event sequence past nextval by 2 x max_count, returns the current last tick, and the ticker then ticks", async () => {
+    for (let i = 0; i < 3; i++) await db.pool.query("select pgq.insert_event('myqueue', 'x', 'y')");
+    const seqBefore = (await eventSeq("myqueue"))!;
+    expect(seqBefore).toBe(3);
+
+    expect(await num(db.pool, "select pgq.force_tick('myqueue')")).toBe(2);
+    // nextval gives seqBefore + 1, then + 2 x 500
+    expect(await eventSeq("myqueue")).toBe(seqBefore + 1 + 2 * 500);
+    expect(await lastTick("myqueue")).toBe(2); // force_tick itself does not tick
+    expect(await num(db.pool, "select pgq.ticker('myqueue')")).toBe(3);
+    expect(await num(db.pool, "select pgq.force_tick('myqueue')")).toBe(3);
+  });
+
+  it("uses the queue's own max_count", async () => {
+    await db.pool.query("select pgq.set_queue_config('myqueue', 'ticker_max_count', '10')");
+    const seqBefore = (await eventSeq("myqueue"))!;
+    const last = await lastTick("myqueue");
+    expect(await num(db.pool, "select pgq.force_tick('myqueue')")).toBe(last);
+    expect(await eventSeq("myqueue")).toBe(seqBefore + 1 + 2 * 10);
+    expect(await num(db.pool, "select pgq.ticker('myqueue')")).toBe(last! + 1);
+  });
+
+  it("forceTick / tickQueue / tickNow in TypeScript", async () => {
+    const last = (await lastTick("myqueue"))!;
+    expect(await tickQueue(db.pool, "myqueue")).toBeNull();
+    expect(await forceTick(db.pool, "myqueue")).toBe(last);
+    expect(await tickQueue(db.pool, "myqueue")).toBe(last + 1);
+    expect(await tickNow(db.pool, "myqueue")).toBe(last + 2);
+    expect((await getQueueInfo(db.pool, "myqueue"))[0]!.lastTickId).toBe(last + 2);
+  });
+
+  it("on an external-ticker queue force_tick fails with 'queue not found or ticks not allowed'", async () => {
+    await db.pool.query("select pgq.create_queue('forcedext')");
+    await db.pool.query("select pgq.set_queue_config('forcedext', 'external_ticker', 'true')");
+    const seqBefore = await eventSeq("forcedext");
+    await expect(db.pool.query("select pgq.force_tick('forcedext')")).rejects.toThrow(
+      /^queue not found or ticks not allowed$/,
+    );
+    await expect(db.pool.query("select pgq.force_tick('nope')")).rejects.toThrow(
+      /^queue not found or ticks not allowed$/,
+    );
+    expect(await eventSeq("forcedext")).toBe(seqBefore);
+  });
+});
+
+describe("scenario 23: external ticker", () => {
+  beforeAll(async () => {
+    expect(await num(db.pool, "select pgq.create_queue('extqueue')")).toBe(1);
+    expect(await num(db.pool, "select pgq.set_queue_config('extqueue', 'external_ticker', 'true')")).toBe(1);
+    expect(await num(db.pool, "select pgq.register_consumer('extqueue', 'consumer')")).toBe(1);
+  });
+
+  it("ticker(q) on an external-ticker queue fails with 'This queue has external tick source.'", async () => {
+    await expect(db.pool.query("select pgq.ticker('extqueue')")).rejects.toThrow(
+      /^This queue has external tick source\.$/,
+    );
+    expect(await lastTick("extqueue")).toBe(1);
+  });
+
+  it("ticker(q, 100) inserts tick 100 and the consumer gets a batch from tick 1 to tick 100", async () => {
+    const id = (await num(db.pool, "select pgq.insert_event('extqueue', 'ext', 'data')"))!;
+    expect(await num(db.pool, "select pgq.ticker('extqueue', 100)")).toBe(100);
+    const { rows } = await db.pool.query<{ tick_id: string }>(
+      `select tick_id from pgq.tick t join pgq.queue q on q.queue_id = t.tick_queue
+        where q.queue_name = 'extqueue' order by tick_id`,
+    );
+    expect(rows.map((r) => Number(r.tick_id))).toEqual([1, 100]);
+
+    const batchId = (await nextBatchId(db.pool, "extqueue", "consumer"))!;
+    const { rows: info } = await db.pool.query(
+      "select prev_tick_id::int as prev, tick_id::int as tick from pgq.get_batch_info($1)",
+      [batchId],
+    );
+    expect(info).toEqual([{ prev: 1, tick: 100 }]);
+    expect((await batchRows(db.pool, batchId)).map((e) => [e.ev_id, e.ev_type])).toEqual([[id, "ext"]]);
+    expect(await num(db.pool, "select pgq.finish_batch($1)", [batchId])).toBe(1);
+    expect(await num(db.pool, "select last_tick from pgq.get_consumer_info('extqueue', 'consumer')")).toBe(100);
+  });
+
+  it("tick ids may jump: the next external tick 250 follows 100", async () => {
+    expect(await num(db.pool, "select pgq.ticker('extqueue', 250)")).toBe(250);
+    expect(await drainBatch(db.pool, "extqueue", "consumer")).toEqual([]);
+    expect(await num(db.pool, "select last_tick from pgq.get_consumer_info('extqueue', 'consumer')")).toBe(250);
+  });
+
+  it("ticker(q, id) on a normal or unknown queue fails with 'queue not found'", async () => {
+    const last = await lastTick("myqueue");
+    await expect(db.pool.query("select pgq.ticker('myqueue', 5000)")).rejects.toThrow(/^queue not found$/);
+    await expect(db.pool.query("select pgq.ticker('nope', 5000)")).rejects.toThrow(/^queue not found$/);
+    expect(await lastTick("myqueue")).toBe(last);
+  });
+
+  it("ticker() ticks only the queues without an external tick source", async () => {
+    // keep the queues made so far from becoming due while the test runs
+    const { rows: others } = await db.pool.query<{ queue_name: string }>("select queue_name from pgq.queue");
+    for (const { queue_name } of others) {
+      await setQueueConfig(db.pool, queue_name, "ticker_max_lag", "1 hour");
+      await setQueueConfig(db.pool, queue_name, "ticker_idle_period", "1 hour");
+    }
+    // the two fresh queues are due (a queue with one tick always ticks)
+    await createQueue(db.pool, "fresh1");
+    await createQueue(db.pool, "fresh2");
+    await registerConsumer(db.pool, "fresh2", "c");
+    const extBefore = await lastTick("extqueue");
+    expect(await num(db.pool, "select pgq.ticker()")).toBe(2);
+    expect(await lastTick("fresh1")).toBe(2);
+    expect(await lastTick("fresh2")).toBe(2);
+    expect(await lastTick("extqueue")).toBe(extBefore);
+    expect(await tickAll(db.pool)).toBe(0);
+  });
+
+  it("setQueueConfig('external_ticker') from TypeScript switches a queue to external ticks", async () => {
+    await createQueue(db.pool, "tsext");
+    await setQueueConfig(db.pool, "tsext", "external_ticker", "true");
+    expect((await getQueueInfo(db.pool, "tsext"))[0]!.externalTicker).toBe(true);
+    await expect(tickQueue(db.pool, "tsext")).rejects.toMatchObject({ kind: "queue_external_ticker" });
+    expect(await num(db.pool, "select pgq.ticker('tsext', 7)")).toBe(7);
+  });
+});
