@@ -1,0 +1,344 @@
+/**
+ * Vitest globalSetup: finds a PostgreSQL server and a NATS server with JetStream for the tests.
+ *
+ * Each one is resolved on its own, first match wins:
+ *  1. `DATABASE_URL` / `NATS_URL` from the environment (DATABASE_URL names a maintenance database,
+ *     e.g. postgres://postgres@127.0.0.1:5432/postgres; the role must be allowed to create databases);
+ *  2. a Docker engine reachable by testcontainers → `postgres:15` / `nats:2 -js` containers;
+ *  3. local binaries → a throwaway cluster (`initdb`, run as `postgres` when we are root) and
+ *     `nats-server -js`, in a temp dir on free ports, stopped and removed in teardown;
+ *  4. otherwise an error saying what to install or set.
+ *
+ * The URLs reach test files through `inject("databaseUrl")` / `inject("natsUrl")` (see db.ts) and
+ * through process.env.DATABASE_URL / NATS_URL. Both servers are checked before any test runs.
+ */
+import { execFile, spawn, type ChildProcess } from "node:child_process";
+import { access, appendFile, chmod, chown, constants, mkdir, mkdtemp, readdir, readFile, rm } from "node:fs/promises";
+import { createServer } from "node:net";
+import { tmpdir } from "node:os";
+import { delimiter, join } from "node:path";
+import { promisify } from "node:util";
+import pg from "pg";
+import { connect } from "@nats-io/transport-node";
+import { jetstreamManager } from "@nats-io/jetstream";
+import type { TestProject } from "vitest/node";
+
+declare module "vitest" {
+  export interface ProvidedContext {
+    /** Maintenance database URL (tests create their own databases from it). */
+    databaseUrl: string;
+    /** NATS server URL, JetStream enabled. */
+    natsUrl: string;
+  }
+}
+
+const run = promisify(execFile);
+type Cleanup = () => Promise<void>;
+
+const INSTALL_HINT =
+  "Install them (Debian/Ubuntu: `apt-get install postgresql nats-server`), " +
+  "or point the tests at running servers with DATABASE_URL=postgres://postgres@127.0.0.1:5432/postgres " +
+  "and NATS_URL=nats://127.0.0.1:4222, or make a Docker engine reachable for testcontainers.";
+
+/** Where each server came from, for the log line. */
+const source = { pg: "DATABASE_URL", nats: "NATS_URL" };
+
+export default async function setup(project: TestProject): Promise<() => Promise<void>> {
+  const cleanups: Cleanup[] = [];
+  const teardown = async (): Promise<void> => {
+    for (const c of cleanups.reverse()) {
+      try {
+        await c();
+      } catch (err) {
+        console.error("[global-setup] teardown step failed:", err);
+      }
+    }
+    cleanups.length = 0;
+  };
+  try {
+    const databaseUrl = envUrl("DATABASE_URL") ?? (await startPostgres(cleanups));
+    const natsUrl = envUrl("NATS_URL") ?? (await startNats(cleanups));
+    console.log(`[global-setup] PostgreSQL ${redact(databaseUrl)} (${source.pg}), NATS ${redact(natsUrl)} (${source.nats})`);
+    await checkPostgres(databaseUrl, source.pg === "DATABASE_URL");
+    await checkNats(natsUrl, source.nats === "NATS_URL");
+    project.provide("databaseUrl", databaseUrl);
+    project.provide("natsUrl", natsUrl);
+    process.env.DATABASE_URL = databaseUrl;
+    process.env.NATS_URL = natsUrl;
+  } catch (err) {
+    await teardown();
+    throw err;
+  }
+  return teardown;
+}
+
+function envUrl(name: string): string | undefined {
+  const v = process.env[name]?.trim();
+  return v ? v : undefined;
+}
+
+// ---------------------------------------------------------------- Docker (testcontainers)
+
+let dockerProbe: Promise<boolean> | undefined;
+
+/** True when testcontainers finds a container runtime. testcontainers is only loaded here. */
+function dockerAvailable(): Promise<boolean> {
+  dockerProbe ??= import("testcontainers")
+    .then((tc) => tc.getContainerRuntimeClient())
+    .then(
+      () => true,
+      () => false,
+    );
+  return dockerProbe;
+}
+
+// ---------------------------------------------------------------- PostgreSQL
+
+async function startPostgres(cleanups: Cleanup[]): Promise<string> {
+  if (await dockerAvailable()) {
+    source.pg = "testcontainers postgres:15";
+    const { PostgreSqlContainer } = await import("@testcontainers/postgresql");
+    const container = await new PostgreSqlContainer("postgres:15")
+      .withDatabase("postgres")
+      .withUsername("postgres")
+      .withPassword("postgres")
+      .withCommand(["postgres", ...PG_SETTINGS.flatMap(([k, v]) => ["-c", `${k}=${v}`])])
+      .start();
+    cleanups.push(async () => {
+      await container.stop();
+    });
+    return container.getConnectionUri();
+  }
+  const bin = await findPostgresBin();
+  if (!bin) throw new Error(`No PostgreSQL server for the tests: DATABASE_URL is unset, no Docker engine, and no initdb/pg_ctl found. ${INSTALL_HINT}`);
+  source.pg = `throwaway cluster from ${bin}`;
+  return startLocalPostgres(bin, cleanups);
+}
+
+/** Server settings for throwaway clusters: logical replication on, durability off (tests only). */
+const PG_SETTINGS: Array<[string, string]> = [
+  ["wal_level", "logical"],
+  ["max_wal_senders", "10"],
+  ["max_replication_slots", "10"],
+  ["max_connections", "200"],
+  ["fsync", "off"],
+  ["synchronous_commit", "off"],
+  ["full_page_writes", "off"],
+];
+
+/** Directory holding initdb and pg_ctl: highest /usr/lib/postgresql/<v>/bin, else PATH. */
+async function findPostgresBin(): Promise<string | undefined> {
+  const root = "/usr/lib/postgresql";
+  const versions = await readdir(root).catch(() => [] as string[]);
+  const sorted = versions.filter((v) => /^\d+(\.\d+)?$/.test(v)).sort((a, b) => Number(b) - Number(a));
+  const candidates = [...sorted.map((v) => join(root, v, "bin")), ...(process.env.PATH ?? "").split(delimiter)];
+  for (const dir of candidates) {
+    if (dir && (await isExecutable(join(dir, "initdb"))) && (await isExecutable(join(dir, "pg_ctl")))) return dir;
+  }
+  return undefined;
+}
+
+async function startLocalPostgres(bin: string, cleanups: Cleanup[]): Promise<string> {
+  const asRoot = process.getuid?.() === 0;
+  // initdb refuses to run as root: run the server tools as `postgres` then, and give it the data dir.
+  const owner = asRoot ? await lookupUser("postgres") : undefined;
+  if (asRoot && !owner) throw new Error("Running as root but there is no `postgres` user to run initdb as. " + INSTALL_HINT);
+  const pgTool = (tool: string, args: string[]) =>
+    asRoot ? run("runuser", ["-u", "postgres", "--", join(bin, tool), ...args]) : run(join(bin, tool), args);
+
+  const base = await mkdtemp(join(tmpdir(), "skytools-test-pg-"));
+  await chmod(base, 0o755); // mkdtemp gives 0700: postgres must be able to traverse it
+  cleanups.push(() => rm(base, { recursive: true, force: true }));
+  const data = join(base, "data");
+  await mkdir(data, { mode: 0o700 });
+  if (owner) await chown(data, owner.uid, owner.gid);
+
+  try {
+    await pgTool("initdb", ["-D", data, "-U", "postgres", "--auth=trust", "-E", "UTF8", "--no-locale"]);
+  } catch (err) {
+    throw new Error(`initdb failed in ${data}: ${describeExecError(err)}`);
+  }
+  const port = await freePort();
+  // Settings go into postgresql.conf rather than through `pg_ctl -o` (which is re-parsed by a shell).
+  const settings: Array<[string, string]> = [
+    ["port", String(port)],
+    ["listen_addresses", "127.0.0.1"],
+    ["unix_socket_directories", ""],
+    ...PG_SETTINGS,
+  ];
+  await appendFile(join(data, "postgresql.conf"), settings.map(([k, v]) => `${k} = '${v}'\n`).join(""));
+
+  const log = join(data, "server.log"); // inside the data dir: writable by postgres
+  try {
+    await pgTool("pg_ctl", ["-D", data, "-l", log, "-w", "-t", "60", "start"]);
+  } catch (err) {
+    const tail = await readFile(log, "utf8").catch(() => "");
+    throw new Error(`pg_ctl start failed (port ${port}): ${describeExecError(err)}\n${tail.slice(-2000)}`);
+  }
+  cleanups.push(async () => {
+    await pgTool("pg_ctl", ["-D", data, "-m", "fast", "-w", "-t", "60", "stop"]);
+  });
+  return `postgres://postgres@127.0.0.1:${port}/postgres`;
+}
+
+async function checkPostgres(url: string, fromEnv: boolean): Promise<void> {
+  const client = new pg.Client({ connectionString: url, connectionTimeoutMillis: 10_000 });
+  client.on("error", () => {}); // a dropped connection surfaces through the query below
+  try {
+    await client.connect();
+    await client.query("select 1");
+    const { rows } = await client.query<{ ok: boolean }>(
+      "select rolsuper or rolcreatedb as ok from pg_roles where rolname = current_user",
+    );
+    if (!rows[0]?.ok) throw new Error("the role may not create databases (needs CREATEDB or superuser)");
+  } catch (err) {
+    const hint = fromEnv ? "Check DATABASE_URL, or unset it to let the tests find or start a server." : INSTALL_HINT;
+    throw new Error(`PostgreSQL at ${redact(url)} is not usable for the tests: ${(err as Error).message}. ${hint}`);
+  } finally {
+    await client.end().catch(() => {});
+  }
+}
+
+// ---------------------------------------------------------------- NATS
+
+async function startNats(cleanups: Cleanup[]): Promise<string> {
+  if (await dockerAvailable()) {
+    source.nats = "testcontainers nats:2 -js";
+    const { GenericContainer, Wait } = await import("testcontainers");
+    const container = await new GenericContainer("nats:2")
+      .withCommand(["-js"])
+      .withExposedPorts(4222)
+      .withWaitStrategy(Wait.forLogMessage(/Server is ready/))
+      .start();
+    cleanups.push(async () => {
+      await container.stop();
+    });
+    return `nats://${container.getHost()}:${container.getMappedPort(4222)}`;
+  }
+  const bin = await findNatsServer();
+  if (!bin) throw new Error(`No NATS server for the tests: NATS_URL is unset, no Docker engine, and no nats-server found. ${INSTALL_HINT}`);
+  source.nats = `throwaway ${bin} -js`;
+  return startLocalNats(bin, cleanups);
+}
+
+async function findNatsServer(): Promise<string | undefined> {
+  const candidates = ["/usr/sbin/nats-server", ...(process.env.PATH ?? "").split(delimiter).map((d) => join(d, "nats-server"))];
+  for (const c of candidates) if (await isExecutable(c)) return c;
+  return undefined;
+}
+
+async function startLocalNats(bin: string, cleanups: Cleanup[]): Promise<string> {
+  const dir = await mkdtemp(join(tmpdir(), "skytools-test-nats-"));
+  cleanups.push(() => rm(dir, { recursive: true, force: true }));
+  const port = await freePort();
+  const log = join(dir, "nats.log");
+  const child = spawn(bin, ["-a", "127.0.0.1", "-p", String(port), "-js", "-sd", join(dir, "js"), "-l", log], {
+    stdio: "ignore",
+  });
+  let exited = false;
+  const exit = new Promise<void>((resolve) => {
+    child.once("exit", () => {
+      exited = true;
+      resolve();
+    });
+    child.once("error", () => {
+      exited = true;
+      resolve();
+    });
+  });
+  cleanups.push(() => stopChild(child, exit, () => exited));
+
+  const url = `nats://127.0.0.1:${port}`;
+  const deadline = Date.now() + 15_000;
+  for (;;) {
+    if (exited) {
+      const tail = await readFile(log, "utf8").catch(() => "");
+      throw new Error(`nats-server exited during startup (port ${port}):\n${tail.slice(-2000)}`);
+    }
+    try {
+      const nc = await connect({ servers: url, timeout: 1_000, reconnect: false });
+      await nc.close();
+      return url;
+    } catch (err) {
+      if (Date.now() > deadline) throw new Error(`nats-server did not answer on ${url} within 15 s: ${(err as Error).message}`);
+      await sleep(100);
+    }
+  }
+}
+
+async function stopChild(child: ChildProcess, exit: Promise<void>, exited: () => boolean): Promise<void> {
+  if (exited()) return;
+  child.kill("SIGTERM");
+  const timer = setTimeout(() => child.kill("SIGKILL"), 10_000);
+  await exit;
+  clearTimeout(timer);
+}
+
+async function checkNats(url: string, fromEnv: boolean): Promise<void> {
+  let nc: Awaited<ReturnType<typeof connect>> | undefined;
+  try {
+    nc = await connect({ servers: url, timeout: 10_000, reconnect: false });
+  } catch (err) {
+    const hint = fromEnv ? "Check NATS_URL, or unset it to let the tests find or start a server." : INSTALL_HINT;
+    throw new Error(`NATS at ${redact(url)} does not answer: ${(err as Error).message}. ${hint}`);
+  }
+  try {
+    await jetstreamManager(nc); // checks the JetStream API ($JS.API.INFO)
+  } catch (err) {
+    throw new Error(
+      `NATS at ${redact(url)} answers but JetStream is not available (start nats-server with -js): ${(err as Error).message}`,
+    );
+  } finally {
+    await nc.close().catch(() => {});
+  }
+}
+
+// ---------------------------------------------------------------- small utilities
+
+async function isExecutable(path: string): Promise<boolean> {
+  return access(path, constants.X_OK).then(
+    () => true,
+    () => false,
+  );
+}
+
+async function lookupUser(name: string): Promise<{ uid: number; gid: number } | undefined> {
+  try {
+    const [uid, gid] = await Promise.all([run("id", ["-u", name]), run("id", ["-g", name])]);
+    return { uid: Number(uid.stdout.trim()), gid: Number(gid.stdout.trim()) };
+  } catch {
+    return undefined;
+  }
+}
+
+/** A TCP port free right now on 127.0.0.1 (another process could still take it before we do). */
+function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const srv = createServer();
+    srv.once("error", reject);
+    srv.listen(0, "127.0.0.1", () => {
+      const addr = srv.address();
+      srv.close(() => (addr && typeof addr === "object" ? resolve(addr.port) : reject(new Error("no port"))));
+    });
+  });
+}
+
+function sleep(ms: number): Promise<void> {
+  return new Promise((resolve) => setTimeout(resolve, ms));
+}
+
+function describeExecError(err: unknown): string {
+  const e = err as { message?: string; stderr?: string };
+  return [e.message, e.stderr].filter(Boolean).join("\n");
+}
+
+/** The URL without its password, for error messages. */
+function redact(url: string): string {
+  try {
+    const u = new URL(url);
+    if (u.password) u.password = "***";
+    return u.toString();
+  } catch {
+    return url;
+  }
+}
