@@ -23,7 +23,7 @@ import { claimPidfile } from "../../shared/pidfile.ts";
 import { getQueueInfo } from "../../shared/pgq/index.ts";
 import { VERSION } from "../../shared/version.ts";
 import { adminCommands } from "./admin-commands.ts";
-import { loadTickerConfig, type TickerConfig, tickerSubjects } from "./config.ts";
+import { loadTickerConfig, type TickerConfig, tickerSubjects } from "../../shared/config/pgqadm.ts";
 import { TickerLoop } from "./ticker-loop.ts";
 
 export async function runTickerService(configPath: string): Promise<number> {

@@ -7,7 +7,7 @@
  */
 import { SessionLock } from "../../shared/db/session-lock.ts";
 import type { Logger } from "../../shared/log.ts";
-import type { TickerConfig } from "./config.ts";
+import type { TickerConfig } from "../../shared/config/pgqadm.ts";
 import { type MaintenanceReport, runMaintenance } from "./maintenance.ts";
 import { type TickResult, tickDueQueues } from "./ticking.ts";
 

@@ -1,7 +1,7 @@
 /** The [pgqadm] config section: what the ticker and the pgqadm tool read. */
-import { COMMON_KEYS, checkJobName } from "../../shared/config/common-keys.ts";
-import { type ConfigSchema, ConfigError, type ConfigValues, loadConfigFile } from "../../shared/config/load.ts";
-import { toPgConfig } from "../../shared/config/dsn.ts";
+import { COMMON_KEYS, checkJobName } from "./common-keys.ts";
+import { type ConfigSchema, ConfigError, type ConfigValues, loadConfigFile } from "./load.ts";
+import { toPgConfig } from "./dsn.ts";
 import type pg from "pg";
 
 export const PGQADM_SCHEMA: ConfigSchema = {

@@ -1,0 +1,47 @@
+/**
+ * How command-line tools talk to services: one NATS request, a bounded
+ * wait, and a one-line explanation when nobody answers.
+ */
+import { errors, type NatsConnection } from "@nats-io/nats-core";
+import { connect } from "@nats-io/transport-node";
+import { natsConnectionOptions, type NatsSettings } from "../bus/connect.ts";
+import type { Reply } from "../bus/replies.ts";
+
+export class NoServiceError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = "NoServiceError";
+  }
+}
+
+export async function connectForCli(settings: NatsSettings, timeoutMs: number): Promise<NatsConnection> {
+  try {
+    return await connect({
+      ...natsConnectionOptions(settings),
+      waitOnFirstConnect: false,
+      maxReconnectAttempts: 0,
+      timeout: timeoutMs,
+    });
+  } catch (error) {
+    throw new NoServiceError(`cannot connect to NATS at ${settings.url}: ${(error as Error).message}`);
+  }
+}
+
+/** Sends a request and returns the reply; NoServiceError when nobody answers in time. */
+export async function requestReply(
+  nc: NatsConnection,
+  subject: string,
+  body: unknown,
+  timeoutMs: number,
+  howToStart: string,
+): Promise<Reply> {
+  try {
+    const msg = await nc.request(subject, JSON.stringify(body), { timeout: timeoutMs });
+    return JSON.parse(msg.string()) as Reply;
+  } catch (error) {
+    if (error instanceof errors.TimeoutError || error instanceof errors.NoRespondersError || error instanceof errors.RequestError) {
+      throw new NoServiceError(`no service answered on ${subject} within ${timeoutMs / 1000} s: ${howToStart}`);
+    }
+    throw error;
+  }
+}
