@@ -10,7 +10,12 @@ export const PGQADM_SCHEMA: ConfigSchema = {
   loop_delay: { kind: "number", description: "seconds between tick checks", default: "1.0", min: 0.01 },
   maint_delay: { kind: "number", description: "seconds between maintenance runs", default: "300", min: 1 },
   maint_delay_min: { kind: "number", description: "minutes between maintenance runs (overrides maint_delay)", min: 0.01 },
-  queue_refresh_period: { kind: "number", description: "seconds between re-reads of the queue list", default: "30", min: 0.1 },
+  queue_refresh_period: {
+    kind: "number",
+    description: "accepted for Skytools compatibility; the queue list is read at every tick check",
+    default: "30",
+    min: 0.1,
+  },
   ticker_log_delay: { kind: "number", description: "seconds between tick statistics log lines", default: "300", min: 1 },
   standby_delay: { kind: "number", description: "seconds a standby waits between tries to become active", default: "1", min: 0.1 },
   ...COMMON_KEYS,
