@@ -39,6 +39,7 @@ export class TickerLoop {
   state: TickerState = "starting";
   lastMaintenance: { at: Date; report: MaintenanceReport } | undefined;
   readonly ticksByQueue = new Map<string, number>();
+  private readonly failureLoggedAt = new Map<string, number>();
 
   constructor(
     private config: TickerConfig,
@@ -97,7 +98,17 @@ export class TickerLoop {
     let nextStatsLog = Date.now() + this.config.logStatsMs;
     let ticksSinceLog = 0;
     while (!signal.aborted) {
-      const results = await tickDueQueues(lock.connection);
+      const round = await tickDueQueues(lock.connection);
+      const results = round.ticks;
+      for (const failure of round.failures) {
+        this.events.onError(new Error(failure.message));
+        // Once a minute per queue is enough to be seen without flooding the log.
+        const last = this.failureLoggedAt.get(failure.queue) ?? 0;
+        if (Date.now() - last >= 60_000) {
+          this.failureLoggedAt.set(failure.queue, Date.now());
+          this.log.error({ queue: failure.queue, error: failure.message }, "tick failed for this queue");
+        }
+      }
       for (const r of results) this.ticksByQueue.set(r.queue, (this.ticksByQueue.get(r.queue) ?? 0) + 1);
       ticksSinceLog += results.length;
       if (results.length > 0) this.events.onTicks(results);

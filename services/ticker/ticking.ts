@@ -1,7 +1,9 @@
 /**
  * One tick round: ask PgQ to tick every queue that is due. The decision
- * (count threshold, max lag, idle slow-down) is pgq.ticker's; this only
- * calls it for each queue the ticker handles, in one statement.
+ * (count threshold, max lag, idle slow-down) is pgq.ticker's; this calls
+ * it for each queue the ticker handles. A queue whose tick raises an error
+ * (e.g. an invalid snapshot) is reported and skipped, so one broken queue
+ * does not stop the others; connection errors propagate.
  */
 import type { Queryable } from "../../shared/db/queryable.ts";
 
@@ -11,12 +13,36 @@ export interface TickResult {
   time: Date;
 }
 
-export async function tickDueQueues(db: Queryable): Promise<TickResult[]> {
-  const { rows } = await db.query<{ queue_name: string; tick_id: string | null; now: Date }>(
-    `select queue_name, pgq.ticker(queue_name) as tick_id, clock_timestamp() as now
-       from pgq.queue
+export interface TickRound {
+  ticks: TickResult[];
+  failures: Array<{ queue: string; message: string }>;
+}
+
+/** Errors raised by PL/pgSQL (RAISE) or by data: the queue's problem, not the connection's. */
+function isQueueError(error: unknown): boolean {
+  const code = (error as { code?: unknown })?.code;
+  return typeof code === "string" && /^(P0|22|23|42|XX)/.test(code) && code !== "XX000";
+}
+
+export async function tickDueQueues(db: Queryable): Promise<TickRound> {
+  const round: TickRound = { ticks: [], failures: [] };
+  const { rows } = await db.query<{ queue_name: string }>(
+    `select queue_name from pgq.queue
       where not queue_external_ticker and not queue_ticker_paused
       order by queue_id`,
   );
-  return rows.filter((r) => r.tick_id !== null).map((r) => ({ queue: r.queue_name, tickId: Number(r.tick_id), time: r.now }));
+  for (const { queue_name } of rows) {
+    try {
+      const result = await db.query<{ tick_id: string | null; now: Date }>(
+        "select pgq.ticker($1) as tick_id, clock_timestamp() as now",
+        [queue_name],
+      );
+      const row = result.rows[0]!;
+      if (row.tick_id !== null) round.ticks.push({ queue: queue_name, tickId: Number(row.tick_id), time: row.now });
+    } catch (error) {
+      if (!isQueueError(error)) throw error;
+      round.failures.push({ queue: queue_name, message: (error as Error).message });
+    }
+  }
+  return round;
 }
