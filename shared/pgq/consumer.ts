@@ -58,15 +58,24 @@ export class OpenBatch {
   /** Streams the batch's events in ev_id order; may be iterated more than once. */
   async *events(): AsyncGenerator<PgqEvent> {
     const client = await this.pool.connect();
+    let finished = false;
     let broken: Error | undefined;
     try {
       await client.query("begin read only");
       yield* batchEvents(client, this.info.batchId, this.fetchSize);
       await client.query("commit");
+      finished = true;
     } catch (error) {
       broken = error as Error;
       throw error;
     } finally {
+      // The handler may stop iterating early (break, throw): end the read
+      // transaction before the connection goes back to the pool.
+      if (!finished && !broken) {
+        await client.query("rollback").catch((error: unknown) => {
+          broken = error as Error;
+        });
+      }
       client.release(broken);
     }
   }

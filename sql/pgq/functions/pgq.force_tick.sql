@@ -32,6 +32,10 @@ begin
       from pgq.tick where tick_queue = v_q.queue_id
      order by tick_queue desc, tick_id desc limit 1;
 
+    -- Two force_ticks must not interleave their nextval and setval: the
+    -- later setval would move the sequence back and producers would get
+    -- event ids twice.  Serialised, the sequence only moves forward.
+    perform pg_advisory_xact_lock(1886482803, v_q.queue_id);
     perform setval(v_q.queue_event_seq,
                    nextval(v_q.queue_event_seq) + 2 * v_q.queue_ticker_max_count);
     return v_tick;

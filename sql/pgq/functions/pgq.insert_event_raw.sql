@@ -14,6 +14,9 @@
 --      pgq.batch_event_tables and the rotation guard rely on (PostgreSQL
 --      assigns txids lazily, so without this a transaction could read the
 --      old slot number and obtain its txid long after the rotation).
+--      Outside READ COMMITTED the queue row is read FOR SHARE, since the
+--      transaction snapshot could show a slot number from before a
+--      rotation; such a producer gets a serialization failure and retries.
 --
 -- Parameters:
 --      queue_name - queue to insert into
@@ -27,7 +30,8 @@
 --      The event id.
 --
 -- Errors:
---      'No such queue'
+--      'No such queue'; SQLSTATE 40001 for a REPEATABLE READ/SERIALIZABLE
+--      producer whose snapshot predates a rotation (retry the transaction)
 --
 -- Tables:
 --      pgq.queue, pgq.event_<id>_<n> (through pgq.event_template)
@@ -45,10 +49,23 @@ declare
 begin
     v_txid := pg_current_xact_id();
 
-    select q.queue_id, q.queue_cur_table, nextval(q.queue_event_seq)
-      into v_qid, v_slot, v_id
-      from pgq.queue q
-     where q.queue_name = $1;
+    if current_setting('transaction_isolation') = 'read committed' then
+        select q.queue_id, q.queue_cur_table, nextval(q.queue_event_seq)
+          into v_qid, v_slot, v_id
+          from pgq.queue q
+         where q.queue_name = $1;
+    else
+        -- A REPEATABLE READ or SERIALIZABLE snapshot may predate a
+        -- rotation and show an old slot.  Locking the row reads its
+        -- latest version: a rotation committed after our snapshot makes
+        -- this fail with a serialization error (the producer retries),
+        -- and a later rotation waits for our commit.
+        select q.queue_id, q.queue_cur_table, nextval(q.queue_event_seq)
+          into v_qid, v_slot, v_id
+          from pgq.queue q
+         where q.queue_name = $1
+           for share;
+    end if;
     if not found then
         raise exception 'No such queue';
     end if;

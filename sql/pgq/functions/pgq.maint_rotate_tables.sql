@@ -17,8 +17,9 @@
 --      i_queue_name - queue name
 --
 -- Returns:
---      1 when rotated, 0 when not due, held back by a consumer, or the
---      slot table was busy (WARNING).
+--      1 when rotated, 0 when not due, held back by a consumer, the
+--      queue row was locked by a producer, or the slot table was busy
+--      (WARNING).
 --
 -- Errors:
 --      'No such event queue'
@@ -34,14 +35,22 @@ declare
     v_table  text;
     v_keep   int8;
 begin
-    select queue_id, queue_cur_table, queue_ntables, queue_rotation_period,
-           queue_switch_time, queue_switch_step2
-      into v_q
-      from pgq.queue where queue_name = i_queue_name
-       for update;
+    perform 1 from pgq.queue where queue_name = i_queue_name;
     if not found then
         raise exception 'No such event queue';
     end if;
+    -- NOWAIT: a REPEATABLE READ producer holds the queue row FOR SHARE
+    -- until it commits; rotate at the next maintenance run instead of
+    -- stalling the ticker behind it.
+    begin
+        select queue_id, queue_cur_table, queue_ntables, queue_rotation_period,
+               queue_switch_time, queue_switch_step2
+          into v_q
+          from pgq.queue where queue_name = i_queue_name
+           for update nowait;
+    exception when lock_not_available then
+        return 0;
+    end;
 
     if v_q.queue_rotation_period is null
        or v_q.queue_switch_step2 is null
