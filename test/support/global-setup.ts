@@ -12,16 +12,15 @@
  * The URLs reach test files through `inject("databaseUrl")` / `inject("natsUrl")` (see db.ts) and
  * through process.env.DATABASE_URL / NATS_URL. Both servers are checked before any test runs.
  */
-import { execFile, spawn, type ChildProcess } from "node:child_process";
-import { access, appendFile, chmod, chown, constants, mkdir, mkdtemp, readdir, readFile, rm } from "node:fs/promises";
-import { createServer } from "node:net";
+import { spawn, type ChildProcess } from "node:child_process";
+import { mkdtemp, readFile, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { delimiter, join } from "node:path";
-import { promisify } from "node:util";
 import pg from "pg";
 import { connect } from "@nats-io/transport-node";
 import { jetstreamManager } from "@nats-io/jetstream";
 import type { TestProject } from "vitest/node";
+import { findPostgresBin, freePort, INSTALL_HINT, isExecutable, PG_SETTINGS, startLocalPostgres } from "./local-postgres.ts";
 
 declare module "vitest" {
   export interface ProvidedContext {
@@ -32,13 +31,7 @@ declare module "vitest" {
   }
 }
 
-const run = promisify(execFile);
 type Cleanup = () => Promise<void>;
-
-const INSTALL_HINT =
-  "Install them (Debian/Ubuntu: `apt-get install postgresql nats-server`), " +
-  "or point the tests at running servers with DATABASE_URL=postgres://postgres@127.0.0.1:5432/postgres " +
-  "and NATS_URL=nats://127.0.0.1:4222, or make a Docker engine reachable for testcontainers.";
 
 /** Where each server came from, for the log line. */
 const source = { pg: "DATABASE_URL", nats: "NATS_URL" };
@@ -112,73 +105,9 @@ async function startPostgres(cleanups: Cleanup[]): Promise<string> {
   const bin = await findPostgresBin();
   if (!bin) throw new Error(`No PostgreSQL server for the tests: DATABASE_URL is unset, no Docker engine, and no initdb/pg_ctl found. ${INSTALL_HINT}`);
   source.pg = `throwaway cluster from ${bin}`;
-  return startLocalPostgres(bin, cleanups);
-}
-
-/** Server settings for throwaway clusters: logical replication on, durability off (tests only). */
-const PG_SETTINGS: Array<[string, string]> = [
-  ["wal_level", "logical"],
-  ["max_wal_senders", "10"],
-  ["max_replication_slots", "10"],
-  ["max_connections", "200"],
-  ["fsync", "off"],
-  ["synchronous_commit", "off"],
-  ["full_page_writes", "off"],
-];
-
-/** Directory holding initdb and pg_ctl: highest /usr/lib/postgresql/<v>/bin, else PATH. */
-async function findPostgresBin(): Promise<string | undefined> {
-  const root = "/usr/lib/postgresql";
-  const versions = await readdir(root).catch(() => [] as string[]);
-  const sorted = versions.filter((v) => /^\d+(\.\d+)?$/.test(v)).sort((a, b) => Number(b) - Number(a));
-  const candidates = [...sorted.map((v) => join(root, v, "bin")), ...(process.env.PATH ?? "").split(delimiter)];
-  for (const dir of candidates) {
-    if (dir && (await isExecutable(join(dir, "initdb"))) && (await isExecutable(join(dir, "pg_ctl")))) return dir;
-  }
-  return undefined;
-}
-
-async function startLocalPostgres(bin: string, cleanups: Cleanup[]): Promise<string> {
-  const asRoot = process.getuid?.() === 0;
-  // initdb refuses to run as root: run the server tools as `postgres` then, and give it the data dir.
-  const owner = asRoot ? await lookupUser("postgres") : undefined;
-  if (asRoot && !owner) throw new Error("Running as root but there is no `postgres` user to run initdb as. " + INSTALL_HINT);
-  const pgTool = (tool: string, args: string[]) =>
-    asRoot ? run("runuser", ["-u", "postgres", "--", join(bin, tool), ...args]) : run(join(bin, tool), args);
-
-  const base = await mkdtemp(join(tmpdir(), "skytools-test-pg-"));
-  await chmod(base, 0o755); // mkdtemp gives 0700: postgres must be able to traverse it
-  cleanups.push(() => rm(base, { recursive: true, force: true }));
-  const data = join(base, "data");
-  await mkdir(data, { mode: 0o700 });
-  if (owner) await chown(data, owner.uid, owner.gid);
-
-  try {
-    await pgTool("initdb", ["-D", data, "-U", "postgres", "--auth=trust", "-E", "UTF8", "--no-locale"]);
-  } catch (err) {
-    throw new Error(`initdb failed in ${data}: ${describeExecError(err)}`);
-  }
-  const port = await freePort();
-  // Settings go into postgresql.conf rather than through `pg_ctl -o` (which is re-parsed by a shell).
-  const settings: Array<[string, string]> = [
-    ["port", String(port)],
-    ["listen_addresses", "127.0.0.1"],
-    ["unix_socket_directories", ""],
-    ...PG_SETTINGS,
-  ];
-  await appendFile(join(data, "postgresql.conf"), settings.map(([k, v]) => `${k} = '${v}'\n`).join(""));
-
-  const log = join(data, "server.log"); // inside the data dir: writable by postgres
-  try {
-    await pgTool("pg_ctl", ["-D", data, "-l", log, "-w", "-t", "60", "start"]);
-  } catch (err) {
-    const tail = await readFile(log, "utf8").catch(() => "");
-    throw new Error(`pg_ctl start failed (port ${port}): ${describeExecError(err)}\n${tail.slice(-2000)}`);
-  }
-  cleanups.push(async () => {
-    await pgTool("pg_ctl", ["-D", data, "-m", "fast", "-w", "-t", "60", "stop"]);
-  });
-  return `postgres://postgres@127.0.0.1:${port}/postgres`;
+  const server = await startLocalPostgres(bin);
+  cleanups.push(() => server.stop());
+  return server.url;
 }
 
 async function checkPostgres(url: string, fromEnv: boolean): Promise<void> {
@@ -295,41 +224,8 @@ async function checkNats(url: string, fromEnv: boolean): Promise<void> {
 
 // ---------------------------------------------------------------- small utilities
 
-async function isExecutable(path: string): Promise<boolean> {
-  return access(path, constants.X_OK).then(
-    () => true,
-    () => false,
-  );
-}
-
-async function lookupUser(name: string): Promise<{ uid: number; gid: number } | undefined> {
-  try {
-    const [uid, gid] = await Promise.all([run("id", ["-u", name]), run("id", ["-g", name])]);
-    return { uid: Number(uid.stdout.trim()), gid: Number(gid.stdout.trim()) };
-  } catch {
-    return undefined;
-  }
-}
-
-/** A TCP port free right now on 127.0.0.1 (another process could still take it before we do). */
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const srv = createServer();
-    srv.once("error", reject);
-    srv.listen(0, "127.0.0.1", () => {
-      const addr = srv.address();
-      srv.close(() => (addr && typeof addr === "object" ? resolve(addr.port) : reject(new Error("no port"))));
-    });
-  });
-}
-
 function sleep(ms: number): Promise<void> {
   return new Promise((resolve) => setTimeout(resolve, ms));
-}
-
-function describeExecError(err: unknown): string {
-  const e = err as { message?: string; stderr?: string };
-  return [e.message, e.stderr].filter(Boolean).join("\n");
 }
 
 /** The URL without its password, for error messages. */
