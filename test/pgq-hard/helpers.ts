@@ -9,18 +9,8 @@ import type { TestDatabase } from "../support/db.ts";
 
 export const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms));
 
-/** First column of the first row. */
-export async function value<T = unknown>(db: Queryable, sql: string, params: unknown[] = []): Promise<T> {
-  const { rows, fields } = await db.query(sql, params);
-  if (rows.length === 0) throw new Error(`no row from: ${sql}`);
-  return (rows[0] as Record<string, T>)[fields[0]!.name]!;
-}
-
-/** First column of the first row as a number (int8 arrives as text), or null. */
-export async function num(db: Queryable, sql: string, params: unknown[] = []): Promise<number | null> {
-  const v = await value<string | number | null>(db, sql, params);
-  return v === null ? null : Number(v);
-}
+export { num, value } from "../support/query.ts";
+import { num, value } from "../support/query.ts";
 
 /** First column of every row as numbers. */
 export async function nums(db: Queryable, sql: string, params: unknown[] = []): Promise<number[]> {

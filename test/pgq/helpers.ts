@@ -5,18 +5,8 @@
 import type pg from "pg";
 import type { Queryable } from "../../shared/db/queryable.ts";
 
-/** First column of the first row (int8 comes back as a string, as pg sends it). */
-export async function value<T = unknown>(db: Queryable, sql: string, params: unknown[] = []): Promise<T> {
-  const { rows, fields } = await db.query(sql, params);
-  if (rows.length === 0) throw new Error(`no row from: ${sql}`);
-  return (rows[0] as Record<string, T>)[fields[0]!.name]!;
-}
-
-/** First column of the first row as a number (or null). */
-export async function num(db: Queryable, sql: string, params: unknown[] = []): Promise<number | null> {
-  const v = await value<string | number | null>(db, sql, params);
-  return v === null ? null : Number(v);
-}
+export { num, value } from "../support/query.ts";
+import { num, value } from "../support/query.ts";
 
 /** Runs `work` on one dedicated client and returns what it produced plus every NOTICE/WARNING text. */
 export async function withNotices<T>(
