@@ -14,6 +14,7 @@ import pg from "pg";
 import { Counter, Gauge } from "prom-client";
 import { type CommandSpec, NO_REPLY, startCommandService } from "../../shared/bus/command-service.ts";
 import { connectNats } from "../../shared/bus/connect.ts";
+import { CommandError } from "../../shared/bus/replies.ts";
 import { tickNoticeSubject, type TickNotice } from "../../shared/bus/subjects.ts";
 import { natsSettingsFrom } from "../../shared/config/common-keys.ts";
 import { ConfigError } from "../../shared/config/load.ts";
@@ -25,6 +26,19 @@ import { VERSION } from "../../shared/version.ts";
 import { adminCommands } from "./admin-commands.ts";
 import { loadTickerConfig, type TickerConfig, tickerSubjects } from "../../shared/config/pgqadm.ts";
 import { TickerLoop } from "./ticker-loop.ts";
+
+/** The database name of a pg config, for tick notices: keyword DSNs give it directly, URLs in their path. */
+function databaseName(db: pg.ClientConfig): string | undefined {
+  if (typeof db.database === "string") return db.database;
+  if (db.connectionString) {
+    try {
+      return decodeURIComponent(new URL(db.connectionString).pathname.slice(1)) || undefined;
+    } catch {
+      return undefined;
+    }
+  }
+  return undefined;
+}
 
 export async function runTickerService(configPath: string): Promise<number> {
   let config: TickerConfig;
@@ -76,7 +90,7 @@ export async function runTickerService(configPath: string): Promise<number> {
 
   let nc: NatsConnection | undefined;
   let service: Service | undefined;
-  const database = typeof config.db.database === "string" ? config.db.database : undefined;
+  const database = databaseName(config.db);
 
   const loop = new TickerLoop(config, log, {
     onTicks(results) {
@@ -93,15 +107,19 @@ export async function runTickerService(configPath: string): Promise<number> {
     onState: (state) => active.set(state === "active" ? 1 : 0),
   });
 
-  const reload = () => {
+  /** Re-reads the config; returns the problem when the file is not usable (the old config stays). */
+  const reload = (): string | undefined => {
     try {
       config = loadTickerConfig(configPath);
       loop.reconfigure(config);
       log.info("config reloaded");
+      return undefined;
     } catch (error) {
       log.error({ err: error }, "config reload failed; keeping the old config");
+      return (error as Error).message;
     }
   };
+  const onSighup = () => void reload();
   const forMe = (r: Record<string, unknown>) => r.instance === undefined || r.instance === instance;
   const control: Record<string, CommandSpec> = {
     stop: {
@@ -120,7 +138,8 @@ export async function runTickerService(configPath: string): Promise<number> {
       everyInstance: true,
       handler: async (r) => {
         if (!forMe(r)) return NO_REPLY;
-        reload();
+        const problem = reload();
+        if (problem) throw new CommandError("internal", `config reload failed, keeping the old config: ${problem}`);
         return { instance, reloaded: true };
       },
     },
@@ -166,7 +185,7 @@ export async function runTickerService(configPath: string): Promise<number> {
   };
   process.on("SIGINT", onStop);
   process.on("SIGTERM", onStop);
-  process.on("SIGHUP", reload);
+  process.on("SIGHUP", onSighup);
 
   log.info({ loop_delay_s: config.loopDelayMs / 1000, maint_delay_s: config.maintDelayMs / 1000, instance }, "ticker starting");
   try {
@@ -174,7 +193,7 @@ export async function runTickerService(configPath: string): Promise<number> {
   } finally {
     process.off("SIGINT", onStop);
     process.off("SIGTERM", onStop);
-    process.off("SIGHUP", reload);
+    process.off("SIGHUP", onSighup);
     await service?.stop().catch(() => {});
     await nc?.drain().catch(() => {});
     await pool.end().catch(() => {});

@@ -17,8 +17,17 @@ export async function runMaintenance(db: Queryable): Promise<MaintenanceReport> 
 
   const queues = await db.query<{ queue_name: string }>("select queue_name from pgq.queue order by queue_id");
   for (const { queue_name } of queues.rows) {
-    const { rows } = await db.query<{ rotated: number }>("select pgq.maint_rotate_tables_step1($1) as rotated", [queue_name]);
-    if (rows[0]!.rotated === 1) report.rotated.push(queue_name);
+    let rotated: number;
+    try {
+      const { rows } = await db.query<{ rotated: number }>("select pgq.maint_rotate_tables_step1($1) as rotated", [queue_name]);
+      rotated = rows[0]!.rotated;
+    } catch (error) {
+      // A queue dropped or renamed since the list was read ("No such event queue") is not an error.
+      const gone = await db.query("select 1 from pgq.queue where queue_name = $1", [queue_name]);
+      if (gone.rowCount === 0) continue;
+      throw error;
+    }
+    if (rotated === 1) report.rotated.push(queue_name);
   }
   // Step 2 must see step 1 committed: it is a separate autocommit statement.
   await db.query("select pgq.maint_rotate_tables_step2()");

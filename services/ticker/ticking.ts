@@ -18,10 +18,19 @@ export interface TickRound {
   failures: Array<{ queue: string; message: string }>;
 }
 
-/** Errors raised by PL/pgSQL (RAISE) or by data: the queue's problem, not the connection's. */
+/**
+ * Errors raised by PL/pgSQL (RAISE) or by data: the queue's problem, not the connection's.
+ * Also class 40 (deadlock, serialization failure): only that statement was rolled back, the
+ * next round tries again (pgq.ticker can deadlock with a concurrent pgq.drop_queue).
+ */
 function isQueueError(error: unknown): boolean {
   const code = (error as { code?: unknown })?.code;
-  return typeof code === "string" && /^(P0|22|23|42|XX)/.test(code) && code !== "XX000";
+  return typeof code === "string" && /^(P0|22|23|40|42|XX)/.test(code) && code !== "XX000";
+}
+
+async function queueExists(db: Queryable, queue: string): Promise<boolean> {
+  const { rowCount } = await db.query("select 1 from pgq.queue where queue_name = $1", [queue]);
+  return rowCount !== null && rowCount > 0;
 }
 
 export async function tickDueQueues(db: Queryable): Promise<TickRound> {
@@ -40,6 +49,11 @@ export async function tickDueQueues(db: Queryable): Promise<TickRound> {
       const row = result.rows[0]!;
       if (row.tick_id !== null) round.ticks.push({ queue: queue_name, tickId: Number(row.tick_id), time: row.now });
     } catch (error) {
+      // Dropped or renamed since the list was read: pgq.ticker then fails with "no such queue"
+      // or, when the drop commits inside it, "could not open relation with OID ..." (XX000).
+      // Nothing to report, and no reason to drop the connection. (A broken connection makes
+      // this check throw, which propagates as it should.)
+      if (!(await queueExists(db, queue_name))) continue;
       if (!isQueueError(error)) throw error;
       round.failures.push({ queue: queue_name, message: (error as Error).message });
     }

@@ -5,6 +5,7 @@
  * validated before its handler runs; whatever goes wrong becomes an error
  * reply and the service carries on.
  */
+import { randomBytes } from "node:crypto";
 import type { NatsConnection } from "@nats-io/nats-core";
 import { type Service, type ServiceMsg, Svcm } from "@nats-io/services";
 import { PgqError, type PgqErrorKind } from "../pgq/errors.ts";
@@ -59,20 +60,23 @@ const PGQ_KIND_CODES: Record<PgqErrorKind, ErrorCode> = {
   database: "internal",
 };
 
-const UNAVAILABLE_CODES = new Set(["ECONNREFUSED", "ECONNRESET", "ETIMEDOUT", "EPIPE", "57P01", "57P02", "57P03", "08006", "08001", "08003"]);
+// Connection-level failures, server shutting down or not accepting connections (55000: e.g. ALLOW_CONNECTIONS false).
+const UNAVAILABLE_CODES = new Set(["ECONNREFUSED", "ECONNRESET", "ETIMEDOUT", "EPIPE", "57P01", "57P02", "57P03", "08006", "08001", "08003", "55000"]);
 
 /** Maps anything a handler throws to an error reply. */
 export function errorReply(error: unknown): Reply {
   if (error instanceof CommandError) return { error: { code: error.code, message: error.message } };
-  if (error instanceof PgqError) return { error: { code: PGQ_KIND_CODES[error.kind], message: error.message } };
-  const code = (error as { code?: unknown })?.code;
+  if (error instanceof PgqError && error.kind !== "database") return { error: { code: PGQ_KIND_CODES[error.kind], message: error.message } };
+  // Other database errors (also when wrapped as a PgqError of kind "database") by SQLSTATE.
+  const code = error instanceof PgqError ? error.sqlState : (error as { code?: unknown })?.code;
   const message = error instanceof Error ? error.message : String(error);
   if (typeof code === "string" && UNAVAILABLE_CODES.has(code)) return { error: { code: "unavailable", message } };
   if (/Connection terminated|connect ECONNREFUSED|Client has encountered a connection error/.test(message)) {
     return { error: { code: "unavailable", message } };
   }
   if (code === "23505") return { error: { code: "conflict", message } };
-  if (code === "22P02" || code === "22023" || code === "42601") return { error: { code: "bad_request", message } };
+  // Class 22 (data exception: a value that does not convert, is out of range, ...) and syntax errors.
+  if (typeof code === "string" && (code.startsWith("22") || code === "42601")) return { error: { code: "bad_request", message } };
   return { error: { code: "internal", message } };
 }
 
@@ -102,11 +106,14 @@ export async function startCommandService(nc: NatsConnection, options: CommandSe
     queue: options.queue ?? "q",
     statsHandler: options.stats ? async () => options.stats!() : undefined,
   });
+  // An endpoint's queue "" falls back to the service's queue group, so commands that every
+  // instance must receive get a queue group of their own per instance instead.
+  const ownQueue = `${options.queue ?? "q"}-${randomBytes(8).toString("hex")}`;
   for (const [name, spec] of Object.entries(options.commands)) {
     service.addEndpoint(name.replace(/[^A-Za-z0-9_-]/g, "_"), {
       subject: `${options.subjectPrefix}.${name}`,
       metadata: { description: spec.description },
-      ...(spec.everyInstance ? { queue: "" } : {}),
+      ...(spec.everyInstance ? { queue: ownQueue } : {}),
       handler: (_err: Error | null, msg: ServiceMsg) => {
         void handleRequest(spec, msg.data).then((reply) => {
           if (reply === NO_REPLY) return;

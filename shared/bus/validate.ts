@@ -64,7 +64,8 @@ export function validateRequest(schema: RequestSchema, payload: unknown): Valida
   }
   const input = payload as Record<string, unknown>;
   for (const key of Object.keys(input)) {
-    if (!(key in schema)) return { ok: false, message: `unknown field ${JSON.stringify(key.slice(0, 100))}` };
+    // Own keys only: `in` would let "__proto__", "constructor", "toString" ... through as known.
+    if (!Object.hasOwn(schema, key)) return { ok: false, message: `unknown field ${JSON.stringify(key.slice(0, 100))}` };
   }
   const value: Record<string, unknown> = {};
   for (const [name, spec] of Object.entries(schema)) {

@@ -39,7 +39,11 @@ export async function requestReply(
     const msg = await nc.request(subject, JSON.stringify(body), { timeout: timeoutMs });
     return JSON.parse(msg.string()) as Reply;
   } catch (error) {
-    if (error instanceof errors.TimeoutError || error instanceof errors.NoRespondersError || error instanceof errors.RequestError) {
+    const noResponders =
+      error instanceof errors.NoRespondersError ||
+      (error instanceof errors.RequestError && error.cause instanceof errors.NoRespondersError);
+    if (noResponders) throw new NoServiceError(`no service is listening on ${subject}: ${howToStart}`);
+    if (error instanceof errors.TimeoutError || error instanceof errors.RequestError) {
       throw new NoServiceError(`no service answered on ${subject} within ${timeoutMs / 1000} s: ${howToStart}`);
     }
     throw error;

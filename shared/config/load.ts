@@ -79,7 +79,7 @@ export function loadConfigText(
     const fileSection = file.sections.get(section);
     if (!fileSection) throw new ConfigError(`${path}: section [${section}] is missing`);
     for (const [key, entry] of fileSection.entries) {
-      if (!(key in schema)) throw new ConfigError(`${path}:${entry.line}: [${section}] ${key}: unknown key`);
+      if (!Object.hasOwn(schema, key)) throw new ConfigError(`${path}:${entry.line}: [${section}] ${key}: unknown key`);
     }
     // Environment overrides replace file values before interpolation.
     for (const key of Object.keys(schema)) {

@@ -25,9 +25,15 @@ begin
         raise exception 'Invalid NULL value';
     end if;
 
-    select queue_id into v_qid
-      from pgq.queue where queue_name = i_queue_name
-       for update;
+    select queue_id into v_qid from pgq.queue where queue_name = i_queue_name;
+    if not found then
+        raise exception 'No such event queue';
+    end if;
+    -- Take the queue's ticker lock first, as pgq.ticker does: a tick in
+    -- progress finishes before the drop, instead of the two deadlocking
+    -- over the queue row and the event sequence.
+    perform pgq.ticker_lock(v_qid);
+    perform 1 from pgq.queue where queue_id = v_qid for update;
     if not found then
         raise exception 'No such event queue';
     end if;

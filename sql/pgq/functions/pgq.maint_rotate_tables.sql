@@ -39,7 +39,8 @@ begin
     if not found then
         raise exception 'No such event queue';
     end if;
-    -- NOWAIT: a REPEATABLE READ producer holds the queue row FOR SHARE
+    -- NO KEY UPDATE: ticks (which reference the queue row) are not held
+    -- up.  NOWAIT: a REPEATABLE READ producer holds the row FOR SHARE
     -- until it commits; rotate at the next maintenance run instead of
     -- stalling the ticker behind it.
     begin
@@ -47,7 +48,7 @@ begin
                queue_switch_time, queue_switch_step2
           into v_q
           from pgq.queue where queue_name = i_queue_name
-           for update nowait;
+           for no key update nowait;
     exception when lock_not_available then
         return 0;
     end;
