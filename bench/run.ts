@@ -1,0 +1,478 @@
+/**
+ * PgQ core benchmark: `npm run bench` (full size) or `BENCH_QUICK=1 npm run bench`
+ * / `npm run bench -- --quick` (smoke run, ~20 s).
+ *
+ * Creates a throwaway database on DATABASE_URL's server, installs PgQ, runs
+ *   1. pgq.insert_event throughput (synchronous_commit=off), each beside a
+ *      plain INSERT of the same row into an ordinary table of the same shape
+ *      with the same clients and transaction size;
+ *   2. the read of one batch of BENCH_EVENTS events: the batchEvents
+ *      iterator, pgq.get_batch_events and a COPY floor, each in a child
+ *      process that reports its peak RSS;
+ * prints a table and writes bench/results/latest.json, and drops the
+ * database at the end, also on failure.
+ *
+ * Environment: DATABASE_URL (server; default postgres://postgres@127.0.0.1:5432/postgres),
+ * BENCH_QUICK=1, BENCH_EVENTS (batch size, default 1000000), BENCH_SECONDS
+ * (timed length of each insert measurement, default 5), BENCH_FETCH (iterator
+ * fetch size, default 1000).
+ */
+import { spawn } from "node:child_process";
+import { mkdirSync, writeFileSync } from "node:fs";
+import { fileURLToPath } from "node:url";
+import type pg from "pg";
+import { installPgq } from "../shared/pgq/install.ts";
+import { insertEvent } from "../shared/pgq/producer.ts";
+import { createQueue, tickNow } from "../shared/pgq/queue-admin.ts";
+import { nextBatch, registerConsumer } from "../shared/pgq/batch.ts";
+import {
+  type BenchSettings,
+  type LoopResult,
+  type MachineInfo,
+  type ResultRow,
+  benchDatabaseName,
+  closeAll,
+  connect,
+  connectMany,
+  formatNumber,
+  loadAverage,
+  machineInfo,
+  readSettings,
+  renderTable,
+  runPair,
+  urlForDatabase,
+} from "./lib.ts";
+import { type Disturbance, Monitor } from "./monitor.ts";
+import type { ReadMode, ReadReport } from "./read-batch.ts";
+
+const QUEUE = "bench";
+const READ_QUEUE = "bench_read";
+const READER = "bench_reader";
+const P1B_TARGET = 70_000;
+const P6_LIMIT_MB = 256;
+/** ~100 bytes of urlencoded row, like a Londiste event; "id=<n>&" is put in front. */
+const PAYLOAD =
+  "name=benchmark+row+with+some+text&amount=12345.67&status=active&updated_at=2024-01-01+12%3A34%3A56";
+const EXTRA1 = "public.bench_table";
+
+const PLAIN_TABLE_SQL = `
+  create sequence bench_plain_id_seq;
+  create table bench_plain (
+      ev_id      int8 not null default nextval('bench_plain_id_seq'),
+      ev_time    timestamptz not null,
+      ev_txid    xid8 not null default pg_current_xact_id(),
+      ev_owner   int4,
+      ev_retry   int4,
+      ev_type    text,
+      ev_data    text,
+      ev_extra1  text,
+      ev_extra2  text,
+      ev_extra3  text,
+      ev_extra4  text,
+      ev_queue   int4 not null,
+      ev_slot    int2 not null
+  );
+  create index bench_plain_txid_idx on bench_plain (ev_txid);`;
+
+const PLAIN_ONE_SQL = `insert into bench_plain
+    (ev_time, ev_type, ev_data, ev_extra1, ev_extra2, ev_extra3, ev_extra4, ev_queue, ev_slot)
+  values (now(), $1, $2, $3, $4, $5, $6, 1, 0) returning ev_id`;
+
+const PGQ_SET_SQL = `select count(pgq.insert_event($1, 'I', 'id=' || i || '&' || $2, $3, null, null, null))
+  from generate_series(1, $4::int4) i`;
+
+const PLAIN_SET_SQL = `insert into bench_plain (ev_time, ev_type, ev_data, ev_extra1, ev_queue, ev_slot)
+  select now(), 'I', 'id=' || i || '&' || $1, $2, 1, 0 from generate_series(1, $3::int4) i`;
+
+interface Context {
+  settings: BenchSettings;
+  url: string;
+  monitor: Monitor;
+  rows: ResultRow[];
+  disturbances: Record<string, Disturbance>;
+}
+
+const log = (msg: string) => process.stderr.write(`[bench] ${msg}\n`);
+
+async function measured<T>(ctx: Context, id: string, work: () => Promise<T>): Promise<T> {
+  ctx.monitor.begin();
+  try {
+    return await work();
+  } finally {
+    ctx.disturbances[id] = await ctx.monitor.end();
+  }
+}
+
+/** Measures one insert workload for PgQ and for the plain-table baseline, on the same number of clients. */
+async function insertPair(
+  ctx: Context,
+  spec: {
+    id: string;
+    workload: string;
+    clients: number;
+    eventsPerOp: number;
+    pgq: (c: pg.Client, seq: () => number) => Promise<void>;
+    plain: (c: pg.Client, seq: () => number) => Promise<void>;
+    target: (r: LoopResult) => [string, boolean | null];
+  },
+): Promise<void> {
+  const { durationMs, warmupMs } = ctx.settings;
+  const clients = await connectMany(ctx.url, spec.clients);
+  try {
+    log(`${spec.workload}: pgq and plain INSERT, interleaved`);
+    const { a: res, b: base } = await measured(ctx, spec.id, () =>
+      runPair(clients, spec.pgq, spec.plain, spec.eventsPerOp, durationMs, warmupMs),
+    );
+    log(
+      `${spec.workload}: ${formatNumber(res.eventsPerSecond, "events/s")}` +
+        ` (baseline ${formatNumber(base.eventsPerSecond, "events/s")})`,
+    );
+    const [target, pass] = spec.target(res);
+    ctx.rows.push({
+      id: spec.id,
+      workload: spec.workload,
+      value: res.eventsPerSecond,
+      unit: "events/s",
+      baseline: base.eventsPerSecond,
+      baselineLabel: "plain INSERT",
+      ratio: res.eventsPerSecond / base.eventsPerSecond,
+      target,
+      pass,
+      detail: { pgq: res, baseline: base, clients: spec.clients, eventsPerTransaction: spec.eventsPerOp },
+    });
+  } finally {
+    await closeAll(clients);
+  }
+}
+
+const oneEvent = (seq: () => number) => ({ type: "I", data: `id=${seq()}&${PAYLOAD}`, extra1: EXTRA1 });
+
+async function pgqOne(c: pg.Client, seq: () => number): Promise<void> {
+  await insertEvent(c, QUEUE, oneEvent(seq));
+}
+
+async function plainOne(c: pg.Client, seq: () => number): Promise<void> {
+  const e = oneEvent(seq);
+  await c.query(PLAIN_ONE_SQL, [e.type, e.data, e.extra1, null, null, null]);
+}
+
+async function inTransaction(c: pg.Client, n: number, op: () => Promise<void>): Promise<void> {
+  await c.query("begin");
+  for (let i = 0; i < n; i++) await op();
+  await c.query("commit");
+}
+
+async function insertWorkloads(ctx: Context): Promise<void> {
+  const reference = (c: string, pl: string) => [`— (PgQ 3.5: C ${c}, PL ${pl})`, null] as [string, null];
+  await insertPair(ctx, {
+    id: "insert.1.x1",
+    workload: "insert_event, 1 ev/tx, 1 client",
+    clients: 1,
+    eventsPerOp: 1,
+    pgq: pgqOne,
+    plain: plainOne,
+    target: () => reference("4.1k", "2.2k"),
+  });
+  await insertPair(ctx, {
+    id: "insert.1.x8",
+    workload: "insert_event, 1 ev/tx, 8 clients",
+    clients: 8,
+    eventsPerOp: 1,
+    pgq: pgqOne,
+    plain: plainOne,
+    target: () => reference("13.9k", "8.5k"),
+  });
+  await insertPair(ctx, {
+    id: "insert.1000.x2",
+    workload: "insert_event, 1000 ev/tx (1 stmt), 2 clients",
+    clients: 2,
+    eventsPerOp: 1000,
+    pgq: async (c, seq) => {
+      seq();
+      await c.query(PGQ_SET_SQL, [QUEUE, PAYLOAD, EXTRA1, 1000]);
+    },
+    plain: async (c, seq) => {
+      seq();
+      await c.query(PLAIN_SET_SQL, [PAYLOAD, EXTRA1, 1000]);
+    },
+    target: (r) => {
+      const pass = r.eventsPerSecond >= P1B_TARGET;
+      return [`P1b ≥ 70k ev/s: ${pass ? "PASS" : "FAIL"}`, pass];
+    },
+  });
+  await insertPair(ctx, {
+    id: "insert.1000stmts.x2",
+    workload: "insert_event, 1000 stmts/tx, 2 clients",
+    clients: 2,
+    eventsPerOp: 1000,
+    pgq: (c, seq) => inTransaction(c, 1000, () => pgqOne(c, seq)),
+    plain: (c, seq) => inTransaction(c, 1000, () => plainOne(c, seq)),
+    target: () => ["— (round trips dominate)", null],
+  });
+}
+
+/** Runs bench/read-batch.ts in a child process and returns its report. */
+function readInChild(ctx: Context, mode: ReadMode, batchId: number): Promise<ReadReport> {
+  const script = fileURLToPath(new URL("./read-batch.ts", import.meta.url));
+  const args = [
+    "--import",
+    import.meta.resolve("tsx"),
+    script,
+    "--mode",
+    mode,
+    "--batch",
+    String(batchId),
+    "--url",
+    ctx.url,
+    "--fetch",
+    String(ctx.settings.fetchSize),
+  ];
+  return new Promise((resolve, reject) => {
+    const child = spawn(process.execPath, args, { stdio: ["ignore", "pipe", "pipe"] });
+    let out = "";
+    let err = "";
+    child.stdout.on("data", (d: Buffer) => (out += d.toString()));
+    child.stderr.on("data", (d: Buffer) => (err += d.toString()));
+    child.on("error", reject);
+    child.on("close", (code) => {
+      const last = out.trim().split("\n").pop() ?? "";
+      if (code !== 0 || !last.startsWith("{")) {
+        reject(new Error(`read-batch ${mode} exited with ${code}: ${err.trim() || out.trim()}`));
+        return;
+      }
+      resolve(JSON.parse(last) as ReadReport);
+    });
+  });
+}
+
+async function readWorkloads(ctx: Context, main: pg.Client): Promise<void> {
+  const n = ctx.settings.events;
+  await createQueue(main, READ_QUEUE);
+  await registerConsumer(main, READ_QUEUE, READER);
+
+  // Fill: 10k events per statement (one transaction each), 2 clients.
+  const chunk = Math.min(10_000, n);
+  const fillers = await connectMany(ctx.url, 2);
+  let remaining = n;
+  const fillStart = performance.now();
+  try {
+    log(`filling ${n} events into ${READ_QUEUE}`);
+    await measured(ctx, "fill", () =>
+      Promise.all(
+        fillers.map(async (c) => {
+          while (remaining > 0) {
+            const size = Math.min(chunk, remaining);
+            remaining -= size;
+            await c.query(PGQ_SET_SQL, [READ_QUEUE, PAYLOAD, EXTRA1, size]);
+          }
+        }),
+      ),
+    );
+  } finally {
+    await closeAll(fillers);
+  }
+  const fillSeconds = (performance.now() - fillStart) / 1000;
+  ctx.rows.push({
+    id: "fill",
+    workload: `fill: insert_event, ${chunk} ev/tx (1 stmt), 2 clients`,
+    value: n / fillSeconds,
+    unit: "events/s",
+    baseline: null,
+    baselineLabel: null,
+    ratio: null,
+    target: "— (set-up of the read batch)",
+    pass: null,
+    detail: { events: n, seconds: fillSeconds },
+  });
+
+  await tickNow(main, READ_QUEUE);
+  const batch = await nextBatch(main, READ_QUEUE, READER);
+  if (!batch) throw new Error("no batch after tick");
+  const { rows: sqlRows } = await main.query<{ sql: string }>("select pgq.batch_event_sql($1) as sql", [batch.batchId]);
+  const { rows: sizeRows } = await main.query<{ bytes: string }>(
+    `select sum(pg_total_relation_size(c.oid))::int8 as bytes from pg_class c
+      join pg_namespace ns on ns.oid = c.relnamespace
+     where ns.nspname = 'pgq' and c.relname like 'event\\_' || (select queue_id from pgq.queue where queue_name = $1) || '\\_%'
+       and c.relkind = 'r'`,
+    [READ_QUEUE],
+  );
+  log(`batch ${batch.batchId}: warming the cache`);
+  const { rows: countRows } = await main.query<{ n: number }>(`select count(*)::int as n from (${sqlRows[0]!.sql}) s`);
+  if (countRows[0]!.n !== n) throw new Error(`batch holds ${countRows[0]!.n} events, expected ${n}`);
+  const tableMB = Number(sizeRows[0]!.bytes) / 2 ** 20;
+
+  const reports: Partial<Record<ReadMode, ReadReport>> = {};
+  for (const mode of ["copy", "iterator", "raw"] as const) {
+    log(`reading the batch: ${mode} (child process)`);
+    const report = await measured(ctx, `read.${mode}`, () => readInChild(ctx, mode, batch.batchId));
+    if (report.events !== n) throw new Error(`${mode} read ${report.events} events, expected ${n}`);
+    log(`${mode}: ${formatNumber(report.eventsPerSecond, "events/s")}, peak RSS ${(report.maxRssKB / 1024).toFixed(0)} MB`);
+    reports[mode] = report;
+  }
+  const copy = reports.copy!;
+  const iterator = reports.iterator!;
+  const raw = reports.raw!;
+  const label = `${n.toLocaleString("en-US")}-event batch`;
+  const mb = (kb: number) => kb / 1024;
+  const readRow = (id: string, workload: string, r: ReadReport, target: string): ResultRow => ({
+    id,
+    workload,
+    value: r.eventsPerSecond,
+    unit: "events/s",
+    baseline: r === copy ? null : copy.eventsPerSecond,
+    baselineLabel: r === copy ? null : "COPY",
+    ratio: r === copy ? null : r.eventsPerSecond / copy.eventsPerSecond,
+    target,
+    pass: null,
+    detail: { ...r, tableMB },
+  });
+  ctx.rows.push(
+    readRow(
+      "read.iterator",
+      `read ${label}: batchEvents iterator (fetch ${ctx.settings.fetchSize})`,
+      iterator,
+      "—",
+    ),
+    readRow("read.raw", `read ${label}: select * from get_batch_events`, raw, "—"),
+    readRow("read.copy", `read ${label}: COPY (batch_event_sql) TO STDOUT`, copy, "— (floor)"),
+  );
+  const iteratorPass = mb(iterator.maxRssKB) <= P6_LIMIT_MB;
+  const rssRow = (id: string, workload: string, r: ReadReport, target: string, pass: boolean | null): ResultRow => ({
+    id,
+    workload,
+    value: mb(r.maxRssKB),
+    unit: "MB",
+    baseline: mb(r.startRssKB),
+    baselineLabel: "before read",
+    ratio: null,
+    target,
+    pass,
+    detail: { maxRssKB: r.maxRssKB, startRssKB: r.startRssKB },
+  });
+  ctx.rows.push(
+    rssRow(
+      "rss.iterator",
+      `peak RSS, iterator child (${label})`,
+      iterator,
+      `flat; ≤ ${P6_LIMIT_MB} MB (P6 budget): ${iteratorPass ? "PASS" : "FAIL"}`,
+      iteratorPass,
+    ),
+    rssRow("rss.raw", `peak RSS, get_batch_events child (${label})`, raw, "— (contrast)", null),
+    rssRow("rss.copy", `peak RSS, COPY child (${label})`, copy, "—", null),
+  );
+}
+
+function disturbanceNotes(ctx: Context, cores: number): string[] {
+  const notes: string[] = [];
+  for (const [id, d] of Object.entries(ctx.disturbances)) {
+    const disturbed = d.foreignCoresAvg >= 0.1 * cores || d.stealPercent >= 5 || d.otherBackendsMax > 0;
+    if (disturbed) {
+      notes.push(
+        `${id}: foreign CPU ${d.foreignCoresAvg} cores avg (max ${d.foreignCoresMax})` +
+          `${d.top.length ? ` [${d.top.join(", ")}]` : ""}, steal ${d.stealPercent} %, ` +
+          `other-db active backends up to ${d.otherBackendsMax}, load ${d.loadAverage1m}`,
+      );
+    }
+  }
+  return notes;
+}
+
+function report(ctx: Context, machine: MachineInfo, date: Date, database: string, loadBefore: number[]): string {
+  const s = ctx.settings;
+  const notes = disturbanceNotes(ctx, machine.cores);
+  const lines = [
+    `PgQ core benchmark — ${date.toISOString()}${s.quick ? "  (QUICK smoke run: small sizes, not comparable)" : ""}`,
+    `machine:  ${machine.cpu}, ${machine.cores} cores, ${machine.memoryGiB} GiB RAM, ${machine.os}`,
+    `postgres: ${machine.postgres}`,
+    `node:     ${machine.node}`,
+    `settings: synchronous_commit=off on every benchmark session; ` +
+      `insert workloads: ${s.durationMs / 1000} s timed per side, run as plain/pgq/pgq/plain rounds ` +
+      `after ${s.warmupMs / 1000} s warm-up; ` +
+      `read batch ${s.events.toLocaleString("en-US")} events; database ${database} (dropped at the end)`,
+    `baseline: plain INSERT of the same row (same columns, sequence default for ev_id, xid8 txid ` +
+      `default, index on ev_txid) into an ordinary table, same clients and transaction size, same run. ` +
+      `ratio = PgQ / baseline`,
+    "",
+    renderTable(ctx.rows),
+    "",
+    `load average before: ${loadBefore.join(" ")}; after: ${loadAverage().join(" ")}`,
+    notes.length === 0
+      ? "disturbance: no foreign CPU load, steal or other-database activity seen during the measurements"
+      : `disturbance: load from outside the benchmark seen, figures may be low:\n  ${notes.join("\n  ")}`,
+  ];
+  return lines.join("\n");
+}
+
+async function main(): Promise<void> {
+  const settings = readSettings(process.argv.slice(2), process.env);
+  const admin = await connect(settings.serverUrl, false);
+  const database = benchDatabaseName();
+  const clients: pg.Client[] = [];
+  let created = false;
+  let dropping: Promise<void> | undefined;
+  const dropDatabase = () =>
+    (dropping ??= (async () => {
+      await closeAll(clients);
+      if (created) {
+        await admin.query(`drop database if exists "${database}" with (force)`);
+        log(`dropped database ${database}`);
+      }
+      await admin.end();
+    })());
+  const onSignal = (signal: NodeJS.Signals) => {
+    log(`${signal}: dropping ${database}`);
+    dropDatabase().finally(() => process.exit(130));
+  };
+  process.once("SIGINT", onSignal);
+  process.once("SIGTERM", onSignal);
+
+  try {
+    const date = new Date();
+    const loadBefore = loadAverage();
+    const machine = await machineInfo(admin);
+    await admin.query(`create database "${database}"`);
+    created = true;
+    const url = urlForDatabase(settings.serverUrl, database);
+    log(`created database ${database}; installing PgQ`);
+    const main = await connect(url);
+    clients.push(main);
+    await installPgq(main);
+    await createQueue(main, QUEUE);
+    await main.query(PLAIN_TABLE_SQL);
+
+    const ctx: Context = { settings, url, monitor: new Monitor(admin, database), rows: [], disturbances: {} };
+    await insertWorkloads(ctx);
+    await readWorkloads(ctx, main);
+
+    const text = report(ctx, machine, date, database, loadBefore);
+    process.stdout.write(`${text}\n`);
+    const dir = fileURLToPath(new URL("./results/", import.meta.url));
+    mkdirSync(dir, { recursive: true });
+    const json = {
+      date: date.toISOString(),
+      quick: settings.quick,
+      machine,
+      settings: {
+        synchronousCommit: "off",
+        events: settings.events,
+        insertSeconds: settings.durationMs / 1000,
+        warmupSeconds: settings.warmupMs / 1000,
+        fetchSize: settings.fetchSize,
+        payloadBytes: PAYLOAD.length + 8,
+      },
+      results: ctx.rows,
+      disturbance: ctx.disturbances,
+      loadAverage: { before: loadBefore, after: loadAverage() },
+      table: text,
+    };
+    writeFileSync(`${dir}latest.json`, `${JSON.stringify(json, null, 2)}\n`);
+    log(`wrote bench/results/latest.json`);
+  } finally {
+    await dropDatabase();
+  }
+}
+
+main().catch((error: unknown) => {
+  console.error(error);
+  process.exitCode = 1;
+});
