@@ -151,9 +151,11 @@ describe("randomized soak: writers, ticker, rotation and two consumers at once",
       const c = await conns.connect("consumer-A");
       const r = rng(seed + 7);
       for (;;) {
+        // Read the flag before asking: a null from before the final tick must not end the loop.
+        const last = stopConsumers;
         const b = await value<string | null>(c, "select pgq.next_batch($1, 'A')", [QUEUE]);
         if (b === null) {
-          if (stopConsumers) return;
+          if (last) return;
           await sleep(5);
           continue;
         }
@@ -197,9 +199,10 @@ describe("randomized soak: writers, ticker, rotation and two consumers at once",
       const reader = await conns.connect("consumer-B-reader");
       const r = rng(seed + 8);
       for (;;) {
+        const last = stopConsumers;
         const info = await nextBatch(c, QUEUE, "B");
         if (!info) {
-          if (stopConsumers) return;
+          if (last) return;
           await sleep(5);
           continue;
         }
@@ -250,6 +253,9 @@ describe("randomized soak: writers, ticker, rotation and two consumers at once",
         `B: ${gotB.batches} batches (${gotB.reopened} reopened)`,
     );
     expect(errors).toEqual([]);
+    // Both consumers read up to the final tick: nothing is left for them.
+    expect(await value(db.pool, "select pgq.next_batch($1, 'A')", [QUEUE])).toBeNull();
+    expect(await value(db.pool, "select pgq.next_batch($1, 'B')", [QUEUE])).toBeNull();
 
     // the run was what it claims to be
     expect(committedEvents).toBeGreaterThanOrEqual(TARGET_COMMITTED);
