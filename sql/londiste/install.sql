@@ -1,0 +1,14 @@
+-- Londiste: install or upgrade (needs PgQ: sql/pgq/install.sql first).
+--
+--     psql -v ON_ERROR_STOP=1 -f sql/londiste/install.sql DBNAME
+--
+-- One transaction; numbered migrations apply once, functions are
+-- re-created; running it again changes nothing.
+\set ON_ERROR_STOP 1
+begin;
+set local client_min_messages = warning;
+\ir structure/schema.sql
+\ir structure/001_capture.sql
+\ir functions/londiste.quote_table.sql
+\ir functions/londiste.create_capture.sql
+commit;
