@@ -9,6 +9,11 @@ begin;
 set local client_min_messages = warning;
 \ir structure/schema.sql
 \ir structure/001_capture.sql
+\ir structure/002_provider.sql
 \ir functions/londiste.quote_table.sql
+\ir functions/londiste.resolve_name.sql
 \ir functions/londiste.create_capture.sql
+\ir functions/londiste.drop_capture.sql
+\ir functions/londiste.provider_table.sql
+\ir functions/londiste.provider_seq.sql
 commit;

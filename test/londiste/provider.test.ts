@@ -1,0 +1,115 @@
+/**
+ * Londiste provider registrations (spec §6 scenarios 33 and 34, provider
+ * part): tables and sequences are added, listed and removed with the
+ * original errors, a table's capture lives exactly as long as its
+ * registration, and names follow SQL's rules ("no schema" means public,
+ * unquoted parts fold to lower case, quoted parts are kept as they are).
+ */
+import { fileURLToPath } from "node:url";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { runSqlScript } from "../../shared/db/sql-script.ts";
+import { getBatchEvents, installPgq, nextBatch, registerConsumer, tickNow, finishBatch } from "../../shared/pgq/index.ts";
+import { createTestDatabase, type TestDatabase } from "../support/db.ts";
+
+const LONDISTE_SQL = fileURLToPath(new URL("../../sql/londiste/install.sql", import.meta.url));
+const Q = "pqueue";
+let db: TestDatabase;
+
+beforeAll(async () => {
+  db = await createTestDatabase("lond_provider");
+  await installPgq(db.pool);
+  await runSqlScript(db.pool, LONDISTE_SQL);
+  await db.query("select pgq.create_queue($1)", [Q]);
+  await registerConsumer(db.pool, Q, "sub");
+  await db.query(`
+    create table data1 (id serial primary key, data text);
+    create table nopk (id int, data text);
+    create schema "Other";
+    create table "Other"."Odd Name" ("Key" int primary key, v text);
+    create sequence seq1;
+  `);
+});
+
+afterAll(async () => {
+  await db?.drop();
+});
+
+async function triggersOn(table: string): Promise<string[]> {
+  const { rows } = await db.query<{ tgname: string }>(
+    "select tgname from pg_trigger where tgrelid = $1::regclass and not tgisinternal order by tgname",
+    [table],
+  );
+  return rows.map((r) => r.tgname);
+}
+
+describe("provider tables (scenario 33)", () => {
+  it("adds a table: capture trigger live at once, listed in add order", async () => {
+    expect((await db.query("select londiste.provider_add_table($1, 'data1') as r", [Q])).rows[0].r).toBe(1);
+    expect((await db.query(`select londiste.provider_add_table($1, '"Other"."Odd Name"') as r`, [Q])).rows[0].r).toBe(1);
+    expect((await db.query("select * from londiste.provider_get_table_list($1)", [Q])).rows).toEqual([
+      { table_name: "public.data1", trigger_name: "londiste_capture_1" },
+      { table_name: '"Other"."Odd Name"', trigger_name: "londiste_capture_1" },
+    ]);
+    expect(await triggersOn("data1")).toEqual(["londiste_capture_1", "londiste_capture_1_truncate"]);
+
+    await db.query("insert into data1 (data) values ('x')");
+    await db.query(`insert into "Other"."Odd Name" values (1, 'y')`);
+    await tickNow(db.pool, Q);
+    const batch = (await nextBatch(db.pool, Q, "sub"))!;
+    const events = await getBatchEvents(db.pool, batch.batchId);
+    expect(events.map((e) => [e.type, e.extra1, e.data])).toEqual([
+      ["I", "public.data1", "(1,x)"],
+      ["I", '"Other"."Odd Name"', "(1,y)"],
+    ]);
+    await finishBatch(db.pool, batch.batchId);
+  });
+
+  it("refuses a table without a primary key, an unknown queue or table, and a second add", async () => {
+    await expect(db.query("select londiste.provider_add_table($1, 'nopk')", [Q])).rejects.toThrow(/^need key column/);
+    await expect(db.query("select londiste.provider_add_table('nope', 'data1')")).rejects.toThrow("no such event queue: nope");
+    await expect(db.query("select londiste.provider_add_table($1, 'missing')", [Q])).rejects.toThrow("no such table: missing");
+    await expect(db.query("select londiste.provider_add_table($1, 'public.data1')", [Q])).rejects.toMatchObject({ code: "23505" });
+    await expect(db.query(`select londiste.provider_add_table($1, 'a.b.c.d')`, [Q])).rejects.toThrow("bad name: a.b.c.d");
+    expect(await triggersOn("nopk")).toEqual([]);
+  });
+
+  it("refresh re-creates the capture; remove drops it and forgets the table; removing twice fails", async () => {
+    await db.query("alter table data1 add column extra text");
+    await db.query("select londiste.provider_refresh_trigger($1, 'data1')", [Q]);
+    await db.query("insert into data1 (data, extra) values ('a', 'b')");
+    const { rows } = await db.query(
+      "select ev_extra2 from pgq.event_template where ev_extra1 = 'public.data1' order by ev_id desc limit 1",
+    );
+    expect(rows[0].ev_extra2).toBe("{id,data,extra}");
+
+    expect((await db.query("select londiste.provider_remove_table($1, 'data1') as r", [Q])).rows[0].r).toBe(1);
+    expect(await triggersOn("data1")).toEqual([]);
+    const funcs = await db.query("select proname from pg_proc where pronamespace = 'londiste'::regnamespace and proname like 'capture_%'");
+    expect(funcs.rows).toHaveLength(1); // only the one of "Other"."Odd Name"
+    await expect(db.query("select londiste.provider_remove_table($1, 'data1')", [Q])).rejects.toThrow("no such table registered: data1");
+    await expect(db.query("select londiste.provider_refresh_trigger($1, 'data1')", [Q])).rejects.toThrow("no such table registered: data1");
+    expect((await db.query("select table_name from londiste.provider_get_table_list($1)", [Q])).rows).toEqual([
+      { table_name: '"Other"."Odd Name"' },
+    ]);
+  });
+});
+
+describe("provider sequences (scenario 34, provider part)", () => {
+  it("adds, lists and removes sequences with the original errors", async () => {
+    await expect(db.query("select londiste.provider_add_seq($1, 'noseq')", [Q])).rejects.toThrow("seq not found: noseq");
+    expect((await db.query("select londiste.provider_add_seq($1, 'seq1') as r", [Q])).rows[0].r).toBe(1);
+    await expect(db.query("select londiste.provider_add_seq($1, 'public.seq1')", [Q])).rejects.toMatchObject({ code: "23505" });
+    expect((await db.query("select s from londiste.provider_get_seq_list($1) s", [Q])).rows).toEqual([{ s: "public.seq1" }]);
+    expect((await db.query("select londiste.provider_remove_seq($1, 'seq1') as r", [Q])).rows[0].r).toBe(1);
+    await expect(db.query("select londiste.provider_remove_seq($1, 'seq1')", [Q])).rejects.toThrow("seq not attached: seq1");
+  });
+});
+
+describe("install", () => {
+  it("running sql/londiste/install.sql again changes nothing", async () => {
+    const before = await db.query("select version, name from londiste.schema_migration order by version");
+    await runSqlScript(db.pool, LONDISTE_SQL);
+    expect((await db.query("select version, name from londiste.schema_migration order by version")).rows).toEqual(before.rows);
+    expect(before.rows.map((r) => r.version)).toEqual([1, 2]);
+  });
+});
