@@ -1,4 +1,6 @@
--- Londiste: install or upgrade (needs PgQ: sql/pgq/install.sql first).
+-- Londiste: install or upgrade.  The provider side needs PgQ
+-- (sql/pgq/install.sql first); a subscriber-only database uses the
+-- subscriber tables and functions and never calls the provider ones.
 --
 --     psql -v ON_ERROR_STOP=1 -f sql/londiste/install.sql DBNAME
 --
@@ -10,10 +12,15 @@ set local client_min_messages = warning;
 \ir structure/schema.sql
 \ir structure/001_capture.sql
 \ir structure/002_provider.sql
+\ir structure/003_subscriber.sql
 \ir functions/londiste.quote_table.sql
 \ir functions/londiste.resolve_name.sql
 \ir functions/londiste.create_capture.sql
 \ir functions/londiste.drop_capture.sql
 \ir functions/londiste.provider_table.sql
 \ir functions/londiste.provider_seq.sql
+\ir functions/londiste.canonical_name.sql
+\ir functions/londiste.subscriber_table.sql
+\ir functions/londiste.subscriber_seq.sql
+\ir functions/londiste.last_tick.sql
 commit;

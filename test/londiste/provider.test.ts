@@ -110,6 +110,6 @@ describe("install", () => {
     const before = await db.query("select version, name from londiste.schema_migration order by version");
     await runSqlScript(db.pool, LONDISTE_SQL);
     expect((await db.query("select version, name from londiste.schema_migration order by version")).rows).toEqual(before.rows);
-    expect(before.rows.map((r) => r.version)).toEqual([1, 2]);
+    expect(before.rows.map((r) => r.version)).toEqual([1, 2, 3]);
   });
 });
