@@ -1,0 +1,69 @@
+/** The [londiste] config section: what replay, copy, repair and the londiste tool read. */
+import type pg from "pg";
+import { COMMON_KEYS, checkJobName } from "./common-keys.ts";
+import { toPgConfig } from "./dsn.ts";
+import { type ConfigSchema, ConfigError, type ConfigValues, loadConfigFile } from "./load.ts";
+
+export const LONDISTE_SCHEMA: ConfigSchema = {
+  job_name: { kind: "string", description: "name of this replication job", default: "londiste" },
+  provider_db: { kind: "dsn", description: "the database whose tables are replicated", required: true, secret: true },
+  subscriber_db: { kind: "dsn", description: "the database the changes are applied to", required: true, secret: true },
+  pgq_queue_name: { kind: "string", description: "the provider queue carrying the changes", required: true },
+  pgq_consumer_id: { kind: "string", description: "PgQ consumer name of replay", default: "%(job_name)s" },
+  loop_delay: { kind: "number", description: "seconds between polls when no tick notice arrives", default: "1.0", min: 0.01 },
+  on_missing_row: {
+    kind: "string",
+    description: "an UPDATE/DELETE that finds no row on the subscriber: error (stop the table) or log (count and go on)",
+    default: "error",
+  },
+  ignore_truncate: { kind: "boolean", description: "do not replay TRUNCATE", default: "0" },
+  method: { kind: "string", description: "accepted for Skytools compatibility; only direct is supported", default: "direct" },
+  ...COMMON_KEYS,
+};
+
+export interface LondisteConfig {
+  jobName: string;
+  provider: pg.ClientConfig;
+  subscriber: pg.ClientConfig;
+  queue: string;
+  consumer: string;
+  loopDelayMs: number;
+  onMissingRow: "error" | "log";
+  ignoreTruncate: boolean;
+  subjectPrefix: string;
+  commandTimeoutMs: number;
+  metricsPort: number | undefined;
+  logLevel: string;
+  logfile: string | undefined;
+  pidfile: string | undefined;
+  values: ConfigValues;
+}
+
+export function loadLondisteConfig(path: string, env: NodeJS.ProcessEnv = process.env): LondisteConfig {
+  const v = loadConfigFile(path, "londiste", LONDISTE_SCHEMA, env);
+  const jobName = v.job_name as string;
+  const problem = checkJobName(jobName);
+  if (problem) throw new ConfigError(`${path}: [londiste] job_name: ${problem}`);
+  const onMissingRow = v.on_missing_row as string;
+  if (onMissingRow !== "error" && onMissingRow !== "log") {
+    throw new ConfigError(`${path}: [londiste] on_missing_row: must be error or log, not "${onMissingRow}"`);
+  }
+  if (v.method !== "direct") throw new ConfigError(`${path}: [londiste] method: only "direct" is supported`);
+  return {
+    jobName,
+    provider: toPgConfig(v.provider_db as string),
+    subscriber: toPgConfig(v.subscriber_db as string),
+    queue: v.pgq_queue_name as string,
+    consumer: v.pgq_consumer_id as string,
+    loopDelayMs: (v.loop_delay as number) * 1000,
+    onMissingRow,
+    ignoreTruncate: v.ignore_truncate as boolean,
+    subjectPrefix: v.subject_prefix as string,
+    commandTimeoutMs: (v.command_timeout as number) * 1000,
+    metricsPort: v.metrics_port as number | undefined,
+    logLevel: v.log_level as string,
+    logfile: v.logfile as string | undefined,
+    pidfile: v.pidfile as string | undefined,
+    values: v,
+  };
+}
