@@ -3,7 +3,8 @@
  * every kind of built-in value, written by a session with hostile settings
  * (DateStyle, TimeZone, extra_float_digits, bytea_output, IntervalStyle),
  * is captured by londiste.create_capture, decoded with decodeChange and
- * applied to a subscriber table by a session with other hostile settings;
+ * applied with applyChanges (shared/londiste/apply.ts) to a subscriber table
+ * by a session with other hostile settings;
  * both tables then print identically, row by row. Also: odd identifiers,
  * primary key changes, a row inserted, updated and deleted in one batch,
  * generated and dropped columns, TRUNCATE, and a column added after the
@@ -13,6 +14,7 @@ import { fileURLToPath } from "node:url";
 import type pg from "pg";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { runSqlScript } from "../../shared/db/sql-script.ts";
+import { applyChanges, type ApplyReport } from "../../shared/londiste/apply.ts";
 import { decodeChange, type RowChange } from "../../shared/londiste/change-event.ts";
 import { parseRecord, parseTextArray } from "../../shared/londiste/record-text.ts";
 import { getBatchEvents, finishBatch, installPgq, nextBatch, registerConsumer, tickNow } from "../../shared/pgq/index.ts";
@@ -98,58 +100,22 @@ insert into ${TABLE} ("Id", "select", i2, i4, n, n_fixed, f4, f8, b, t, vc, ch, 
  (6, 'key changes', 6, 6, 6, 6, 6, 6, true, 'moving', null, null, null, null, null, null, null, null, null, null, null,
   null, null, null, null, null, null, null, null, null, null, null, null, null, null, null)`;
 
-/** Applies decoded changes as replay will: fixed settings in its transaction, values cast to the subscriber's column types. */
-async function apply(db: pg.PoolClient, changes: RowChange[]): Promise<void> {
-  const { rows: cols } = await db.query<{ name: string; type: string; generated: boolean }>(
-    `select a.attname as name, format_type(a.atttypid, a.atttypmod) as type, a.attgenerated <> '' as generated
-       from pg_attribute a where a.attrelid = $1::regclass and a.attnum > 0 and not a.attisdropped`,
-    [TABLE],
-  );
-  const typeOf = new Map(cols.map((c) => [c.name, c]));
-  const ident = (name: string) => `"${name.replace(/"/g, '""')}"`;
-  const writable = (row: Map<string, string | null>) => [...row].filter(([name]) => !typeOf.get(name)!.generated);
-  const cast = (name: string, n: number) => `$${n}::${typeOf.get(name)!.type}`;
-  await db.query("begin");
-  await db.query(
-    "set local datestyle = 'ISO, YMD'; set local intervalstyle = 'postgres'; set local timezone = 'UTC'; set local extra_float_digits = 3; set local lc_monetary = 'C'",
-  );
-  for (const change of changes) {
-    const table = change.table;
-    if (change.op === "insert") {
-      const entries = writable(change.row);
-      await db.query(
-        `insert into ${table} (${entries.map(([n]) => ident(n)).join(", ")}) values (${entries.map(([n], i) => cast(n, i + 1)).join(", ")})`,
-        entries.map(([, v]) => v),
-      );
-    } else if (change.op === "update") {
-      const sets = writable(change.row);
-      const keys = [...change.key];
-      const result = await db.query(
-        `update only ${table} set ${sets.map(([n], i) => `${ident(n)} = ${cast(n, i + 1)}`).join(", ")} where ` +
-          keys.map(([n], i) => `${ident(n)} = ${cast(n, sets.length + i + 1)}`).join(" and "),
-        [...sets.map(([, v]) => v), ...keys.map(([, v]) => v)],
-      );
-      expect(result.rowCount).toBe(1);
-    } else if (change.op === "delete") {
-      const keys = [...change.key];
-      const result = await db.query(
-        `delete from only ${table} where ${keys.map(([n], i) => `${ident(n)} = ${cast(n, i + 1)}`).join(" and ")}`,
-        keys.map(([, v]) => v),
-      );
-      expect(result.rowCount).toBe(1);
-    } else {
-      await db.query(`truncate only ${table}`);
-    }
-  }
-  await db.query("commit");
-}
+let lastReport: ApplyReport | undefined;
 
 async function replicateBatch(): Promise<RowChange[]> {
   await tickNow(provider.pool, Q);
   const batch = await nextBatch(provider.pool, Q, "replay");
   expect(batch).not.toBeNull();
   const changes = (await getBatchEvents(provider.pool, batch!.batchId)).map(decodeChange);
-  await apply(applier, changes);
+  // one transaction of the hostile applier session, as replay will (a missed update/delete throws)
+  await applier.query("begin");
+  try {
+    lastReport = await applyChanges(applier, changes, { onMissingRow: "error" });
+    await applier.query("commit");
+  } catch (error) {
+    await applier.query("rollback");
+    throw error;
+  }
   await finishBatch(provider.pool, batch!.batchId);
   return changes;
 }
@@ -190,6 +156,8 @@ describe("change capture and replay of every built-in kind of value", () => {
     const row2 = prov.find((r) => r.startsWith("(2,"))!;
     expect(row2).toContain(",NaN,");
     expect(row2).toContain(",-0,-0,");
+    expect(lastReport!.tables.get(`public.${TABLE}`)).toMatchObject({ destTable: `public.${TABLE}`, inserts: 6, updates: 0, deletes: 0 });
+    expect(lastReport!.statements).toBe(1); // the six inserts went as one grouped statement, byte-exact too
   });
 
   it("updates (also of the primary key), deletes and a row inserted, updated and deleted in one batch", async () => {
@@ -207,6 +175,9 @@ describe("change capture and replay of every built-in kind of value", () => {
     const prov = await dump(provider);
     expect(prov.map((r) => r.split(",")[0])).toEqual(["(1", "(2", "(3", "(4", "(60"]);
     expect(await dump(subscriber)).toEqual(prov);
+    // every update and delete hit exactly one row (a miss would have thrown)
+    expect(lastReport!.tables.get(`public.${TABLE}`)).toMatchObject({ inserts: 1, updates: 4, deletes: 2, missedUpdates: 0, missedDeletes: 0 });
+    expect(lastReport!.missedTotal).toBe(0);
   });
 
   it("TRUNCATE is captured and replayed", async () => {
@@ -214,6 +185,7 @@ describe("change capture and replay of every built-in kind of value", () => {
     await writer.query(`insert into ${TABLE} ("Id", "select") values (100, 'after truncate')`);
     const changes = await replicateBatch();
     expect(changes.map((c) => c.op)).toEqual(["truncate", "insert"]);
+    expect(lastReport!.tables.get(`public.${TABLE}`)).toMatchObject({ truncates: 1, inserts: 1 });
     expect(await dump(subscriber)).toEqual(await dump(provider));
   });
 
