@@ -1,0 +1,128 @@
+/**
+ * One replay round end to end, in process (the replay service around it
+ * comes later): provider changes captured into PgQ reach the subscriber
+ * table in state `ok` together with the batch's end tick; a batch whose
+ * subscriber commit happened but whose finish_batch was lost is skipped
+ * (scenario 38: no duplicate-key error, counts unchanged); a subscriber
+ * position that does not match the batch stops replay loudly (scenario
+ * 40); events of unknown type are set aside as failed (scenario 53).
+ */
+import { fileURLToPath } from "node:url";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { runSqlScript } from "../../shared/db/sql-script.ts";
+import { applyChanges } from "../../shared/londiste/apply.ts";
+import { installPgq, registerConsumer, tickNow } from "../../shared/pgq/index.ts";
+import { type ApplyChanges, replayOneBatch, type ReplaySettings } from "../../services/replay/replay-batch.ts";
+import { createTestDatabase, type TestDatabase } from "../support/db.ts";
+
+const LONDISTE_SQL = fileURLToPath(new URL("../../sql/londiste/install.sql", import.meta.url));
+const settings: ReplaySettings = { queue: "replika", consumer: "job", ignoreTruncate: false };
+const apply: ApplyChanges = async (client, changes) => {
+  await applyChanges(client, changes, { onMissingRow: "error" });
+};
+
+let provider: TestDatabase;
+let subscriber: TestDatabase;
+
+beforeAll(async () => {
+  provider = await createTestDatabase("lond_replay_prov");
+  subscriber = await createTestDatabase("lond_replay_sub");
+  await installPgq(provider.pool);
+  await runSqlScript(provider.pool, LONDISTE_SQL);
+  await runSqlScript(subscriber.pool, LONDISTE_SQL);
+  for (const db of [provider, subscriber]) {
+    await db.query("create table data1 (id int primary key, data text); create table other (id int primary key)");
+  }
+  await provider.query("select pgq.create_queue('replika')");
+  await provider.query("select londiste.provider_add_table('replika', 'data1')");
+  await provider.query("select londiste.provider_add_table('replika', 'other')");
+  await registerConsumer(provider.pool, "replika", "job");
+  await subscriber.query("select londiste.subscriber_add_table('replika', 'data1')");
+  await subscriber.query("select londiste.subscriber_set_table_state('replika', 'data1', null, 'ok')");
+  // `other` is registered but not in sync yet: replay leaves its changes alone.
+  await subscriber.query("select londiste.subscriber_add_table('replika', 'other')");
+});
+
+afterAll(async () => {
+  await provider?.drop();
+  await subscriber?.drop();
+});
+
+const rows = async (db: TestDatabase, table: string) => (await db.query(`select * from ${table} order by id`)).rows;
+
+describe("one replay round", () => {
+  it("applies the ok tables' changes and records the end tick in the same transaction", async () => {
+    expect(await replayOneBatch(provider.pool, subscriber.pool, settings, apply)).toEqual({ kind: "idle" });
+    await provider.query("insert into data1 values (1, 'a'), (2, 'b'), (3, 'c'); insert into other values (1)");
+    await provider.query("update data1 set data = 'B', id = 20 where id = 2; delete from data1 where id = 3");
+    const tick = await tickNow(provider.pool, "replika");
+    const outcome = await replayOneBatch(provider.pool, subscriber.pool, settings, apply);
+    expect(outcome).toMatchObject({ kind: "applied", changes: 5, failedEvents: 0, batch: { tickId: tick } });
+    expect(await rows(subscriber, "data1")).toEqual(await rows(provider, "data1"));
+    expect(await rows(subscriber, "other")).toEqual([]);
+    expect((await subscriber.query("select londiste.get_last_tick('job') as t")).rows[0].t).toBe(String(tick));
+    expect(await replayOneBatch(provider.pool, subscriber.pool, settings, apply)).toEqual({ kind: "idle" });
+  });
+
+  it("skips a batch that was applied but not finished (crash between the two commits)", async () => {
+    await provider.query("insert into data1 values (4, 'd')");
+    const tick = await tickNow(provider.pool, "replika");
+    // The crash: the subscriber committed the batch, finish_batch never ran.
+    let crashed = false;
+    const crashing: ReplaySettings = {
+      ...settings,
+      afterSubscriberCommit: async () => {
+        crashed = true;
+        throw new Error("replay killed before finish_batch");
+      },
+    };
+    await expect(replayOneBatch(provider.pool, subscriber.pool, crashing, apply)).rejects.toThrow("replay killed");
+    expect(crashed).toBe(true);
+    expect((await subscriber.query("select londiste.get_last_tick('job') as t")).rows[0].t).toBe(String(tick));
+
+    // Restarted: the same batch comes back and is skipped, not applied twice (no duplicate key).
+    const outcome = await replayOneBatch(provider.pool, subscriber.pool, settings, apply);
+    expect(outcome).toMatchObject({ kind: "skipped", batch: { tickId: tick } });
+    expect(await rows(subscriber, "data1")).toEqual(await rows(provider, "data1"));
+    expect(await replayOneBatch(provider.pool, subscriber.pool, settings, apply)).toEqual({ kind: "idle" });
+  });
+
+  it("rolls back everything when applying fails, and applies the batch after the cause is fixed", async () => {
+    await subscriber.query("insert into data1 values (5, 'conflict')");
+    await provider.query("insert into data1 values (5, 'e'), (6, 'f')");
+    const tick = await tickNow(provider.pool, "replika");
+    await expect(replayOneBatch(provider.pool, subscriber.pool, settings, apply)).rejects.toMatchObject({ code: "23505" });
+    expect((await subscriber.query("select londiste.get_last_tick('job') as t")).rows[0].t).not.toBe(String(tick));
+    expect((await subscriber.query("select count(*)::int as n from data1 where id = 6")).rows[0].n).toBe(0);
+    await subscriber.query("delete from data1 where id = 5");
+    expect(await replayOneBatch(provider.pool, subscriber.pool, settings, apply)).toMatchObject({ kind: "applied", batch: { tickId: tick } });
+    expect(await rows(subscriber, "data1")).toEqual(await rows(provider, "data1"));
+  });
+
+  it("stops loudly when the subscriber's position does not match the batch (scenario 40)", async () => {
+    await provider.query("insert into data1 values (7, 'g')");
+    await tickNow(provider.pool, "replika");
+    await subscriber.query("select londiste.set_last_tick('job', 1)");
+    await expect(replayOneBatch(provider.pool, subscriber.pool, settings, apply)).rejects.toThrow(/^Lost position: the subscriber recorded tick 1/);
+    expect((await subscriber.query("select count(*)::int as n from data1 where id = 7")).rows[0].n).toBe(0);
+  });
+
+  it("sets events of unknown type aside as failed and carries on (scenario 53)", async () => {
+    await subscriber.query("select londiste.set_last_tick('job', null)");
+    await provider.query("select pgq.insert_event('replika', 'X', 'mystery')");
+    await tickNow(provider.pool, "replika");
+    // The batch held back by the previous test comes first (its position is reset now), then this one.
+    const outcomes = [];
+    for (let o = await replayOneBatch(provider.pool, subscriber.pool, settings, apply); o.kind !== "idle"; ) {
+      outcomes.push(o);
+      o = await replayOneBatch(provider.pool, subscriber.pool, settings, apply);
+    }
+    expect(outcomes.map((o) => [o.kind, o.kind === "applied" ? o.failedEvents : null])).toEqual([
+      ["applied", 0],
+      ["applied", 1],
+    ]);
+    expect(await rows(subscriber, "data1")).toEqual(await rows(provider, "data1"));
+    const failed = await provider.query("select ev_type, ev_failed_reason from pgq.failed_event_list('replika', 'job')");
+    expect(failed.rows).toEqual([{ ev_type: "X", ev_failed_reason: "Unknown operation" }]);
+  });
+});
