@@ -14,12 +14,10 @@ import pg from "pg";
 import { connectNats } from "../../shared/bus/connect.ts";
 import { tickNoticeSubject } from "../../shared/bus/subjects.ts";
 import { natsSettingsFrom } from "../../shared/config/common-keys.ts";
-import { ConfigError } from "../../shared/config/load.ts";
-import { type LondisteConfig, loadLondisteConfig } from "../../shared/config/londiste.ts";
+import { loadLondisteConfig } from "../../shared/config/londiste.ts";
 import { SessionLock } from "../../shared/db/session-lock.ts";
 import { applyChanges } from "../../shared/londiste/apply.ts";
-import { createLogger } from "../../shared/log.ts";
-import { claimPidfile } from "../../shared/pidfile.ts";
+import { startService } from "../../shared/service-start.ts";
 import { registerConsumer } from "../../shared/pgq/index.ts";
 import { replayOneBatch } from "./replay-batch.ts";
 
@@ -64,24 +62,9 @@ class Waker {
 }
 
 export async function runReplayService(configPath: string): Promise<number> {
-  let config: LondisteConfig;
-  try {
-    config = loadLondisteConfig(configPath);
-  } catch (error) {
-    if (error instanceof ConfigError) {
-      process.stderr.write(`${error.message}\n`);
-      return 2;
-    }
-    throw error;
-  }
-  const log = createLogger({ service: "replay", job: config.jobName, level: config.logLevel, file: config.logfile });
-  let releasePidfile = () => {};
-  try {
-    if (config.pidfile) releasePidfile = claimPidfile(config.pidfile);
-  } catch (error) {
-    log.error((error as Error).message);
-    return 1;
-  }
+  const started = startService("replay", () => loadLondisteConfig(configPath));
+  if ("exitCode" in started) return started.exitCode;
+  const { config, log, releasePidfile } = started;
 
   const stop = new AbortController();
   const waker = new Waker();

@@ -17,10 +17,8 @@ import { connectNats } from "../../shared/bus/connect.ts";
 import { CommandError } from "../../shared/bus/replies.ts";
 import { tickNoticeSubject, type TickNotice } from "../../shared/bus/subjects.ts";
 import { natsSettingsFrom } from "../../shared/config/common-keys.ts";
-import { ConfigError } from "../../shared/config/load.ts";
-import { createLogger } from "../../shared/log.ts";
 import { createRegistry, type MetricsEndpoint, serveMetrics } from "../../shared/metrics.ts";
-import { claimPidfile } from "../../shared/pidfile.ts";
+import { startService } from "../../shared/service-start.ts";
 import { getQueueInfo } from "../../shared/pgq/index.ts";
 import { VERSION } from "../../shared/version.ts";
 import { adminCommands } from "./admin-commands.ts";
@@ -41,25 +39,10 @@ function databaseName(db: pg.ClientConfig): string | undefined {
 }
 
 export async function runTickerService(configPath: string): Promise<number> {
-  let config: TickerConfig;
-  try {
-    config = loadTickerConfig(configPath);
-  } catch (error) {
-    if (error instanceof ConfigError) {
-      process.stderr.write(`${error.message}\n`);
-      return 2;
-    }
-    throw error;
-  }
-
-  const log = createLogger({ service: "ticker", job: config.jobName, level: config.logLevel, file: config.logfile });
-  let releasePidfile = () => {};
-  try {
-    if (config.pidfile) releasePidfile = claimPidfile(config.pidfile);
-  } catch (error) {
-    log.error((error as Error).message);
-    return 1;
-  }
+  const started = startService("ticker", () => loadTickerConfig(configPath));
+  if ("exitCode" in started) return started.exitCode;
+  let config: TickerConfig = started.config;
+  const { log, releasePidfile } = started;
 
   const instance = `${hostname()}-${process.pid}`;
   const stop = new AbortController();

@@ -3,7 +3,7 @@
  * pidfile, NATS connection and metrics.
  */
 import type { NatsSettings } from "../bus/connect.ts";
-import type { ConfigSchema, ConfigValues } from "./load.ts";
+import { type ConfigSchema, ConfigError, type ConfigValues } from "./load.ts";
 
 export const COMMON_KEYS: ConfigSchema = {
   logfile: { kind: "string", description: "also write JSON log lines to this file" },
@@ -55,4 +55,32 @@ export function subjectToken(name: string): string {
 /** Checks a job name can be used as one subject token as it is. */
 export function checkJobName(job: string): string | undefined {
   return /^[A-Za-z0-9_-]+$/.test(job) ? undefined : `job_name "${job}" may contain only letters, digits, _ and -`;
+}
+
+/** What every program takes from the common keys, plus its checked job name. */
+export interface CommonSettings {
+  jobName: string;
+  subjectPrefix: string;
+  commandTimeoutMs: number;
+  metricsPort: number | undefined;
+  logLevel: string;
+  logfile: string | undefined;
+  pidfile: string | undefined;
+  values: ConfigValues;
+}
+
+export function commonSettingsFrom(values: ConfigValues, path: string, section: string): CommonSettings {
+  const jobName = values.job_name as string;
+  const problem = checkJobName(jobName);
+  if (problem) throw new ConfigError(`${path}: [${section}] job_name: ${problem}`);
+  return {
+    jobName,
+    subjectPrefix: values.subject_prefix as string,
+    commandTimeoutMs: (values.command_timeout as number) * 1000,
+    metricsPort: values.metrics_port as number | undefined,
+    logLevel: values.log_level as string,
+    logfile: values.logfile as string | undefined,
+    pidfile: values.pidfile as string | undefined,
+    values,
+  };
 }

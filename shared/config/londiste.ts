@@ -1,8 +1,8 @@
 /** The [londiste] config section: what replay, copy, repair and the londiste tool read. */
 import type pg from "pg";
-import { COMMON_KEYS, checkJobName } from "./common-keys.ts";
+import { COMMON_KEYS, type CommonSettings, commonSettingsFrom } from "./common-keys.ts";
 import { toPgConfig } from "./dsn.ts";
-import { type ConfigSchema, ConfigError, type ConfigValues, loadConfigFile } from "./load.ts";
+import { type ConfigSchema, ConfigError, loadConfigFile } from "./load.ts";
 
 export const LONDISTE_SCHEMA: ConfigSchema = {
   job_name: { kind: "string", description: "name of this replication job", default: "londiste" },
@@ -21,8 +21,7 @@ export const LONDISTE_SCHEMA: ConfigSchema = {
   ...COMMON_KEYS,
 };
 
-export interface LondisteConfig {
-  jobName: string;
+export interface LondisteConfig extends CommonSettings {
   provider: pg.ClientConfig;
   subscriber: pg.ClientConfig;
   queue: string;
@@ -30,27 +29,18 @@ export interface LondisteConfig {
   loopDelayMs: number;
   onMissingRow: "error" | "log";
   ignoreTruncate: boolean;
-  subjectPrefix: string;
-  commandTimeoutMs: number;
-  metricsPort: number | undefined;
-  logLevel: string;
-  logfile: string | undefined;
-  pidfile: string | undefined;
-  values: ConfigValues;
 }
 
 export function loadLondisteConfig(path: string, env: NodeJS.ProcessEnv = process.env): LondisteConfig {
   const v = loadConfigFile(path, "londiste", LONDISTE_SCHEMA, env);
-  const jobName = v.job_name as string;
-  const problem = checkJobName(jobName);
-  if (problem) throw new ConfigError(`${path}: [londiste] job_name: ${problem}`);
+  const common = commonSettingsFrom(v, path, "londiste");
   const onMissingRow = v.on_missing_row as string;
   if (onMissingRow !== "error" && onMissingRow !== "log") {
     throw new ConfigError(`${path}: [londiste] on_missing_row: must be error or log, not "${onMissingRow}"`);
   }
   if (v.method !== "direct") throw new ConfigError(`${path}: [londiste] method: only "direct" is supported`);
   return {
-    jobName,
+    ...common,
     provider: toPgConfig(v.provider_db as string),
     subscriber: toPgConfig(v.subscriber_db as string),
     queue: v.pgq_queue_name as string,
@@ -58,12 +48,5 @@ export function loadLondisteConfig(path: string, env: NodeJS.ProcessEnv = proces
     loopDelayMs: (v.loop_delay as number) * 1000,
     onMissingRow,
     ignoreTruncate: v.ignore_truncate as boolean,
-    subjectPrefix: v.subject_prefix as string,
-    commandTimeoutMs: (v.command_timeout as number) * 1000,
-    metricsPort: v.metrics_port as number | undefined,
-    logLevel: v.log_level as string,
-    logfile: v.logfile as string | undefined,
-    pidfile: v.pidfile as string | undefined,
-    values: v,
   };
 }

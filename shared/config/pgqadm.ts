@@ -1,6 +1,6 @@
 /** The [pgqadm] config section: what the ticker and the pgqadm tool read. */
-import { COMMON_KEYS, checkJobName } from "./common-keys.ts";
-import { type ConfigSchema, ConfigError, type ConfigValues, loadConfigFile } from "./load.ts";
+import { COMMON_KEYS, type CommonSettings, commonSettingsFrom } from "./common-keys.ts";
+import { type ConfigSchema, loadConfigFile } from "./load.ts";
 import { toPgConfig } from "./dsn.ts";
 import type pg from "pg";
 
@@ -21,46 +21,24 @@ export const PGQADM_SCHEMA: ConfigSchema = {
   ...COMMON_KEYS,
 };
 
-export interface TickerConfig {
-  jobName: string;
+export interface TickerConfig extends CommonSettings {
   db: pg.ClientConfig;
-  dbText: string;
   loopDelayMs: number;
   maintDelayMs: number;
-  queueRefreshMs: number;
   logStatsMs: number;
   standbyDelayMs: number;
-  subjectPrefix: string;
-  commandTimeoutMs: number;
-  metricsPort: number | undefined;
-  logLevel: string;
-  logfile: string | undefined;
-  pidfile: string | undefined;
-  values: ConfigValues;
 }
 
 export function loadTickerConfig(path: string, env: NodeJS.ProcessEnv = process.env): TickerConfig {
   const v = loadConfigFile(path, "pgqadm", PGQADM_SCHEMA, env);
-  const jobName = v.job_name as string;
-  const problem = checkJobName(jobName);
-  if (problem) throw new ConfigError(`${path}: [pgqadm] job_name: ${problem}`);
   const maintSeconds = v.maint_delay_min !== undefined ? (v.maint_delay_min as number) * 60 : (v.maint_delay as number);
   return {
-    jobName,
+    ...commonSettingsFrom(v, path, "pgqadm"),
     db: toPgConfig(v.db as string),
-    dbText: v.db as string,
     loopDelayMs: (v.loop_delay as number) * 1000,
     maintDelayMs: maintSeconds * 1000,
-    queueRefreshMs: (v.queue_refresh_period as number) * 1000,
     logStatsMs: (v.ticker_log_delay as number) * 1000,
     standbyDelayMs: (v.standby_delay as number) * 1000,
-    subjectPrefix: v.subject_prefix as string,
-    commandTimeoutMs: (v.command_timeout as number) * 1000,
-    metricsPort: v.metrics_port as number | undefined,
-    logLevel: v.log_level as string,
-    logfile: v.logfile as string | undefined,
-    pidfile: v.pidfile as string | undefined,
-    values: v,
   };
 }
 

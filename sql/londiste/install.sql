@@ -14,12 +14,12 @@ set local client_min_messages = warning;
 \ir structure/002_provider.sql
 \ir structure/003_subscriber.sql
 \ir functions/londiste.quote_table.sql
+\ir functions/londiste.canonical_name.sql
 \ir functions/londiste.resolve_name.sql
 \ir functions/londiste.create_capture.sql
 \ir functions/londiste.drop_capture.sql
 \ir functions/londiste.provider_table.sql
 \ir functions/londiste.provider_seq.sql
-\ir functions/londiste.canonical_name.sql
 \ir functions/londiste.subscriber_table.sql
 \ir functions/londiste.subscriber_seq.sql
 \ir functions/londiste.last_tick.sql

@@ -14,22 +14,10 @@
 -- ----------------------------------------------------------------------
 create or replace function londiste.resolve_name(i_name text, i_kind "char")
 returns oid as $$
-declare
-    v_parts  text[];
-begin
-    begin
-        v_parts := parse_ident(i_name);
-    exception when others then
-        raise exception 'bad name: %', i_name;
-    end;
-    if array_length(v_parts, 1) = 1 then
-        v_parts := array['public', v_parts[1]];
-    elsif array_length(v_parts, 1) <> 2 then
-        raise exception 'bad name: %', i_name;
-    end if;
-    return (select c.oid
-              from pg_class c join pg_namespace n on n.oid = c.relnamespace
-             where n.nspname = v_parts[1] and c.relname = v_parts[2]
-               and (c.relkind = i_kind or (i_kind = 'r' and c.relkind = 'p')));
-end;
-$$ language plpgsql stable;
+    -- canonical_name checks the text and raises 'bad name'; its output is a
+    -- well-formed qualified name, so to_regclass cannot fail on it.
+    select c.oid
+      from pg_class c
+     where c.oid = to_regclass(londiste.canonical_name(i_name))
+       and (c.relkind = i_kind or (i_kind = 'r' and c.relkind = 'p'));
+$$ language sql stable;
