@@ -49,8 +49,9 @@ describe("PostgreSQL restarted under the ticker", () => {
   it("reconnects, becomes active again and keeps ticking in order", async () => {
     const ticker = startTicker(conf, "ticker");
     await ticker.waitForLog("active: this instance ticks the database");
+    const lastBefore = await lastTickId(pool, Q); // read first: the ticker may tick right after the insert
     await pool.query("select pgq.insert_event($1, 'x', 'before')", [Q]);
-    const before = await waitForTickAfter(pool, Q, await lastTickId(pool, Q));
+    const before = await waitForTickAfter(pool, Q, lastBefore);
 
     const fromLine = ticker.lines.length;
     await server.restart();

@@ -49,8 +49,9 @@ describe("the ticker as standard tools see it", () => {
     const conf = writeTickerConfig(makeTempDir("srv"), { db: db.url, natsUrl: natsUrl(), subjectPrefix: prefix, jobName: job });
     const ticker = startTicker(conf);
     await ticker.waitForLog("serving admin commands on NATS");
+    const lastBefore = await lastTickId(db, Q); // read first: the ticker may tick right after the insert
     await db.query("select pgq.insert_event($1, 'x', 'y')", [Q]);
-    await waitForTickAfter(db, Q, await lastTickId(db, Q));
+    await waitForTickAfter(db, Q, lastBefore);
 
     const client = new Svcm(nc).client({ strategy: "timer", maxWait: 2_000 });
     const mine = <T extends { metadata?: Record<string, string> }>(items: T[]) => items.filter((i) => i.metadata?.job === job);
@@ -86,8 +87,9 @@ describe("the ticker as standard tools see it", () => {
     });
     const ticker = startTicker(conf);
     await ticker.waitForLog("active: this instance ticks the database");
+    const lastBefore = await lastTickId(db, Q); // read first: the ticker may tick right after the insert
     await db.query("select pgq.insert_event($1, 'x', 'y')", [Q]);
-    await waitForTickAfter(db, Q, await lastTickId(db, Q));
+    await waitForTickAfter(db, Q, lastBefore);
 
     const body = await waitFor(
       async () => {
@@ -123,8 +125,9 @@ describe("signals", () => {
     expect(ticker.running).toBe(true);
 
     // Still ticking with the old config.
+    const lastBefore = await lastTickId(db, Q); // read first: the ticker may tick right after the insert
     await db.query("select pgq.insert_event($1, 'x', 'y')", [Q]);
-    await waitForTickAfter(db, Q, await lastTickId(db, Q));
+    await waitForTickAfter(db, Q, lastBefore);
   });
 
   for (const signal of ["SIGTERM", "SIGINT"] as const) {
