@@ -34,14 +34,32 @@
  *   report (keys listed up to MAX_MISSED_LISTED) and goes on. One that hits
  *   more than one row (subscriber table without a matching key) always throws;
  * - truncate → `truncate only T` (no cascade).
+ * (`only` keeps inheriting tables out; a partitioned table is written
+ * without it, which is the only way to reach its partitions.)
  *
- * Grouping (default on): a run of consecutive inserts into one table with the
- * same column list becomes one `insert ... select ... from unnest(...)`; a run
- * of consecutive deletes from one table becomes one `delete ... using unnest(...)`
- * inside a savepoint whose row count must equal the number of keys, otherwise
- * it is rolled back and the run is applied row by row (which finds the missed
- * keys). Changes are never reordered; updates and truncates always go row by
- * row. Per-row apply (`group: false`) is the reference behaviour.
+ * Grouping (default on) never reorders changes; it turns a run of
+ * consecutive changes into one set-based statement (runs are cut at
+ * maxGroupRows):
+ * - inserts into one table with the same column list → one
+ *   `insert ... select ... from unnest(...)`;
+ * - deletes from one table with the same key columns → one
+ *   `delete ... using unnest(...)`;
+ * - updates of one table with the same row and key columns, none of which
+ *   changes its key (text of the key columns in the row equal to the old
+ *   key) and no key twice in the run → one
+ *   `update ... set ... from unnest(...) where T.key = u.key`.
+ * Update and delete runs (of at least MIN_GUARDED_RUN changes) are grouped
+ * only when the subscriber table's primary key is exactly the change's key
+ * columns, so that a key matches at most one row, and they run inside a
+ * savepoint: the statement must hit exactly one row per change. With no key
+ * repeated or changed inside the run, every change then hits the same row
+ * it would hit in per-row order, and the result is the per-row result.
+ * Otherwise (a missing row, a key given twice in different spellings, or
+ * any data error such as a constraint the subscriber adds) the savepoint is
+ * rolled back and the run is applied row by row, which finds and reports
+ * missed rows, and raises errors, exactly as per-row apply does. Key
+ * changes and truncates always go row by row. Per-row apply
+ * (`group: false`) is the reference behaviour.
  */
 import type pg from "pg";
 import { TableShapeCache, type ColumnShape, type TableShape } from "./table-shape.ts";
@@ -90,7 +108,7 @@ export interface ApplyOptions {
   onMissingRow: "error" | "log";
   /** Told about each listed missed row in "log" mode. */
   log?: (msg: string, details: Record<string, unknown>) => void;
-  /** Multi-row statements for runs of inserts/deletes (default true); false = per-row reference behaviour. */
+  /** Multi-row statements for runs of inserts, updates and deletes (default true); false = per-row reference behaviour. */
   group?: boolean;
   /** Largest run put into one statement (default 1000). */
   maxGroupRows?: number;
@@ -139,10 +157,27 @@ interface Target {
 }
 
 export async function applyChanges(client: pg.ClientBase, changes: RowChange[], options: ApplyOptions): Promise<ApplyReport> {
-  // A savepoint is refused outside a transaction block, where SET LOCAL would silently do nothing.
-  await client.query(`savepoint ${SAVEPOINT}`);
-  await client.query(`release savepoint ${SAVEPOINT}; ${APPLY_SETTINGS_SQL}`);
+  // A savepoint is refused outside a transaction block (also in the implicit block of this
+  // multi-statement query), where SET LOCAL would silently do nothing.
+  await client.query(`savepoint ${SAVEPOINT}; release savepoint ${SAVEPOINT}; ${APPLY_SETTINGS_SQL}`);
   return new Applier(client, options).run(changes);
+}
+
+/** Update and delete runs shorter than this go row by row: the savepoint costs a round trip. */
+export const MIN_GUARDED_RUN = 3;
+
+type GroupedChange = Extract<RowChange, { op: "insert" | "update" | "delete" }>;
+
+/**
+ * Errors of a grouped statement after which the run is retried row by row:
+ * all but connection, transaction-state, serialization/deadlock, resource,
+ * operator-intervention (cancel, shutdown), system and internal errors.
+ */
+const NOT_RETRIED_CLASSES = new Set(["08", "25", "40", "53", "57", "58", "XX"]);
+
+function retriedRowByRow(error: unknown): boolean {
+  const code = (error as { code?: unknown } | null)?.code;
+  return typeof code === "string" && code.length === 5 && !NOT_RETRIED_CLASSES.has(code.slice(0, 2));
 }
 
 class Applier {
@@ -151,6 +186,8 @@ class Applier {
   private readonly report: ApplyReport = { tables: new Map(), missed: [], missedTotal: 0, changes: 0, statements: 0 };
   private readonly group: boolean;
   private readonly maxGroupRows: number;
+  /** The savepoint of the last grouped statement, which succeeded, is still open (released lazily). */
+  private savepointOpen = false;
 
   constructor(
     private readonly client: pg.ClientBase,
@@ -162,24 +199,49 @@ class Applier {
   }
 
   async run(changes: RowChange[]): Promise<ApplyReport> {
-    let i = 0;
-    while (i < changes.length) {
-      const first = changes[i]!;
-      let end = i + 1;
-      if (this.group && (first.op === "insert" || first.op === "delete")) {
-        const sig = signature(first);
-        while (end < changes.length && end - i < this.maxGroupRows && signature(changes[end]!) === sig) end++;
+    try {
+      let i = 0;
+      while (i < changes.length) {
+        const end = this.runEnd(changes, i);
+        const first = changes[i]!;
+        const length = end - i;
+        if (length > 1 && (first.op === "insert" || length >= MIN_GUARDED_RUN)) {
+          await this.applyRun(changes.slice(i, end) as GroupedChange[]);
+        } else {
+          for (let j = i; j < end; j++) await this.applyOne(changes[j]!);
+        }
+        i = end;
       }
-      if (end - i > 1) {
-        await this.applyRun(changes.slice(i, end) as Array<Extract<RowChange, { op: "insert" | "delete" }>>);
-      } else {
-        await this.applyOne(first);
-      }
-      i = end;
+    } catch (error) {
+      // Best effort: the caller rolls back anyway (and an aborted transaction refuses this).
+      if (this.savepointOpen) await this.client.query(`release savepoint ${SAVEPOINT}`).catch(() => {});
+      throw error;
     }
+    if (this.savepointOpen) await this.client.query(`release savepoint ${SAVEPOINT}`);
+    this.savepointOpen = false;
     return this.report;
   }
 
+  /** End (exclusive) of the run of changes that can share one statement with changes[i]. */
+  private runEnd(changes: RowChange[], i: number): number {
+    const first = changes[i]!;
+    const sig = this.group ? signature(first) : null;
+    if (sig === null) return i + 1;
+    // Update and delete runs hold each key once.
+    const keys = first.op === "insert" ? null : new Set([keyText(first)]);
+    let end = i + 1;
+    while (end < changes.length && end - i < this.maxGroupRows) {
+      const change = changes[end]!;
+      if (signature(change) !== sig) break;
+      if (keys) {
+        const k = keyText(change);
+        if (keys.has(k)) break;
+        keys.add(k);
+      }
+      end++;
+    }
+    return end;
+  }
   private async target(table: string): Promise<Target> {
     let t = this.targets.get(table);
     if (!t) {
@@ -260,7 +322,7 @@ class Applier {
         const keys = this.keyColumns(t, change.key);
         if (sets.length === 0) throw new ApplyError(`${t.shape.name}: update without writable columns`, t.table, "update");
         const result = await this.query(
-          `update only ${t.shape.name} set ${sets.map(([c], i) => `${ident(c.name)} = $${i + 1}::${c.castType}`).join(", ")} where ` +
+          `update ${only(t)}${t.shape.name} set ${sets.map(([c], i) => `${ident(c.name)} = $${i + 1}::${c.castType}`).join(", ")} where ` +
             keys.map(([c], i) => `${ident(c.name)} = $${sets.length + i + 1}::${c.castType}`).join(" and "),
           [...sets.map(([, v]) => v), ...keys.map(([, v]) => v)],
         );
@@ -270,14 +332,14 @@ class Applier {
       case "delete": {
         const keys = this.keyColumns(t, change.key);
         const result = await this.query(
-          `delete from only ${t.shape.name} where ${keys.map(([c], i) => `${ident(c.name)} = $${i + 1}::${c.castType}`).join(" and ")}`,
+          `delete from ${only(t)}${t.shape.name} where ${keys.map(([c], i) => `${ident(c.name)} = $${i + 1}::${c.castType}`).join(" and ")}`,
           keys.map(([, v]) => v),
         );
         this.counted(t, "delete", change.key, result.rowCount ?? 0);
         return;
       }
       case "truncate":
-        await this.query(`truncate only ${t.shape.name}`, []);
+        await this.query(`truncate ${only(t)}${t.shape.name}`, []);
         t.stats.truncates++;
         return;
     }
@@ -306,8 +368,11 @@ class Applier {
     }
   }
 
-  /** A run of ≥ 2 inserts (same table and columns) or deletes (same table and key columns). */
-  private async applyRun(run: Array<Extract<RowChange, { op: "insert" | "delete" }>>): Promise<void> {
+  /**
+   * A run of ≥ 2 inserts (same table and columns), or of ≥ MIN_GUARDED_RUN updates (same table,
+   * row and key columns, no key change) or deletes (same table and key columns), no key twice.
+   */
+  private async applyRun(run: GroupedChange[]): Promise<void> {
     const first = run[0]!;
     const t = await this.target(first.table);
     if (first.op === "insert") {
@@ -323,34 +388,96 @@ class Applier {
       return;
     }
     const keys = this.keyColumns(t, first.key).map(([c]) => c);
-    const arrays = keys.map((c) => run.map((ch) => (ch.op === "delete" ? (ch.key.get(c.name) ?? null) : null)));
-    await this.client.query(`savepoint ${SAVEPOINT}`);
-    const result = await this.query(
-      `delete from only ${t.shape.name} as t using unnest(${keys.map((_, i) => `$${i + 1}::text[]`).join(", ")}) ` +
-        `as u(${keys.map((_, i) => `k${i + 1}`).join(", ")}) where ` +
-        keys.map((c, i) => `t.${ident(c.name)} = u.k${i + 1}::${c.castType}`).join(" and "),
-      arrays,
-    );
-    if (result.rowCount === run.length) {
-      await this.client.query(`release savepoint ${SAVEPOINT}`);
-      this.report.changes += run.length;
-      t.stats.deletes += run.length;
+    // Only a primary key on exactly these columns makes "one row per change" provable by a row count.
+    const pk = t.shape.primaryKey;
+    const keyed = pk.length === keys.length && keys.every((c) => pk.includes(c.name));
+    const sets = first.op === "update" ? this.writable(t, first.row).map(([c]) => c) : [];
+    if (!keyed || (first.op === "update" && sets.length === 0)) {
+      for (const change of run) await this.applyOne(change);
       return;
     }
-    // Some key missed (or was repeated, or hit several rows): undo and find out row by row.
-    await this.client.query(`rollback to savepoint ${SAVEPOINT}; release savepoint ${SAVEPOINT}`);
+    const keyArrays = keys.map((c) => run.map((ch) => (ch.op !== "insert" ? (ch.key.get(c.name) ?? null) : null)));
+    const keyAliases = keys.map((_, i) => `k${i + 1}`);
+    const match = keys.map((c, i) => `t.${ident(c.name)} = u.k${i + 1}::${c.castType}`).join(" and ");
+    let sql: string;
+    let params: Array<Array<string | null>>;
+    if (first.op === "update") {
+      const setArrays = sets.map((c) => run.map((ch) => (ch.op === "update" ? (ch.row.get(c.name) ?? null) : null)));
+      params = [...keyArrays, ...setArrays];
+      sql =
+        `update ${only(t)}${t.shape.name} as t set ${sets.map((c, i) => `${ident(c.name)} = u.c${i + 1}::${c.castType}`).join(", ")} ` +
+        `from unnest(${params.map((_, i) => `$${i + 1}::text[]`).join(", ")}) ` +
+        `as u(${[...keyAliases, ...sets.map((_, i) => `c${i + 1}`)].join(", ")}) where ${match}`;
+    } else {
+      params = keyArrays;
+      sql =
+        `delete from ${only(t)}${t.shape.name} as t using unnest(${params.map((_, i) => `$${i + 1}::text[]`).join(", ")}) ` +
+        `as u(${keyAliases.join(", ")}) where ${match}`;
+    }
+    if (await this.guarded(sql, params, run.length)) {
+      this.report.changes += run.length;
+      if (first.op === "update") t.stats.updates += run.length;
+      else t.stats.deletes += run.length;
+      return;
+    }
+    // A key missed or was spelled twice, or a data error: find out row by row.
     for (const change of run) await this.applyOne(change);
+  }
+
+  /**
+   * Runs a statement inside a savepoint; true when it hit exactly `expected` rows. Otherwise, or on
+   * an error that row-by-row apply would meet or explain, the savepoint is rolled back and false
+   * returned. A savepoint that was kept is released together with the next one, or at the end.
+   */
+  private async guarded(sql: string, params: unknown[], expected: number): Promise<boolean> {
+    await this.client.query(this.savepointOpen ? `release savepoint ${SAVEPOINT}; savepoint ${SAVEPOINT}` : `savepoint ${SAVEPOINT}`);
+    this.savepointOpen = true;
+    let rows: number;
+    try {
+      rows = (await this.query(sql, params)).rowCount ?? -1;
+    } catch (error) {
+      if (!retriedRowByRow(error)) throw error;
+      await this.rollbackToSavepoint(error);
+      return false;
+    }
+    if (rows === expected) return true;
+    await this.rollbackToSavepoint();
+    return false;
+  }
+
+  private async rollbackToSavepoint(cause?: unknown): Promise<void> {
+    this.savepointOpen = false;
+    try {
+      await this.client.query(`rollback to savepoint ${SAVEPOINT}; release savepoint ${SAVEPOINT}`);
+    } catch (error) {
+      throw cause ?? error;
+    }
   }
 }
 
-/** Changes with equal signatures can share one multi-row statement. */
-function signature(change: RowChange): string {
+/** `only ` for a plain table (keeps inheriting tables out); nothing for a partitioned one. */
+function only(t: Target): string {
+  return t.shape.relkind === "p" ? "" : "only ";
+}
+
+/** Changes with equal signatures can share one multi-row statement; null: never grouped. */
+function signature(change: RowChange): string | null {
   switch (change.op) {
     case "insert":
-      return `I\u0000${change.table}\u0000${[...change.row.keys()].join("\u0000")}`;
+      return JSON.stringify(["I", change.table, [...change.row.keys()]]);
+    case "update":
+      for (const [name, value] of change.key) {
+        if (!change.row.has(name) || change.row.get(name) !== value) return null; // a key change
+      }
+      return JSON.stringify(["U", change.table, [...change.row.keys()], [...change.key.keys()]]);
     case "delete":
-      return `D\u0000${change.table}\u0000${[...change.key.keys()].join("\u0000")}`;
-    default:
-      return change.op; // never grouped
+      return JSON.stringify(["D", change.table, [...change.key.keys()]]);
+    case "truncate":
+      return null;
   }
+}
+
+/** The key values of an update or delete, for spotting a key given twice in one run. */
+function keyText(change: RowChange): string {
+  return change.op === "update" || change.op === "delete" ? JSON.stringify([...change.key.values()]) : "";
 }

@@ -290,6 +290,215 @@ describe("grouped apply", () => {
   });
 });
 
+describe("grouped updates", () => {
+  // Same shape for the grouped and the per-row copy; `u` is a column named like the unnest alias.
+  const cols = `(a int, b text, c numeric, d timestamptz, e text, u int, primary key (a, b), check (c is null or c <> 666))`;
+  const tables = ["gu_grouped", "gu_rowwise"];
+  beforeAll(async () => {
+    await db.query(tables.map((t) => `create table ${t} ${cols}`).join("; "));
+  });
+
+  /** Deterministic PRNG (mulberry32), so a failing seed can be replayed. */
+  function prng(seed: number): () => number {
+    let x = seed >>> 0;
+    return () => {
+      x = (x + 0x6d2b79f5) >>> 0;
+      let t = x;
+      t = Math.imul(t ^ (t >>> 15), t | 1);
+      t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+      return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+    };
+  }
+
+  const T = "public.src";
+  const bOf = (a: number) => (a % 3 === 0 ? "" : a % 3 === 1 ? `k"${a},\\{x}` : "NULL");
+  const initial = Array.from({ length: 60 }, (_, a) => a);
+
+  /**
+   * A random mix of inserts, deletes, updates with and without key changes, bursts of updates
+   * (the case grouping is for) with repeated keys, NULLs, missing rows and the odd truncate.
+   */
+  function randomWorkload(seed: number, n: number): RowChange[] {
+    const rnd = prng(seed);
+    const pick = <X>(xs: X[]): X => xs[Math.floor(rnd() * xs.length)]!;
+    const live = new Set(initial); // keys (a) believed to exist, as the provider saw them
+    let fresh = 1000;
+    const value = (): Row => ({
+      c: rnd() < 0.2 ? null : rnd() < 0.1 ? "-0.000" : String(Math.floor(rnd() * 1e6) / 100),
+      d: rnd() < 0.2 ? null : `2024-0${1 + Math.floor(rnd() * 9)}-1${Math.floor(rnd() * 9)} 0${Math.floor(rnd() * 9)}:00:00+0${Math.floor(rnd() * 9)}`,
+      e: rnd() < 0.2 ? null : rnd() < 0.2 ? "" : pick(["x", "NULL", 'q"\'\\', "ünï ✓", "a,b"]),
+      u: rnd() < 0.3 ? null : String(Math.floor(rnd() * 100)),
+    });
+    const key = (a: number): Row => ({ a: String(a), b: bOf(a) });
+    const someKey = (): number => {
+      const r = rnd();
+      if (r < 0.03) return 5000 + Math.floor(rnd() * 50); // a row that is not there
+      const keys = [...live];
+      return keys.length ? pick(keys) : 5000;
+    };
+    const out: RowChange[] = [];
+    while (out.length < n) {
+      const r = rnd();
+      if (r < 0.45) {
+        // a burst of updates without key change; keys may repeat, some miss
+        const len = 1 + Math.floor(rnd() * 40);
+        const recent: number[] = [];
+        for (let i = 0; i < len; i++) {
+          const a = recent.length && rnd() < 0.1 ? pick(recent) : someKey();
+          recent.push(a);
+          out.push(upd(T, key(a), { ...key(a), ...value() }));
+        }
+      } else if (r < 0.55) {
+        const from = someKey();
+        const to = rnd() < 0.5 ? fresh++ : pick(initial); // a fresh key, or maybe one in use (unique violation)
+        if (live.has(to) && to !== from) continue; // the provider could not have done that
+        out.push(upd(T, key(from), { ...key(to), ...value() }));
+        if (live.delete(from)) live.add(to);
+      } else if (r < 0.72) {
+        const len = 1 + Math.floor(rnd() * 10);
+        for (let i = 0; i < len; i++) {
+          const a = fresh++;
+          live.add(a);
+          out.push(ins(T, { ...key(a), ...value() }));
+        }
+      } else if (r < 0.99) {
+        const len = 1 + Math.floor(rnd() * 12);
+        for (let i = 0; i < len; i++) {
+          const a = someKey();
+          live.delete(a);
+          out.push(del(T, key(a)));
+        }
+      } else {
+        out.push(trunc(T));
+        live.clear();
+      }
+    }
+    return out;
+  }
+
+  async function reset(): Promise<void> {
+    const fill = `select a, case a % 3 when 0 then '' when 1 then 'k"' || a || ',\\{x}' else 'NULL' end, a, null, 'init', a from generate_series(0, 59) a`;
+    await db.query(tables.map((t) => `truncate ${t}; insert into ${t} ${fill}`).join("; "));
+  }
+
+  async function compare(changes: RowChange[], options: Partial<ApplyOptions> = {}): Promise<{ grouped: ApplyReport; rowwise: ApplyReport }> {
+    await reset();
+    const grouped = await apply(changes, { destTable: () => "public.gu_grouped", onMissingRow: "log", ...options });
+    const rowwise = await apply(changes, { destTable: () => "public.gu_rowwise", onMissingRow: "log", ...options, group: false });
+    expect(await rows("gu_grouped", "a, b")).toEqual(await rows("gu_rowwise", "a, b"));
+    const { destTable: _g, ...gStats } = grouped.tables.get(T)!;
+    const { destTable: _r, ...rStats } = rowwise.tables.get(T)!;
+    expect(gStats).toEqual(rStats);
+    expect(grouped.missed.map((m) => [m.op, m.key])).toEqual(rowwise.missed.map((m) => [m.op, m.key]));
+    expect(grouped.missedTotal).toBe(rowwise.missedTotal);
+    expect(grouped.changes).toBe(changes.length);
+    expect(rowwise.changes).toBe(changes.length);
+    expect(rowwise.statements).toBe(changes.length);
+    return { grouped, rowwise };
+  }
+
+  it("a run of updates is one statement, and gives the per-row table", async () => {
+    const changes = initial.map((a) => upd(T, { a: String(a), b: bOf(a) }, { a: String(a), b: bOf(a), c: `${a}.5`, d: null, e: "", u: null }));
+    const { grouped } = await compare(changes);
+    expect(grouped.statements).toBe(1);
+    expect(grouped.tables.get(T)!.updates).toBe(60);
+  });
+
+  it("random mixed workloads with repeated keys, key changes, NULLs and missing rows: same as per-row apply", async () => {
+    let groupedStatements = 0;
+    let rowwiseStatements = 0;
+    let misses = 0;
+    for (let seed = 1; seed <= 25; seed++) {
+      const changes = randomWorkload(seed, 400);
+      const maxGroupRows = seed % 5 === 0 ? 7 : undefined; // also runs cut at a small size
+      const { grouped, rowwise } = await compare(changes, maxGroupRows ? { maxGroupRows } : {});
+      groupedStatements += grouped.statements;
+      rowwiseStatements += rowwise.statements;
+      misses += grouped.missedTotal;
+    }
+    expect(misses).toBeGreaterThan(50); // the workloads do miss rows, so the fallback ran
+    expect(groupedStatements).toBeLessThan(rowwiseStatements * 0.6);
+  });
+
+  it("'error' mode: a missing row inside an update run throws what per-row apply throws, and nothing stays", async () => {
+    await reset();
+    const run = [1, 2, 3, 4, 5000, 6, 7].map((a) => upd(T, { a: String(a), b: bOf(a) }, { a: String(a), b: bOf(a), c: "777", d: null, e: null, u: null }));
+    const grouped = await apply(run, { destTable: () => "public.gu_grouped" }).catch((e: unknown) => e);
+    const rowwise = await apply(run, { destTable: () => "public.gu_rowwise", group: false }).catch((e: unknown) => e);
+    expect(grouped).toBeInstanceOf(ApplyError);
+    expect((grouped as ApplyError).message).toBe('public.gu_grouped: update found no row with key {"a":"5000","b":"NULL"}');
+    expect((rowwise as ApplyError).message).toBe((grouped as ApplyError).message.replace("gu_grouped", "gu_rowwise"));
+    expect(await rows("gu_grouped", "a, b")).toEqual(await rows("gu_rowwise", "a, b"));
+    expect(await num(db.pool, "select count(*) from gu_grouped where c = 777")).toBe(0);
+  });
+
+  it("a data error inside a run is raised as per-row apply raises it (at the same change)", async () => {
+    await reset();
+    const run = [1, 2, 3, 4, 5, 6].map((a) =>
+      upd(T, { a: String(a), b: bOf(a) }, { a: String(a), b: bOf(a), c: a === 4 ? "666" : "1", d: null, e: null, u: null }),
+    );
+    const onTable = (table: string, group: boolean) =>
+      apply(run, { group, destTable: () => `public.${table}` }).then(
+        () => "no error",
+        (e: Error) => `${(e as { code?: string }).code}: ${e.message}`,
+      );
+    const grouped = await onTable("gu_grouped", true);
+    const rowwise = await onTable("gu_rowwise", false);
+    expect(grouped).toBe('23514: new row for relation "gu_grouped" violates check constraint "gu_grouped_c_check"');
+    expect(grouped.replace(/gu_grouped/g, "gu_rowwise")).toBe(rowwise);
+  });
+
+  it("a key given twice in different spellings falls back to per-row apply", async () => {
+    await db.query("create table gu_num_g (k numeric primary key, v text); create table gu_num_r (k numeric primary key, v text)");
+    await db.query("insert into gu_num_g values (1, 'a'), (2, 'b'), (3, 'c'); insert into gu_num_r select * from gu_num_g");
+    const run = [
+      upd("public.n", { k: "1" }, { k: "1", v: "x" }),
+      upd("public.n", { k: "2" }, { k: "2", v: "y" }),
+      upd("public.n", { k: "1.0" }, { k: "1.0", v: "z" }), // the same row as "1": must win, as in per-row order
+      upd("public.n", { k: "3" }, { k: "3", v: "w" }),
+    ];
+    const grouped = await apply(run, { destTable: () => "public.gu_num_g" });
+    await apply(run, { destTable: () => "public.gu_num_r", group: false });
+    expect(await rows("gu_num_g")).toEqual(["(1.0,z)", "(2,y)", "(3,w)"]);
+    expect(await rows("gu_num_r")).toEqual(await rows("gu_num_g"));
+    expect(grouped.tables.get("public.n")!.updates).toBe(4);
+  });
+
+  it("a swap of a secondary unique column, valid in per-row order, succeeds", async () => {
+    await db.query(`create table gu_uniq (id int primary key, email text unique);
+      insert into gu_uniq select g, 'e' || g from generate_series(1, 10) g`);
+    // each update frees the value that the next one takes: fine one by one, not necessarily all at once
+    const run = [
+      upd("public.gu_uniq", { id: "1" }, { id: "1", email: "tmp" }),
+      ...Array.from({ length: 9 }, (_, i) => upd("public.gu_uniq", { id: String(i + 2) }, { id: String(i + 2), email: `e${i + 1}` })),
+    ];
+    await apply(run);
+    expect(await rows("gu_uniq", "id")).toEqual(["(1,tmp)", ...Array.from({ length: 9 }, (_, i) => `(${i + 2},e${i + 1})`)]);
+  });
+
+  it("a table whose primary key is not the change's key goes row by row: several rows hit is still an error", async () => {
+    await db.query("create table gu_nokey (id int, v text); insert into gu_nokey values (1, 'a'), (1, 'b'), (2, 'c'), (3, 'd')");
+    const run = ["2", "3", "1", "4"].map((id) => upd("public.gu_nokey", { id }, { id, v: "x" }));
+    await expect(apply(run, { onMissingRow: "log" })).rejects.toThrow(/hit 2 rows/);
+    const dels = ["2", "3", "1"].map((id) => del("public.gu_nokey", { id }));
+    await expect(apply([...dels, del("public.gu_nokey", { id: "9" })], { onMissingRow: "log" })).rejects.toThrow(/hit 2 rows/);
+    expect(await num(db.pool, "select count(*) from gu_nokey")).toBe(4);
+  });
+
+  it("a partitioned subscriber table is reached through its partitions", async () => {
+    await db.query(`create table gu_part (id int primary key, v text) partition by range (id);
+      create table gu_part_1 partition of gu_part for values from (0) to (100);
+      create table gu_part_2 partition of gu_part for values from (100) to (200);
+      insert into gu_part select g, 'v' from generate_series(1, 150) g`);
+    const updates = [5, 6, 7, 120, 121].map((id) => upd("public.gu_part", { id: String(id) }, { id: String(id), v: "new" }));
+    const report = await apply([...updates, upd("public.gu_part", { id: "8" }, { id: "8", v: "one" }), del("public.gu_part", { id: "9" })]);
+    expect(report.tables.get("public.gu_part")).toMatchObject({ updates: 6, deletes: 1, missedUpdates: 0 });
+    expect(await num(db.pool, "select count(*) from gu_part where v = 'new'")).toBe(5);
+    await apply([trunc("public.gu_part")]);
+    expect(await num(db.pool, "select count(*) from gu_part")).toBe(0);
+  });
+});
+
 describe("the applier session and transaction", () => {
   it("the applier session's settings do not matter, and SET LOCAL leaves them as they were", async () => {
     await db.query(`
