@@ -1,14 +1,16 @@
 #!/usr/bin/env node
-// Launcher: `londiste CONFIG replay` runs the replay service in this
-// process. The admin commands of the londiste tool are not built yet.
+// Launcher: `londiste CONFIG replay [--reset]` runs the replay service in
+// this process; every other command is sent to the job's replay service.
 import { register } from "tsx/esm/api";
 
 register();
-const words = process.argv.slice(2).filter((a) => !a.startsWith("-"));
-if (words[1] === "replay" && words.length === 2) {
+const argv = process.argv.slice(2);
+const words = argv.filter((a) => !a.startsWith("-"));
+const flags = argv.filter((a) => a.startsWith("-"));
+if (words[1] === "replay" && words.length === 2 && flags.every((f) => f === "--reset")) {
   const { runReplayService } = await import("../replay/main.ts");
-  process.exit(await runReplayService(words[0]));
+  process.exit(await runReplayService(words[0], { reset: flags.includes("--reset") }));
 } else {
-  process.stderr.write("usage: londiste CONFIG replay   (other londiste commands are not available yet)\n");
-  process.exit(2);
+  const { runLondisteCommand } = await import("../londiste/main.ts");
+  process.exit(await runLondisteCommand(argv));
 }

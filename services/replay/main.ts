@@ -9,17 +9,24 @@
  * Signals: SIGINT/SIGTERM stop between batches (never inside one).
  * Exit codes: 0 stopped, 2 bad config, 1 other failure.
  */
+import { hostname } from "node:os";
 import type { NatsConnection, Subscription } from "@nats-io/nats-core";
+import type { Service } from "@nats-io/services";
 import pg from "pg";
+import { startCommandService } from "../../shared/bus/command-service.ts";
 import { connectNats } from "../../shared/bus/connect.ts";
 import { tickNoticeSubject } from "../../shared/bus/subjects.ts";
 import { natsSettingsFrom } from "../../shared/config/common-keys.ts";
-import { loadLondisteConfig } from "../../shared/config/londiste.ts";
+import { loadLondisteConfig, londisteSubjects } from "../../shared/config/londiste.ts";
 import { SessionLock } from "../../shared/db/session-lock.ts";
 import { applyChanges } from "../../shared/londiste/apply.ts";
+import { londisteSchemaVersion } from "../../shared/londiste/install.ts";
 import { startService } from "../../shared/service-start.ts";
 import { registerConsumer } from "../../shared/pgq/index.ts";
-import { replayOneBatch } from "./replay-batch.ts";
+import { VERSION } from "../../shared/version.ts";
+import type { ReplayLiveState } from "./admin/context.ts";
+import { londisteAdminCommands } from "./admin-commands.ts";
+import { type ApplyChanges, replayOneBatch } from "./replay-batch.ts";
 
 /** pg_try_advisory_lock(REPLAY_LOCK_CLASS, hash(job)) on the subscriber: the active replay of a job. */
 export const REPLAY_LOCK_CLASS = 1886482804;
@@ -61,7 +68,26 @@ class Waker {
   }
 }
 
-export async function runReplayService(configPath: string): Promise<number> {
+export interface ReplayOptions {
+  /** Forget the subscriber's recorded position first (after a deliberate re-registration). */
+  reset?: boolean;
+}
+
+/**
+ * Whether replay has anything to follow: without tables or sequences in
+ * the subscriber's set it does not register, so no events pile up for it.
+ */
+async function hasWork(subscriber: pg.Pool, queue: string): Promise<boolean> {
+  if ((await londisteSchemaVersion(subscriber)) === 0) return false;
+  const { rows } = await subscriber.query(
+    `select 1 from londiste.subscriber_table where queue_name = $1
+      union all select 1 from londiste.subscriber_seq where queue_name = $1 limit 1`,
+    [queue],
+  );
+  return rows.length > 0;
+}
+
+export async function runReplayService(configPath: string, options: ReplayOptions = {}): Promise<number> {
   const started = startService("replay", () => loadLondisteConfig(configPath));
   if ("exitCode" in started) return started.exitCode;
   const { config, log, releasePidfile } = started;
@@ -73,16 +99,40 @@ export async function runReplayService(configPath: string): Promise<number> {
   provider.on("error", (error) => log.warn({ err: error }, "idle provider connection failed"));
   subscriber.on("error", (error) => log.warn({ err: error }, "idle subscriber connection failed"));
 
+  const live: ReplayLiveState = { role: "starting", batches: 0, changes: 0, lastBatchAt: null, lastError: null };
+  const instance = `${hostname()}:${process.pid}`;
   let nc: NatsConnection | undefined;
   let notices: Subscription | undefined;
+  let service: Service | undefined;
   void connectNats(natsSettingsFrom(config.values, `londiste ${config.jobName} replay`), log)
-    .then((conn) => {
+    .then(async (conn) => {
       if (stop.signal.aborted) return conn.close();
       nc = conn;
       notices = conn.subscribe(tickNoticeSubject(config.subjectPrefix, config.queue), { callback: () => waker.notify() });
       log.info("waking on tick notices");
+      const subjects = londisteSubjects(config.subjectPrefix, config.jobName);
+      service = await startCommandService(conn, {
+        name: "londiste-replay",
+        version: VERSION,
+        description: `londiste replay and admin commands for job ${config.jobName}`,
+        subjectPrefix: subjects.commandPrefix,
+        commands: londisteAdminCommands({
+          provider,
+          subscriber,
+          queue: config.queue,
+          consumer: config.consumer,
+          jobName: config.jobName,
+          wake: () => waker.notify(),
+          live: () => ({ ...live, instance }),
+        }),
+        metadata: { job: config.jobName, instance },
+        queue: `londiste-${config.jobName}`,
+        log,
+        stats: () => ({ instance, ...live }),
+      });
+      log.info({ subjects: `${subjects.commandPrefix}.>` }, "serving admin commands on NATS");
     })
-    .catch((error: unknown) => log.error({ err: error }, "NATS setup failed; polling every loop_delay"));
+    .catch((error: unknown) => log.error({ err: error }, "NATS setup failed; polling every loop_delay, no admin commands"));
 
   const onStop = (signal: string) => {
     log.info({ signal }, "stopping between batches");
@@ -92,47 +142,73 @@ export async function runReplayService(configPath: string): Promise<number> {
   process.on("SIGTERM", onStop);
 
   const lock = new SessionLock(config.subscriber, [REPLAY_LOCK_CLASS, jobLockKey(config.jobName)]);
-  const settings = { queue: config.queue, consumer: config.consumer, ignoreTruncate: config.ignoreTruncate };
-  const apply = async (client: pg.ClientBase, changes: Parameters<typeof applyChanges>[1]) => {
+  const settings = {
+    queue: config.queue,
+    consumer: config.consumer,
+    ignoreTruncate: config.ignoreTruncate,
+    onTableError: (table: string, message: string) => log.error({ table, error: message }, "table stopped: state error"),
+    onNotice: (message: string, details: Record<string, unknown>) => log.warn(details, message),
+  };
+  const apply: ApplyChanges = async (client, changes, destTable) => {
     const report = await applyChanges(client, changes, {
+      destTable,
       onMissingRow: config.onMissingRow,
       log: (msg, details) => log.warn(details, msg),
     });
     if (report.missedTotal > 0) log.warn({ missed: report.missedTotal }, "updates/deletes that found no row");
   };
 
-  let state: "starting" | "standby" | "active" = "starting";
   let registered = false;
+  let idleReason = "";
+  let resetPending = options.reset === true;
   let backoffMs = 1000;
-  let batches = 0;
-  let changes = 0;
   log.info({ queue: config.queue, consumer: config.consumer }, "replay starting");
+  const idle = async (reason: string) => {
+    if (idleReason !== reason) log.info(reason);
+    idleReason = reason;
+    await waker.wait(config.loopDelayMs, stop.signal);
+  };
   try {
     while (!stop.signal.aborted) {
       try {
         if (!(await lock.tryAcquire())) {
-          if (state !== "standby") log.info("standing by: another replay of this job is active");
-          state = "standby";
+          if (live.role !== "standby") log.info("standing by: another replay of this job is active");
+          live.role = "standby";
           await waker.wait(1000, stop.signal);
           continue;
         }
-        if (state !== "active") log.info("active: this instance replays the job");
-        state = "active";
+        if (live.role !== "active") log.info("active: this instance replays the job");
+        live.role = "active";
+        if (resetPending) {
+          await subscriber.query("select londiste.set_last_tick($1, null)", [config.consumer]);
+          log.warn({ consumer: config.consumer }, "--reset: forgot the subscriber's recorded position");
+          resetPending = false;
+        }
         if (!registered) {
+          if (!(await hasWork(subscriber, config.queue))) {
+            await idle("nothing to replay yet: waiting for tables (londiste CONFIG subscriber add)");
+            continue;
+          }
           await registerConsumer(provider, config.queue, config.consumer);
           registered = true;
         }
         const outcome = await replayOneBatch(provider, subscriber, settings, apply);
         backoffMs = 1000;
+        live.lastError = null;
         if (outcome.kind === "idle") {
-          await waker.wait(config.loopDelayMs, stop.signal);
+          await idle("caught up: waiting for the next tick");
         } else {
-          batches++;
-          if (outcome.kind === "applied") changes += outcome.changes;
+          idleReason = "";
+          live.batches++;
+          live.lastBatchAt = new Date().toISOString();
+          if (outcome.kind === "applied") live.changes += outcome.changes;
           log.debug({ batch: outcome.batch.batchId, tick: outcome.batch.tickId, kind: outcome.kind }, "batch done");
         }
       } catch (error) {
+        live.lastError = (error as Error).message ?? String(error);
         log.error({ err: error, retryInMs: backoffMs }, "replay failed; retrying");
+        registered = false;
+        idleReason = "";
         await lock.close();
         await waker.wait(backoffMs, stop.signal);
         backoffMs = Math.min(backoffMs * 2, 30_000);
@@ -142,12 +218,13 @@ export async function runReplayService(configPath: string): Promise<number> {
     process.off("SIGINT", onStop);
     process.off("SIGTERM", onStop);
     notices?.unsubscribe();
+    await service?.stop().catch(() => {});
     await nc?.drain().catch(() => {});
     await lock.close();
     await provider.end().catch(() => {});
     await subscriber.end().catch(() => {});
     releasePidfile();
-    log.info({ batches, changes }, "replay stopped");
+    log.info({ batches: live.batches, changes: live.changes }, "replay stopped");
   }
   return 0;
 }

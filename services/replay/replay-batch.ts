@@ -1,24 +1,38 @@
 /**
- * One replay round (spec §4.4 with the 2.1.8 position rule): open the next
- * batch on the provider; decide from the subscriber's recorded tick whether
- * it is applied already; stream its events, keep the row changes of tables
- * in state `ok`, apply them and record the batch's end tick in ONE
- * subscriber transaction; then, on the provider, mark events of unknown
- * type failed and finish the batch in one transaction.
+ * One replay round (spec §4.4 with the 2.1.8 position rule): under the
+ * consumer's lock on the subscriber, open the next batch on the provider;
+ * decide from the subscriber's recorded tick whether it is applied
+ * already; stream its events, apply the row changes of tables in state
+ * `ok`, push the followed sequences, and record the batch's end tick, in
+ * ONE subscriber transaction; then, on the provider, mark events of
+ * unknown type failed and finish the batch in one transaction.
  *
  * A crash anywhere is safe: before the subscriber commit the batch comes
  * back (sticky) and is applied; after it, its end tick is recorded and the
  * batch is skipped and finished. Memory stays flat: events are read
  * through a cursor and applied in chunks.
+ *
+ * A change that cannot be applied (bad data, a missing column, a
+ * duplicate key, a row that is not there with on_missing_row = error)
+ * stops only its table: each chunk runs in a savepoint; when one fails it
+ * is rolled back and replayed table-run by table-run to find the table,
+ * which is put in state `error` with the message, in the same
+ * transaction; the batch goes on without it. Failures of the connection
+ * or the server (lost connection, deadlock, shutdown) fail the batch
+ * instead, and replay retries it.
  */
 import type pg from "pg";
+import { providerTables, subscriberTables } from "../../shared/londiste/catalog.ts";
 import { decodeChange, type RowChange } from "../../shared/londiste/change-event.ts";
+import { parseTextArray } from "../../shared/londiste/record-text.ts";
 import { batchEvents, failEvent, finishBatch, nextBatch } from "../../shared/pgq/index.ts";
 import type { BatchInfo } from "../../shared/pgq/types.ts";
 import { decideBatch } from "./position.ts";
+import { lockConsumerPosition } from "./position-lock.ts";
+import { pushSequences } from "./sequences.ts";
 
-/** Applies decoded changes inside the caller's subscriber transaction. */
-export type ApplyChanges = (client: pg.ClientBase, changes: RowChange[]) => Promise<void>;
+/** Applies decoded changes inside the caller's subscriber transaction; destTable maps provider to subscriber names. */
+export type ApplyChanges = (client: pg.ClientBase, changes: RowChange[], destTable: (table: string) => string) => Promise<void>;
 
 export interface ReplaySettings {
   queue: string;
@@ -32,14 +46,31 @@ export interface ReplaySettings {
    * here (and a caller may log or count).
    */
   afterSubscriberCommit?: (batch: BatchInfo) => Promise<void>;
+  /** Told when a table is put into state error (already written, not yet committed). */
+  onTableError?: (table: string, message: string) => void;
+  /** Told about table-set and sequence events worth a log line. */
+  onNotice?: (message: string, details: Record<string, unknown>) => void;
 }
 
 export type ReplayOutcome =
   | { kind: "idle" }
   | { kind: "skipped"; batch: BatchInfo }
-  | { kind: "applied"; batch: BatchInfo; changes: number; failedEvents: number };
+  | { kind: "applied"; batch: BatchInfo; changes: number; failedEvents: number; tableErrors: string[] };
 
 const CHANGE_TYPES = new Set(["I", "U", "D", "R"]);
+
+/** SQLSTATE classes that say nothing about the data: the batch is retried as a whole. */
+const TRANSIENT_CLASSES = ["08", "40", "53", "57", "58", "XX"];
+
+export function isTransient(error: unknown): boolean {
+  const code = (error as { code?: unknown })?.code;
+  if (typeof code !== "string") return !(error instanceof Error && error.name === "ApplyError");
+  return TRANSIENT_CLASSES.some((c) => code.startsWith(c)) || code === "55P03" || code === "55006";
+}
+
+function messageOf(error: unknown): string {
+  return error instanceof Error ? error.message : String(error);
+}
 
 export async function replayOneBatch(
   provider: pg.Pool,
@@ -47,21 +78,24 @@ export async function replayOneBatch(
   settings: ReplaySettings,
   apply: ApplyChanges,
 ): Promise<ReplayOutcome> {
-  const batch = await nextBatch(provider, settings.queue, settings.consumer);
-  if (!batch) return { kind: "idle" };
-
   const chunkSize = settings.chunkSize ?? 1000;
   const failed: Array<{ id: number; reason: string }> = [];
   let applied = 0;
+  let outcome: Extract<ReplayOutcome, { kind: "applied" }>;
 
   const sub = await subscriber.connect();
-  const reader = await provider.connect();
   let subBroken: Error | undefined;
+  let reader: pg.PoolClient | undefined;
   let readerBroken: Error | undefined;
   try {
     await sub.query("begin");
-    // Serialises replays of the same consumer on this subscriber, and reads the position under that lock.
-    await sub.query("select pg_advisory_xact_lock(hashtext('londiste.replay'), hashtext($1))", [settings.consumer]);
+    // Taken before the batch is opened: an admin command that resets the position waits for us, or we for it.
+    await lockConsumerPosition(sub, settings.consumer);
+    const batch = await nextBatch(provider, settings.queue, settings.consumer);
+    if (!batch) {
+      await sub.query("rollback");
+      return { kind: "idle" };
+    }
     const recorded = (await sub.query<{ t: string | null }>("select londiste.get_last_tick($1) as t", [settings.consumer])).rows[0]!.t;
     const decision = decideBatch(recorded === null ? null : Number(recorded), batch);
     if (decision.action === "error") throw new Error(decision.message);
@@ -71,45 +105,101 @@ export async function replayOneBatch(
       return { kind: "skipped", batch };
     }
 
-    const { rows: tables } = await sub.query<{ table_name: string }>(
-      "select table_name from londiste.subscriber_get_table_list($1) where merge_state = 'ok'",
-      [settings.queue],
-    );
-    const ok = new Set(tables.map((t) => t.table_name));
+    const set = await subscriberTables(sub, settings.queue);
+    const dest = new Map(set.filter((t) => t.state === "ok").map((t) => [t.table, t.dest]));
+    const destOf = (table: string) => dest.get(table) ?? table;
+    const tableErrors: string[] = [];
+    const stopTable = async (table: string, error: unknown) => {
+      const message = messageOf(error);
+      dest.delete(table);
+      tableErrors.push(table);
+      await sub.query("select londiste.subscriber_set_table_error($1, $2, $3)", [settings.queue, table, message.slice(0, 2000)]);
+      settings.onTableError?.(table, message);
+    };
+    let savepoints = 0;
+    const attempt = async (changes: RowChange[]): Promise<unknown> => {
+      const name = `londiste_sp${++savepoints}`;
+      await sub.query(`savepoint ${name}`);
+      try {
+        await apply(sub, changes, destOf);
+        await sub.query(`release savepoint ${name}`);
+        return undefined;
+      } catch (error) {
+        if (isTransient(error)) throw error;
+        await sub.query(`rollback to savepoint ${name}`);
+        return error;
+      }
+    };
+    const flush = async (chunk: RowChange[]) => {
+      const live = chunk.filter((c) => dest.has(c.table));
+      if (live.length === 0) return;
+      if ((await attempt(live)) === undefined) {
+        applied += live.length;
+        return;
+      }
+      // Find the table at fault: the same changes again, one run of one table at a time.
+      let start = 0;
+      while (start < live.length) {
+        let end = start + 1;
+        while (end < live.length && live[end]!.table === live[start]!.table) end++;
+        const table = live[start]!.table;
+        if (dest.has(table)) {
+          const error = await attempt(live.slice(start, end));
+          if (error === undefined) applied += end - start;
+          else await stopTable(table, error);
+        }
+        start = end;
+      }
+    };
 
+    let tableList: string[] | undefined;
     let chunk: RowChange[] = [];
+    reader = await provider.connect();
     await reader.query("begin read only");
     for await (const ev of batchEvents(reader, batch.batchId)) {
-      if (ev.type === null || !CHANGE_TYPES.has(ev.type)) {
-        // Table-list notices and the like are not row changes; anything else unknown is set aside.
-        if (ev.type !== "T") failed.push({ id: ev.id, reason: "Unknown operation" });
+      if (ev.type === "T") {
+        tableList = parseTextArray(ev.data ?? "{}");
         continue;
       }
-      if (!ev.extra1 || !ok.has(ev.extra1)) continue;
+      if (ev.type === null || !CHANGE_TYPES.has(ev.type)) {
+        failed.push({ id: ev.id, reason: "Unknown operation" });
+        continue;
+      }
+      if (!ev.extra1 || !dest.has(ev.extra1)) continue;
       if (ev.type === "R" && settings.ignoreTruncate) continue;
-      chunk.push(decodeChange(ev));
+      let change: RowChange;
+      try {
+        change = decodeChange(ev);
+      } catch (error) {
+        await flush(chunk);
+        chunk = [];
+        await stopTable(ev.extra1, error);
+        continue;
+      }
+      chunk.push(change);
       if (chunk.length >= chunkSize) {
-        await apply(sub, chunk);
-        applied += chunk.length;
+        await flush(chunk);
         chunk = [];
       }
     }
     await reader.query("commit");
-    if (chunk.length > 0) {
-      await apply(sub, chunk);
-      applied += chunk.length;
-    }
+    await flush(chunk);
+
+    if (tableList) await dropRemovedTables(sub, provider, settings, set.map((t) => t.table), tableList);
+    await pushSequences(provider, sub, settings.queue, settings.onNotice);
     await sub.query("select londiste.set_last_tick($1, $2)", [settings.consumer, batch.tickId]);
     await sub.query("commit");
+    outcome = { kind: "applied", batch, changes: applied, failedEvents: failed.length, tableErrors };
   } catch (error) {
     await sub.query("rollback").catch((e: unknown) => (subBroken = e as Error));
-    await reader.query("rollback").catch((e: unknown) => (readerBroken = e as Error));
+    await reader?.query("rollback").catch((e: unknown) => (readerBroken = e as Error));
     throw error;
   } finally {
     sub.release(subBroken);
-    reader.release(readerBroken);
+    reader?.release(readerBroken);
   }
 
+  const batch = outcome.batch;
   await settings.afterSubscriberCommit?.(batch);
   // The subscriber has the batch; now close it on the provider.
   const client = await provider.connect();
@@ -124,5 +214,26 @@ export async function replayOneBatch(
   } finally {
     client.release();
   }
-  return { kind: "applied", batch, changes: applied, failedEvents: failed.length };
+  return outcome;
+}
+
+/**
+ * A 'T' event lists the tables the provider captured when it was sent.
+ * Dropped from the subscriber's set (rows kept): tables in neither that
+ * list nor the provider's current one, so an old event cannot remove a
+ * table added after it was sent.
+ */
+async function dropRemovedTables(
+  sub: pg.ClientBase,
+  provider: pg.Pool,
+  settings: ReplaySettings,
+  subscribed: string[],
+  listed: string[],
+): Promise<void> {
+  const keep = new Set([...listed, ...(await providerTables(provider, settings.queue))]);
+  for (const table of subscribed) {
+    if (keep.has(table)) continue;
+    await sub.query("select londiste.subscriber_remove_table($1, $2)", [settings.queue, table]);
+    settings.onNotice?.("table no longer captured on the provider: removed from the subscriber's set (rows kept)", { table });
+  }
 }

@@ -50,3 +50,11 @@ export function loadLondisteConfig(path: string, env: NodeJS.ProcessEnv = proces
     ignoreTruncate: v.ignore_truncate as boolean,
   };
 }
+
+/** NATS subjects of one replication job: admin commands are served by its replay service. */
+export function londisteSubjects(prefix: string, job: string) {
+  return {
+    command: (name: string) => `${prefix}.londiste.${job}.${name}`,
+    commandPrefix: `${prefix}.londiste.${job}`,
+  };
+}

@@ -13,6 +13,7 @@ set local client_min_messages = warning;
 \ir structure/001_capture.sql
 \ir structure/002_provider.sql
 \ir structure/003_subscriber.sql
+\ir structure/004_subscriber_state.sql
 \ir functions/londiste.quote_table.sql
 \ir functions/londiste.canonical_name.sql
 \ir functions/londiste.resolve_name.sql
@@ -23,4 +24,7 @@ set local client_min_messages = warning;
 \ir functions/londiste.subscriber_table.sql
 \ir functions/londiste.subscriber_seq.sql
 \ir functions/londiste.last_tick.sql
+\ir functions/londiste.provider_notify_change.sql
+\ir functions/londiste.subscriber_dest.sql
+\ir functions/londiste.deny_trigger.sql
 commit;

@@ -31,14 +31,17 @@ beforeAll(async () => {
   await runSqlScript(provider.pool, LONDISTE_SQL);
   await runSqlScript(subscriber.pool, LONDISTE_SQL);
   for (const db of [provider, subscriber]) {
-    await db.query("create table data1 (id int primary key, data text); create table other (id int primary key)");
+    await db.query("create table data1 (id int primary key, data text); create table other (id int primary key); create table data2 (id int primary key)");
   }
   await provider.query("select pgq.create_queue('replika')");
   await provider.query("select londiste.provider_add_table('replika', 'data1')");
   await provider.query("select londiste.provider_add_table('replika', 'other')");
+  await provider.query("select londiste.provider_add_table('replika', 'data2')");
   await registerConsumer(provider.pool, "replika", "job");
   await subscriber.query("select londiste.subscriber_add_table('replika', 'data1')");
   await subscriber.query("select londiste.subscriber_set_table_state('replika', 'data1', null, 'ok')");
+  await subscriber.query("select londiste.subscriber_add_table('replika', 'data2')");
+  await subscriber.query("select londiste.subscriber_set_table_state('replika', 'data2', null, 'ok')");
   // `other` is registered but not in sync yet: replay leaves its changes alone.
   await subscriber.query("select londiste.subscriber_add_table('replika', 'other')");
 });
@@ -87,15 +90,18 @@ describe("one replay round", () => {
     expect(await replayOneBatch(provider.pool, subscriber.pool, settings, apply)).toEqual({ kind: "idle" });
   });
 
-  it("rolls back everything when applying fails, and applies the batch after the cause is fixed", async () => {
-    await subscriber.query("insert into data1 values (5, 'conflict')");
+  it("rolls back everything when the failure is not the data's (deadlock, lost connection), and applies the batch on retry", async () => {
     await provider.query("insert into data1 values (5, 'e'), (6, 'f')");
     const tick = await tickNow(provider.pool, "replika");
-    await expect(replayOneBatch(provider.pool, subscriber.pool, settings, apply)).rejects.toMatchObject({ code: "23505" });
+    let calls = 0;
+    const flaky: ApplyChanges = async (client, changes, dest) => {
+      if (++calls === 1) throw Object.assign(new Error("deadlock detected"), { code: "40P01" });
+      await apply(client, changes, dest);
+    };
+    await expect(replayOneBatch(provider.pool, subscriber.pool, settings, flaky)).rejects.toMatchObject({ code: "40P01" });
     expect((await subscriber.query("select londiste.get_last_tick('job') as t")).rows[0].t).not.toBe(String(tick));
     expect((await subscriber.query("select count(*)::int as n from data1 where id = 6")).rows[0].n).toBe(0);
-    await subscriber.query("delete from data1 where id = 5");
-    expect(await replayOneBatch(provider.pool, subscriber.pool, settings, apply)).toMatchObject({ kind: "applied", batch: { tickId: tick } });
+    expect(await replayOneBatch(provider.pool, subscriber.pool, settings, flaky)).toMatchObject({ kind: "applied", batch: { tickId: tick } });
     expect(await rows(subscriber, "data1")).toEqual(await rows(provider, "data1"));
   });
 
@@ -124,5 +130,23 @@ describe("one replay round", () => {
     expect(await rows(subscriber, "data1")).toEqual(await rows(provider, "data1"));
     const failed = await provider.query("select ev_type, ev_failed_reason from pgq.failed_event_list('replika', 'job')");
     expect(failed.rows).toEqual([{ ev_type: "X", ev_failed_reason: "Unknown operation" }]);
+  });
+
+  it("a change that cannot be applied stops only its table, with the reason; the other tables go on", async () => {
+    await subscriber.query("insert into data1 values (8, 'conflict')");
+    await provider.query("insert into data2 values (1); insert into data1 values (8, 'h'), (9, 'i'); insert into data2 values (2)");
+    const tick = await tickNow(provider.pool, "replika");
+    const outcome = await replayOneBatch(provider.pool, subscriber.pool, settings, apply);
+    expect(outcome).toMatchObject({ kind: "applied", batch: { tickId: tick }, tableErrors: ["public.data1"] });
+    expect(await rows(subscriber, "data2")).toEqual([{ id: 1 }, { id: 2 }]);
+    const state = await subscriber.query("select merge_state, last_error from londiste.subscriber_get_table_info('replika') where table_name = 'public.data1'");
+    expect(state.rows[0].merge_state).toBe("error");
+    expect(state.rows[0].last_error).toMatch(/duplicate key/);
+    expect((await subscriber.query("select count(*)::int as n from data1 where id = 9")).rows[0].n).toBe(0);
+    // Later batches leave the stopped table alone and keep the others going.
+    await provider.query("insert into data1 values (10, 'j'); insert into data2 values (3)");
+    await tickNow(provider.pool, "replika");
+    expect(await replayOneBatch(provider.pool, subscriber.pool, settings, apply)).toMatchObject({ kind: "applied", changes: 1, tableErrors: [] });
+    expect(await rows(subscriber, "data2")).toEqual(await rows(provider, "data2"));
   });
 });

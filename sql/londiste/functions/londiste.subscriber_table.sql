@@ -70,7 +70,8 @@ $$ language sql stable;
 --                                               i_snapshot, i_merge_state)
 --
 --      Sets a table's state and snapshot (both always overwritten with
---      the arguments).  State 'ok' also clears skip_truncate.
+--      the arguments).  State 'ok' also clears skip_truncate; any state
+--      set here clears a recorded error.
 --
 -- Returns:
 --      1
@@ -85,7 +86,9 @@ begin
     update londiste.subscriber_table
        set snapshot = i_snapshot,
            merge_state = i_merge_state,
-           skip_truncate = case when i_merge_state = 'ok' then null else skip_truncate end
+           skip_truncate = case when i_merge_state = 'ok' then null else skip_truncate end,
+           last_error = null,
+           error_time = null
      where queue_name = i_queue_name and table_name = londiste.canonical_name(i_table);
     if not found then
         raise exception 'no such table: %', i_table;

@@ -1,0 +1,137 @@
+/**
+ * The londiste tool's command words (spec §4.3) and how each becomes a
+ * request to the job's replay service. Pure: argument checking only.
+ */
+export class UsageError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = "UsageError";
+  }
+}
+
+export interface Flags {
+  expectSync: boolean;
+  skipTruncate: boolean;
+  force: boolean;
+  destTable: string | undefined;
+}
+
+export interface CommandLine {
+  /** The service's command name (subject suffix), e.g. "provider.add". */
+  command: string;
+  request: Record<string, unknown>;
+}
+
+interface Usage {
+  args: string;
+  help: string;
+  min: number;
+  max: number;
+  build: (args: string[], flags: Flags) => Record<string, unknown>;
+  /** Flags this command accepts besides --json/--timeout. */
+  flags?: Array<keyof Flags>;
+}
+
+const none = () => ({});
+const tables = (args: string[]) => ({ tables: args });
+const seqs = (args: string[]) => ({ seqs: args });
+const MANY = Number.MAX_SAFE_INTEGER;
+
+export const LONDISTE_COMMANDS: Record<string, Usage> = {
+  "provider install": { args: "", help: "install PgQ and londiste on the provider, create the queue", min: 0, max: 0, build: none },
+  "provider add": { args: "TABLE...", help: "capture changes of tables", min: 1, max: MANY, build: tables },
+  "provider remove": { args: "TABLE...", help: "stop capturing tables", min: 1, max: MANY, build: tables },
+  "provider tables": { args: "", help: "list captured tables", min: 0, max: 0, build: none },
+  "provider seqs": { args: "", help: "list registered sequences", min: 0, max: 0, build: none },
+  "provider add-seq": { args: "SEQ...", help: "register sequences", min: 1, max: MANY, build: seqs },
+  "provider remove-seq": { args: "SEQ...", help: "unregister sequences", min: 1, max: MANY, build: seqs },
+  "subscriber install": { args: "", help: "install londiste on the subscriber", min: 0, max: 0, build: none },
+  "subscriber register": { args: "", help: "register replay's consumer on the provider queue", min: 0, max: 0, build: none },
+  "subscriber unregister": { args: "", help: "unregister it; all tables go back to (none)", min: 0, max: 0, build: none },
+  "subscriber add": {
+    args: "TABLE... [--expect-sync | --skip-truncate] [--force] [--dest-table SCHEMA.TABLE]",
+    help: "replicate tables (--expect-sync: they are equal already, no copy)",
+    min: 1,
+    max: MANY,
+    flags: ["expectSync", "skipTruncate", "force", "destTable"],
+    build: (args, f) => {
+      if (f.expectSync && f.skipTruncate) throw new UsageError("--expect-sync and --skip-truncate do not go together");
+      if (f.destTable !== undefined && args.length !== 1) throw new UsageError("--dest-table needs exactly one table");
+      return {
+        tables: args,
+        ...(f.expectSync ? { expect_sync: true } : {}),
+        ...(f.skipTruncate ? { skip_truncate: true } : {}),
+        ...(f.force ? { force: true } : {}),
+        ...(f.destTable !== undefined ? { dest_table: f.destTable } : {}),
+      };
+    },
+  },
+  "subscriber remove": { args: "TABLE...", help: "stop replicating tables (rows stay)", min: 1, max: MANY, build: tables },
+  "subscriber resync": { args: "TABLE...", help: "copy tables again", min: 1, max: MANY, build: tables },
+  "subscriber tables": { args: "", help: "list tables with their states", min: 0, max: 0, build: none },
+  "subscriber missing": { args: "", help: "provider tables and sequences not replicated here", min: 0, max: 0, build: none },
+  "subscriber check": { args: "", help: "check every provider table against the subscriber's", min: 0, max: 0, build: none },
+  "subscriber fkeys": { args: "", help: "foreign keys involving replicated tables, as SQL", min: 0, max: 0, build: none },
+  "subscriber seqs": { args: "", help: "list followed sequences", min: 0, max: 0, build: none },
+  "subscriber add-seq": { args: "SEQ...", help: "follow provider sequences", min: 1, max: MANY, build: seqs },
+  "subscriber remove-seq": { args: "SEQ...", help: "stop following sequences", min: 1, max: MANY, build: seqs },
+  "subscriber triggers": {
+    args: "[TABLE...]",
+    help: "triggers on replicated tables and whether replay fires them",
+    min: 0,
+    max: MANY,
+    build: (args) => (args.length > 0 ? { tables: args } : {}),
+  },
+  "subscriber trigger": {
+    args: "TABLE TRIGGER always|replica|origin|disable",
+    help: "when a trigger fires: always, replica (replay only), origin (local writes only), disable",
+    min: 3,
+    max: 3,
+    build: ([table, trigger, mode]) => ({ table, trigger, mode }),
+  },
+  "subscriber deny-writes": { args: "TABLE...", help: "refuse writes to tables by anyone but replay", min: 1, max: MANY, build: tables },
+  "subscriber allow-writes": { args: "TABLE...", help: "lift deny-writes", min: 1, max: MANY, build: tables },
+  status: { args: "", help: "job lag, last tick and each table's state", min: 0, max: 0, build: none },
+};
+
+const FLAG_NAMES: Record<keyof Flags, string> = {
+  expectSync: "--expect-sync",
+  skipTruncate: "--skip-truncate",
+  force: "--force",
+  destTable: "--dest-table",
+};
+
+export function parseCommand(words: string[], flags: Flags): CommandLine {
+  if (words.length === 0) throw new UsageError("no command given");
+  const two = `${words[0]} ${words[1] ?? ""}`;
+  const [key, args] = LONDISTE_COMMANDS[two] ? [two, words.slice(2)] : [words[0]!, words.slice(1)];
+  const usage = LONDISTE_COMMANDS[key];
+  if (!usage) {
+    if (words[0] === "provider" || words[0] === "subscriber") {
+      throw new UsageError(`unknown ${words[0]} command "${words[1] ?? ""}"; run londiste --help for the list`);
+    }
+    throw new UsageError(`unknown command "${words.join(" ")}"; run londiste --help for the list`);
+  }
+  if (args.length < usage.min || args.length > usage.max) throw new UsageError(`usage: londiste CONFIG ${key} ${usage.args}`.trimEnd());
+  for (const [flag, name] of Object.entries(FLAG_NAMES) as Array<[keyof Flags, string]>) {
+    const given = flag === "destTable" ? flags.destTable !== undefined : flags[flag];
+    if (given && !usage.flags?.includes(flag)) throw new UsageError(`${name} does not apply to "${key}"`);
+  }
+  return { command: key.replace(" ", "."), request: usage.build(args, flags) };
+}
+
+export function helpText(): string {
+  const lines = [
+    "usage: londiste [--json] [--timeout SECONDS] CONFIG COMMAND [ARGS]",
+    "",
+    "services (long-running):",
+    "  replay [--reset]                 apply the job's batches to the subscriber",
+    "",
+    "admin commands (sent to the job's replay service over NATS):",
+  ];
+  for (const [name, usage] of Object.entries(LONDISTE_COMMANDS)) {
+    lines.push(`  ${`${name} ${usage.args}`.padEnd(40)} ${usage.help}`);
+  }
+  lines.push("", "Tables without a schema are in public. Exit codes: 0 done, 1 failed, 2 bad usage/config, 3 no service answered.");
+  return lines.join("\n");
+}

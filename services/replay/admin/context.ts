@@ -1,0 +1,78 @@
+/**
+ * What the replay service's admin commands work with, and the helpers
+ * they share: per-name outcomes, install checks, error wording.
+ */
+import type pg from "pg";
+import { CommandError } from "../../../shared/bus/replies.ts";
+import { londisteSchemaVersion } from "../../../shared/londiste/install.ts";
+
+export interface ReplayLiveState {
+  /** starting, standby (another instance replays), active. */
+  role: string;
+  batches: number;
+  changes: number;
+  lastBatchAt: string | null;
+  lastError: string | null;
+}
+
+export interface AdminContext {
+  provider: pg.Pool;
+  subscriber: pg.Pool;
+  queue: string;
+  consumer: string;
+  jobName: string;
+  /** Makes replay look at the table set again now instead of at its next poll. */
+  wake: () => void;
+  live: () => ReplayLiveState;
+}
+
+/** The result for one table or sequence named in a command. */
+export interface NameOutcome {
+  name: string;
+  ok: boolean;
+  /** What was done, or why not. */
+  message: string;
+  warnings?: string[];
+}
+
+export const names = { type: "string[]", required: true, maxItems: 500, maxLength: 300 } as const;
+
+export async function requireLondiste(db: pg.Pool, side: "provider" | "subscriber"): Promise<void> {
+  if ((await londisteSchemaVersion(db)) === 0) {
+    throw new CommandError("conflict", `londiste is not installed on the ${side}: run "londiste CONFIG ${side} install" first`);
+  }
+}
+
+export async function requireQueue(ctx: AdminContext): Promise<void> {
+  await requireLondiste(ctx.provider, "provider");
+  const { rows } = await ctx.provider.query("select 1 from pgq.queue where queue_name = $1", [ctx.queue]);
+  if (rows.length === 0) {
+    throw new CommandError("conflict", `queue ${ctx.queue} does not exist on the provider: run "londiste CONFIG provider install" first`);
+  }
+}
+
+export function requireNames(list: unknown): string[] {
+  const result = list as string[];
+  if (result.length === 0) throw new CommandError("bad_request", "name at least one table or sequence");
+  return result;
+}
+
+/** Runs one step per name; a failing name does not stop the others. */
+export async function perName(list: string[], step: (name: string) => Promise<Omit<NameOutcome, "name">>): Promise<NameOutcome[]> {
+  const out: NameOutcome[] = [];
+  for (const name of list) {
+    try {
+      out.push({ name, ...(await step(name)) });
+    } catch (error) {
+      out.push({ name, ok: false, message: describeDbError(error) });
+    }
+  }
+  return out;
+}
+
+/** A database error as a sentence for a person. */
+export function describeDbError(error: unknown): string {
+  const e = error as { code?: string; message?: string };
+  if (e.code === "23505") return "already registered";
+  return e.message ?? String(error);
+}

@@ -1,0 +1,344 @@
+/**
+ * `londiste CONFIG subscriber ...`: the subscriber side of a job (spec
+ * §4.3). A table joins the set only if the provider captures it and the
+ * two tables fit (table-check.ts; --force overrides); it starts at state
+ * (none), or at ok with --expect-sync. Writes that must not interleave
+ * with a batch being applied take replay's per-consumer lock.
+ */
+import type pg from "pg";
+import type { CommandSpec } from "../../../shared/bus/command-service.ts";
+import { CommandError } from "../../../shared/bus/replies.ts";
+import { withTransaction } from "../../../shared/db/transaction.ts";
+import {
+  canonicalName,
+  foreignKeysTouching,
+  providerSeqs,
+  providerTables,
+  subscriberSeqs,
+  subscriberTables,
+  tableTriggers,
+} from "../../../shared/londiste/catalog.ts";
+import { installLondiste } from "../../../shared/londiste/install.ts";
+import { checkTablePair } from "../../../shared/londiste/table-check.ts";
+import { readTableShape } from "../../../shared/londiste/table-shape.ts";
+import { registerConsumer, unregisterConsumer } from "../../../shared/pgq/index.ts";
+import { lockConsumerPosition } from "../position-lock.ts";
+import { type AdminContext, names, type NameOutcome, perName, requireLondiste, requireNames, requireQueue } from "./context.ts";
+
+const TRIGGER_MODES: Record<string, string> = {
+  always: "enable always trigger",
+  replica: "enable replica trigger",
+  origin: "enable trigger",
+  disable: "disable trigger",
+};
+const MODE_OF_TGENABLED: Record<string, string> = { A: "always", R: "replica", O: "origin", D: "disable" };
+
+function quoteIdent(name: string): string {
+  return `"${name.replace(/"/g, '""')}"`;
+}
+
+export function subscriberCommands(ctx: AdminContext): Record<string, CommandSpec> {
+  const sub = ctx.subscriber;
+  const ready = async () => {
+    await requireLondiste(sub, "subscriber");
+    await requireQueue(ctx);
+  };
+
+  async function checkOne(table: string, dest: string) {
+    const [p, s, triggers] = await Promise.all([readTableShape(ctx.provider, table), readTableShape(sub, dest), tableTriggers(sub, dest)]);
+    return checkTablePair(table, p, s, triggers, dest);
+  }
+
+  return {
+    "subscriber.install": {
+      description: "install londiste on the subscriber",
+      request: {},
+      handler: async () => {
+        await installLondiste(sub);
+        ctx.wake();
+        return { installed: true };
+      },
+    },
+    "subscriber.register": {
+      description: "register replay's consumer on the provider queue",
+      request: {},
+      handler: async () => {
+        await ready();
+        const created = await registerConsumer(ctx.provider, ctx.queue, ctx.consumer);
+        const recorded = await lastTick(sub, ctx.consumer);
+        ctx.wake();
+        return {
+          consumer: ctx.consumer,
+          registered: created,
+          warning:
+            created && recorded !== null
+              ? `the subscriber still records tick ${recorded} from an earlier registration: replay will stop with "Lost position" ` +
+                `until the tables are resynced and replay is started once with --reset`
+              : undefined,
+        };
+      },
+    },
+    "subscriber.unregister": {
+      description: "unregister replay's consumer; every table goes back to (none) to be copied again",
+      request: {},
+      handler: async () => {
+        await ready();
+        // Under replay's lock, so no batch is half applied while the position goes away.
+        const tables = await withTransaction(sub, async (client) => {
+          await lockConsumerPosition(client, ctx.consumer);
+          const { rowCount } = await client.query(
+            "update londiste.subscriber_table set merge_state = null, snapshot = null, last_error = null, error_time = null where queue_name = $1",
+            [ctx.queue],
+          );
+          await client.query("select londiste.set_last_tick($1, null)", [ctx.consumer]);
+          await unregisterConsumer(ctx.provider, ctx.queue, ctx.consumer).catch((error: unknown) => {
+            if ((error as { kind?: string }).kind !== "consumer_not_registered") throw error;
+          });
+          return rowCount ?? 0;
+        });
+        return { consumer: ctx.consumer, unregistered: true, tables_reset: tables };
+      },
+    },
+    "subscriber.add": {
+      description: "replicate provider tables into the subscriber",
+      request: {
+        tables: names,
+        expect_sync: { type: "boolean" },
+        skip_truncate: { type: "boolean" },
+        force: { type: "boolean" },
+        dest_table: { type: "string", maxLength: 300 },
+      },
+      handler: async (r) => {
+        await ready();
+        const tables = requireNames(r.tables);
+        if (r.expect_sync && r.skip_truncate) throw new CommandError("bad_request", "--expect-sync and --skip-truncate do not go together");
+        if (r.dest_table !== undefined && tables.length !== 1) throw new CommandError("bad_request", "--dest-table needs exactly one table");
+        const captured = new Set(await providerTables(ctx.provider, ctx.queue));
+        // Registered before any table is in the set, so no change made after the add is missed.
+        await registerConsumer(ctx.provider, ctx.queue, ctx.consumer);
+        const outcomes = await perName(tables, async (name) => {
+          const table = await canonicalName(sub, name);
+          if (!captured.has(table)) return { ok: false, message: `not captured on the provider: run "londiste CONFIG provider add ${table}" first` };
+          const dest = r.dest_table === undefined ? table : await canonicalName(sub, r.dest_table as string);
+          const check = await checkOne(table, dest);
+          if (check.errors.length > 0 && !r.force) {
+            return { ok: false, message: `${check.errors.join("; ")} (--force adds it anyway)`, warnings: check.warnings };
+          }
+          await withTransaction(sub, async (client) => {
+            await client.query("select londiste.subscriber_add_table($1, $2)", [ctx.queue, table]);
+            if (dest !== table) await client.query("select londiste.subscriber_set_dest_table($1, $2, $3)", [ctx.queue, table, dest]);
+            if (r.expect_sync) await client.query("select londiste.subscriber_set_table_state($1, $2, null, 'ok')", [ctx.queue, table]);
+            if (r.skip_truncate) await client.query("select londiste.subscriber_set_skip_truncate($1, $2, true)", [ctx.queue, table]);
+          });
+          const warnings = [...check.warnings, ...(check.errors.length > 0 ? check.errors.map((e) => `forced: ${e}`) : [])];
+          return { ok: true, message: r.expect_sync ? "added, state ok" : "added, waiting for copy", warnings };
+        });
+        ctx.wake();
+        return outcomes;
+      },
+    },
+    "subscriber.remove": {
+      description: "stop replicating tables (their rows stay)",
+      request: { tables: names },
+      handler: async (r) => {
+        await requireLondiste(sub, "subscriber");
+        return perName(requireNames(r.tables), async (table) => {
+          await sub.query("select londiste.subscriber_remove_table($1, $2)", [ctx.queue, table]);
+          return { ok: true, message: "removed; its rows stay" };
+        });
+      },
+    },
+    "subscriber.resync": {
+      description: "copy tables again: back to state (none)",
+      request: { tables: names },
+      handler: async (r) => {
+        await requireLondiste(sub, "subscriber");
+        const known = new Map((await subscriberTables(sub, ctx.queue)).map((t) => [t.table, t]));
+        const outcomes = await perName(requireNames(r.tables), async (name) => {
+          const table = known.get(await canonicalName(sub, name));
+          if (!table) return { ok: false, message: "not in the subscriber's set" };
+          await withTransaction(sub, async (client) => {
+            await lockConsumerPosition(client, ctx.consumer);
+            await client.query("select londiste.subscriber_set_table_state($1, $2, null, null)", [ctx.queue, table.table]);
+          });
+          return { ok: true, message: `was ${table.state ?? "(none)"}, now (none): it will be copied again` };
+        });
+        ctx.wake();
+        return outcomes;
+      },
+    },
+    "subscriber.tables": {
+      description: "list the subscriber's tables with their states",
+      request: {},
+      handler: async () => {
+        await requireLondiste(sub, "subscriber");
+        return (await subscriberTables(sub, ctx.queue)).map(tableRow);
+      },
+    },
+    "subscriber.missing": {
+      description: "provider tables and sequences the subscriber does not replicate",
+      request: {},
+      handler: async () => {
+        await ready();
+        const have = new Set((await subscriberTables(sub, ctx.queue)).map((t) => t.table));
+        const haveSeqs = new Set(await subscriberSeqs(sub, ctx.queue));
+        return {
+          tables: (await providerTables(ctx.provider, ctx.queue)).filter((t) => !have.has(t)),
+          seqs: (await providerSeqs(ctx.provider, ctx.queue)).filter((s) => !haveSeqs.has(s)),
+        };
+      },
+    },
+    "subscriber.check": {
+      description: "check every provider table against its subscriber table",
+      request: {},
+      handler: async () => {
+        await ready();
+        const dests = new Map((await subscriberTables(sub, ctx.queue)).map((t) => [t.table, t.dest]));
+        const out: NameOutcome[] = [];
+        for (const table of await providerTables(ctx.provider, ctx.queue)) {
+          const check = await checkOne(table, dests.get(table) ?? table);
+          out.push({ name: table, ok: check.errors.length === 0, message: check.errors.join("; ") || "ok", warnings: check.warnings });
+        }
+        return out;
+      },
+    },
+    "subscriber.fkeys": {
+      description: "foreign keys on the subscriber that involve replicated tables, as DROP and ADD statements",
+      request: {},
+      handler: async () => {
+        await requireLondiste(sub, "subscriber");
+        const tables = (await subscriberTables(sub, ctx.queue)).map((t) => t.dest);
+        const fkeys = await foreignKeysTouching(sub, tables);
+        const { rows: pending } = await sub.query<{ from_table: string; to_table: string; fkey_name: string; fkey_def: string }>(
+          "select from_table, to_table, fkey_name, fkey_def from londiste.subscriber_pending_fkeys order by 1, 3",
+        );
+        return {
+          fkeys: fkeys.map((f) => ({
+            ...f,
+            drop: `alter table only ${f.from} drop constraint ${quoteIdent(f.name)};`,
+            create: `alter table only ${f.from} add constraint ${quoteIdent(f.name)} ${f.definition};`,
+          })),
+          pending: pending.map((p) => ({ name: p.fkey_name, from: p.from_table, to: p.to_table, definition: p.fkey_def })),
+        };
+      },
+    },
+    "subscriber.seqs": {
+      description: "list the subscriber's sequences",
+      request: {},
+      handler: async () => {
+        await requireLondiste(sub, "subscriber");
+        return subscriberSeqs(sub, ctx.queue);
+      },
+    },
+    "subscriber.add-seq": {
+      description: "follow provider sequences (never moved backwards)",
+      request: { seqs: names },
+      handler: async (r) => {
+        await ready();
+        const registered = new Set(await providerSeqs(ctx.provider, ctx.queue));
+        await registerConsumer(ctx.provider, ctx.queue, ctx.consumer);
+        const outcomes = await perName(requireNames(r.seqs), async (name) => {
+          const seq = await canonicalName(sub, name);
+          if (!registered.has(seq)) return { ok: false, message: `not registered on the provider: run "londiste CONFIG provider add-seq ${seq}" first` };
+          const { rows } = await sub.query("select londiste.resolve_name($1, 'S') as oid", [seq]);
+          if (rows[0].oid === null) return { ok: false, message: "no such sequence on the subscriber" };
+          await sub.query("select londiste.subscriber_add_seq($1, $2)", [ctx.queue, seq]);
+          return { ok: true, message: "added" };
+        });
+        ctx.wake();
+        return outcomes;
+      },
+    },
+    "subscriber.remove-seq": {
+      description: "stop following sequences",
+      request: { seqs: names },
+      handler: async (r) => {
+        await requireLondiste(sub, "subscriber");
+        return perName(requireNames(r.seqs), async (seq) => {
+          await sub.query("select londiste.subscriber_remove_seq($1, $2)", [ctx.queue, seq]);
+          return { ok: true, message: "removed" };
+        });
+      },
+    },
+    "subscriber.triggers": {
+      description: "triggers on the subscriber's tables and whether replay fires them",
+      request: { tables: { type: "string[]", maxItems: 500, maxLength: 300 } },
+      handler: async (r) => {
+        await requireLondiste(sub, "subscriber");
+        const wanted = r.tables ? new Set(await Promise.all((r.tables as string[]).map((t) => canonicalName(sub, t)))) : undefined;
+        const out = [];
+        for (const t of await subscriberTables(sub, ctx.queue)) {
+          if (wanted && !wanted.has(t.table)) continue;
+          for (const trigger of await tableTriggers(sub, t.dest)) {
+            const mode = MODE_OF_TGENABLED[trigger.enabled] ?? trigger.enabled;
+            out.push({
+              table: t.dest,
+              trigger: trigger.name,
+              kind: trigger.internal ? "constraint" : "user",
+              mode,
+              fires_on_replay: mode === "always" || mode === "replica",
+              fires_on_local_writes: mode === "always" || mode === "origin",
+            });
+          }
+        }
+        return out;
+      },
+    },
+    "subscriber.trigger": {
+      description: "set when a subscriber trigger fires: always, replica (replay only), origin (local writes only), disable",
+      request: { table: { type: "string", required: true, maxLength: 300 }, trigger: { type: "string", required: true, maxLength: 200 }, mode: { type: "string", required: true } },
+      handler: async (r) => {
+        await requireLondiste(sub, "subscriber");
+        const action = TRIGGER_MODES[r.mode as string];
+        if (!action) throw new CommandError("bad_request", `mode must be one of ${Object.keys(TRIGGER_MODES).join(", ")}`);
+        const table = await canonicalName(sub, r.table as string);
+        const { rows } = await sub.query<{ rel: string | null; found: boolean }>(
+          "select to_regclass($1)::text as rel, exists (select 1 from pg_trigger where tgrelid = to_regclass($1) and tgname = $2 and not tgisinternal) as found",
+          [table, r.trigger],
+        );
+        if (rows[0]!.rel === null) throw new CommandError("not_found", `no such table on the subscriber: ${table}`);
+        if (!rows[0]!.found) throw new CommandError("not_found", `no trigger ${r.trigger} on ${table}`);
+        await sub.query(`alter table ${rows[0]!.rel} ${action} ${quoteIdent(r.trigger as string)}`);
+        return { table, trigger: r.trigger, mode: r.mode };
+      },
+    },
+    "subscriber.deny-writes": {
+      description: "refuse writes to replicated tables by anyone but replay",
+      request: { tables: names },
+      handler: async (r) => denyWrites(sub, ctx, requireNames(r.tables), true),
+    },
+    "subscriber.allow-writes": {
+      description: "drop the deny-writes triggers",
+      request: { tables: names },
+      handler: async (r) => denyWrites(sub, ctx, requireNames(r.tables), false),
+    },
+  };
+}
+
+async function denyWrites(sub: pg.Pool, ctx: AdminContext, tables: string[], deny: boolean) {
+  await requireLondiste(sub, "subscriber");
+  const dests = new Map((await subscriberTables(sub, ctx.queue)).map((t) => [t.table, t.dest]));
+  return perName(tables, async (name) => {
+    const table = await canonicalName(sub, name);
+    const dest = dests.get(table) ?? table;
+    const { rows } = await sub.query<{ changed: number }>("select londiste.subscriber_deny_writes($1, $2) as changed", [dest, deny]);
+    const state = deny ? "writes denied" : "writes allowed";
+    return { ok: true, message: rows[0]!.changed ? state : `${state} already` };
+  });
+}
+
+async function lastTick(db: pg.Pool, consumer: string): Promise<number | null> {
+  const { rows } = await db.query<{ t: string | null }>("select londiste.get_last_tick($1) as t", [consumer]);
+  return rows[0]!.t === null ? null : Number(rows[0]!.t);
+}
+
+function tableRow(t: Awaited<ReturnType<typeof subscriberTables>>[number]) {
+  return {
+    table: t.table,
+    state: t.state,
+    dest_table: t.dest === t.table ? null : t.dest,
+    skip_truncate: t.skipTruncate,
+    error: t.lastError,
+    error_time: t.errorTime?.toISOString() ?? null,
+  };
+}

@@ -1,0 +1,82 @@
+-- ----------------------------------------------------------------------
+-- Subscriber table details beyond the seed's list: where a table's
+-- changes go (table redirection) and why replay stopped applying it.
+-- ----------------------------------------------------------------------
+
+-- ----------------------------------------------------------------------
+-- Function: londiste.subscriber_get_table_info(i_queue_name)
+--
+-- Returns:
+--      One row per registered table, in add order: the seed's columns
+--      plus dest_table (the subscriber table written; table_name when not
+--      redirected), last_error and error_time (merge_state 'error').
+-- ----------------------------------------------------------------------
+create or replace function londiste.subscriber_get_table_info(
+    in i_queue_name text,
+    out table_name text, out merge_state text, out snapshot text,
+    out skip_truncate boolean, out dest_table text,
+    out last_error text, out error_time timestamptz)
+returns setof record as $$
+    select t.table_name, t.merge_state, t.snapshot, t.skip_truncate,
+           coalesce(t.dest_table, t.table_name), t.last_error, t.error_time
+      from londiste.subscriber_table t
+     where t.queue_name = i_queue_name
+     order by t.nr;
+$$ language sql stable;
+
+-- ----------------------------------------------------------------------
+-- Function: londiste.subscriber_set_dest_table(i_queue_name, i_table, i_dest)
+--
+--      Sends a table's changes to another subscriber table (NULL: the
+--      same name).  Stored in canonical form.
+--
+-- Returns:
+--      1
+--
+-- Errors:
+--      'no such table: <t>', 'bad name: <dest>'
+-- ----------------------------------------------------------------------
+create or replace function londiste.subscriber_set_dest_table(
+    i_queue_name text, i_table text, i_dest text)
+returns integer as $$
+declare
+    v_dest text := londiste.canonical_name(i_dest);
+begin
+    update londiste.subscriber_table
+       set dest_table = nullif(v_dest, table_name)
+     where queue_name = i_queue_name and table_name = londiste.canonical_name(i_table);
+    if not found then
+        raise exception 'no such table: %', i_table;
+    end if;
+    return 1;
+end;
+$$ language plpgsql;
+
+-- ----------------------------------------------------------------------
+-- Function: londiste.subscriber_set_table_error(i_queue_name, i_table, i_message)
+--
+--      Stops applying one table: state 'error' with the reason.  The
+--      other tables go on; `subscriber resync` (or a repair) brings it
+--      back.
+--
+-- Returns:
+--      1
+--
+-- Errors:
+--      'no such table: <t>'
+-- ----------------------------------------------------------------------
+create or replace function londiste.subscriber_set_table_error(
+    i_queue_name text, i_table text, i_message text)
+returns integer as $$
+begin
+    update londiste.subscriber_table
+       set merge_state = 'error',
+           last_error = i_message,
+           error_time = now()
+     where queue_name = i_queue_name and table_name = londiste.canonical_name(i_table);
+    if not found then
+        raise exception 'no such table: %', i_table;
+    end if;
+    return 1;
+end;
+$$ language plpgsql;
