@@ -97,8 +97,22 @@ export class TickerLoop {
     let nextMaintenance = 0;
     let nextStatsLog = Date.now() + this.config.logStatsMs;
     let ticksSinceLog = 0;
+    let waitingForInstall = false;
     while (!signal.aborted) {
-      const round = await tickDueQueues(lock.connection);
+      let round;
+      try {
+        round = await tickDueQueues(lock.connection);
+      } catch (error) {
+        // 42P01/3F000: no pgq schema yet. Not an error of the ticker: wait for the install, quietly.
+        const code = (error as { code?: unknown }).code;
+        if (code !== "42P01" && code !== "3F000") throw error;
+        if (!waitingForInstall) this.log.info("PgQ is not installed in this database yet: waiting (pgqadm CONFIG install)");
+        waitingForInstall = true;
+        await sleep(this.config.loopDelayMs, signal);
+        continue;
+      }
+      if (waitingForInstall) this.log.info("PgQ is installed: ticking");
+      waitingForInstall = false;
       const results = round.ticks;
       for (const failure of round.failures) {
         this.events.onError(new Error(failure.message));
