@@ -1,6 +1,7 @@
 #!/usr/bin/env node
 // Launcher: `londiste CONFIG replay [--reset]` runs the replay service in
-// this process; every other command is sent to the job's replay service.
+// this process, `londiste CONFIG copy` a copy worker; every other command
+// is sent to the job's replay service.
 import { register } from "tsx/esm/api";
 
 register();
@@ -10,6 +11,9 @@ const flags = argv.filter((a) => a.startsWith("-"));
 if (words[1] === "replay" && words.length === 2 && flags.every((f) => f === "--reset")) {
   const { runReplayService } = await import("../replay/main.ts");
   process.exit(await runReplayService(words[0], { reset: flags.includes("--reset") }));
+} else if (words[1] === "copy" && words.length === 2 && flags.length === 0) {
+  const { runCopyService } = await import("../copy/main.ts");
+  process.exit(await runCopyService(words[0]));
 } else {
   const { runLondisteCommand } = await import("../londiste/main.ts");
   process.exit(await runLondisteCommand(argv));

@@ -18,6 +18,8 @@ export const LONDISTE_SCHEMA: ConfigSchema = {
   },
   ignore_truncate: { kind: "boolean", description: "do not replay TRUNCATE", default: "0" },
   method: { kind: "string", description: "accepted for Skytools compatibility; only direct is supported", default: "direct" },
+  parallel_copies: { kind: "number", description: "tables one copy worker copies at the same time", default: "2", min: 1 },
+  copy_lease: { kind: "number", description: "seconds a copy worker's claim on a table lasts without a heartbeat", default: "30", min: 2 },
   ...COMMON_KEYS,
 };
 
@@ -29,6 +31,8 @@ export interface LondisteConfig extends CommonSettings {
   loopDelayMs: number;
   onMissingRow: "error" | "log";
   ignoreTruncate: boolean;
+  parallelCopies: number;
+  copyLeaseMs: number;
 }
 
 export function loadLondisteConfig(path: string, env: NodeJS.ProcessEnv = process.env): LondisteConfig {
@@ -48,6 +52,8 @@ export function loadLondisteConfig(path: string, env: NodeJS.ProcessEnv = proces
     loopDelayMs: (v.loop_delay as number) * 1000,
     onMissingRow,
     ignoreTruncate: v.ignore_truncate as boolean,
+    parallelCopies: Math.floor(v.parallel_copies as number),
+    copyLeaseMs: (v.copy_lease as number) * 1000,
   };
 }
 
@@ -56,5 +62,11 @@ export function londisteSubjects(prefix: string, job: string) {
   return {
     command: (name: string) => `${prefix}.londiste.${job}.${name}`,
     commandPrefix: `${prefix}.londiste.${job}`,
+    /** Wakes the copy workers (queue group `londiste-<job>-copy`): a table waits for a copy. */
+    copyRequest: `${prefix}.londiste.${job}.copy.request`,
+    /** Copy progress reports, per table: `.copy.progress.<table token>`. */
+    copyProgress: (tableToken: string) => `${prefix}.londiste.${job}.copy.progress.${tableToken}`,
+    /** JetStream subjects of state changes, per table: `.events.<table token>`. */
+    stateEvents: (tableToken: string) => `${prefix}.londiste.${job}.events.${tableToken}`,
   };
 }

@@ -72,7 +72,9 @@ begin
     update londiste.subscriber_table
        set merge_state = 'error',
            last_error = i_message,
-           error_time = now()
+           error_time = now(),
+           sync_state = null,
+           sync_version = sync_version + 1
      where queue_name = i_queue_name and table_name = londiste.canonical_name(i_table);
     if not found then
         raise exception 'no such table: %', i_table;

@@ -88,7 +88,11 @@ begin
            merge_state = i_merge_state,
            skip_truncate = case when i_merge_state = 'ok' then null else skip_truncate end,
            last_error = null,
-           error_time = null
+           error_time = null,
+           -- the machine's snapshot is rebuilt from the text; writers that
+           -- read the old version re-read (compare-and-set)
+           sync_state = null,
+           sync_version = sync_version + 1
      where queue_name = i_queue_name and table_name = londiste.canonical_name(i_table);
     if not found then
         raise exception 'no such table: %', i_table;

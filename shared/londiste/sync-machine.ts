@@ -1,0 +1,210 @@
+/**
+ * The life of one subscriber table, as an XState machine: the seed's
+ * state table (none → in-copy → catching-up → wanna-sync:<tick> →
+ * do-sync:<tick> → ok), plus error and removed. Pure: no I/O, no actions
+ * with effects; services read the decision (`decide`) and do the work,
+ * and sync-store.ts persists the result in the same transaction.
+ *
+ * The handover (why each change is applied exactly once). The copy
+ * worker and replay are two PgQ consumers walking the same tick sequence.
+ *  - in-copy (copy): COPY under snapshot S, then a fence tick taken after
+ *    S; → catching-up with S and the fence.
+ *  - catching-up (copy): applies the table's events of its own batches,
+ *    skipping those visible in S. When it has no next batch (caught up at
+ *    copyTick ≥ fence) it checks, under replay's position lock, where
+ *    replay is: replayTick ≤ copyTick → wanna-sync:copyTick and it stops
+ *    moving; replayTick > copyTick → it catches up further (rejected).
+ *  - wanna-sync:T (replay): replay ignores the table in batches ending at
+ *    or before T (the copy applied them); at the batch that starts at T
+ *    (or, idle, when its position is T) it takes over: do-sync:T, and it
+ *    applies the table's events of that batch in the same transaction.
+ *  - do-sync:T (copy): replay applies the table already; the copy, still
+ *    at T, finishes: ok, and drops its consumer.
+ *  - ok (replay): applied by replay.
+ * Replay never waits for the copy; the fence makes sure no event visible
+ * in S reaches replay after the handover.
+ */
+import { assign, type SnapshotFrom, setup, transition } from "xstate";
+
+export type SyncStateName = "none" | "in-copy" | "catching-up" | "wanna-sync" | "do-sync" | "ok" | "error" | "removed";
+export type SyncActor = "replay" | "copy" | "admin";
+
+export interface SyncContext {
+  /** wanna-sync / do-sync: the handover tick. */
+  tick: number | null;
+  /** The copy's snapshot (txid_snapshot text): events visible in it are in the copied rows. */
+  snapshot: string | null;
+  /** A tick taken after the copy's snapshot; the copy hands over only at or after it. */
+  fenceTick: number | null;
+  /** error: why. */
+  error: string | null;
+  /** The state the error came from. */
+  errorIn: SyncStateName | null;
+}
+
+export type SyncEvent =
+  | { type: "COPY.REQUESTED" }
+  | { type: "EXPECT_SYNC" }
+  | { type: "COPY.DONE"; snapshot: string; fenceTick: number }
+  | { type: "COPY.CAUGHT_UP"; copyTick: number; replayTick: number | null }
+  | { type: "REPLAY.REACHED"; replayTick: number }
+  | { type: "COPY.FINISHED"; copyTick: number }
+  | { type: "FAIL"; message: string }
+  | { type: "REPAIRED" }
+  | { type: "RESYNC" }
+  | { type: "REMOVE" };
+
+export const EMPTY_CONTEXT: SyncContext = { tick: null, snapshot: null, fenceTick: null, error: null, errorIn: null };
+
+/** Who acts in each state (the seed's "owner" column). */
+export const STATE_OWNER: Record<SyncStateName, SyncActor | null> = {
+  none: "replay",
+  "in-copy": "copy",
+  "catching-up": "copy",
+  "wanna-sync": "replay",
+  "do-sync": "copy",
+  ok: "replay",
+  error: "admin",
+  removed: null,
+};
+
+const cleared = { tick: null, snapshot: null, fenceTick: null, error: null, errorIn: null };
+
+export const syncMachine = setup({
+  types: {
+    context: {} as SyncContext,
+    events: {} as SyncEvent,
+    input: {} as Partial<SyncContext> | undefined,
+  },
+  guards: {
+    caughtUpPastFence: ({ context, event }) =>
+      event.type === "COPY.CAUGHT_UP" &&
+      context.fenceTick !== null &&
+      event.copyTick >= context.fenceTick &&
+      (event.replayTick === null || event.replayTick <= event.copyTick),
+    replayAtTick: ({ context, event }) => event.type === "REPLAY.REACHED" && event.replayTick === context.tick,
+    copyAtTick: ({ context, event }) => event.type === "COPY.FINISHED" && event.copyTick === context.tick,
+  },
+}).createMachine({
+  id: "tableSync",
+  initial: "none",
+  context: ({ input }) => ({ ...EMPTY_CONTEXT, ...input }),
+  on: {
+    RESYNC: { target: ".none", actions: assign(cleared) },
+    REMOVE: { target: ".removed" },
+  },
+  states: {
+    none: {
+      meta: { owner: STATE_OWNER.none, work: "request a copy" },
+      on: {
+        "COPY.REQUESTED": { target: "in-copy" },
+        EXPECT_SYNC: { target: "ok" },
+      },
+    },
+    "in-copy": {
+      meta: { owner: STATE_OWNER["in-copy"], work: "copy the rows under a snapshot, take a fence tick" },
+      on: {
+        "COPY.DONE": {
+          target: "catching-up",
+          actions: assign(({ event }) => ({ snapshot: event.snapshot, fenceTick: event.fenceTick })),
+        },
+        FAIL: { target: "error", actions: assign(({ event }) => ({ error: event.message, errorIn: "in-copy" as const })) },
+      },
+    },
+    "catching-up": {
+      meta: { owner: STATE_OWNER["catching-up"], work: "apply the table's events past the snapshot until caught up" },
+      on: {
+        "COPY.CAUGHT_UP": {
+          guard: "caughtUpPastFence",
+          target: "wanna-sync",
+          actions: assign(({ event }) => ({ tick: event.copyTick })),
+        },
+        FAIL: { target: "error", actions: assign(({ event }) => ({ error: event.message, errorIn: "catching-up" as const })) },
+      },
+    },
+    "wanna-sync": {
+      meta: { owner: STATE_OWNER["wanna-sync"], work: "reach the tick, take the table over" },
+      on: {
+        "REPLAY.REACHED": { guard: "replayAtTick", target: "do-sync" },
+        FAIL: { target: "error", actions: assign(({ event }) => ({ error: event.message, errorIn: "wanna-sync" as const })) },
+      },
+    },
+    "do-sync": {
+      meta: { owner: STATE_OWNER["do-sync"], work: "finish: drop the copy consumer" },
+      on: {
+        "COPY.FINISHED": {
+          guard: "copyAtTick",
+          target: "ok",
+          actions: assign({ tick: null, snapshot: null, fenceTick: null }),
+        },
+        FAIL: { target: "error", actions: assign(({ event }) => ({ error: event.message, errorIn: "do-sync" as const })) },
+      },
+    },
+    ok: {
+      meta: { owner: STATE_OWNER.ok, work: "apply the table's events" },
+      on: {
+        FAIL: { target: "error", actions: assign(({ event }) => ({ error: event.message, errorIn: "ok" as const })) },
+      },
+    },
+    error: {
+      meta: { owner: STATE_OWNER.error, work: "wait for resync or repair" },
+      on: { REPAIRED: { target: "ok", actions: assign(cleared) } },
+    },
+    removed: { type: "final", meta: { owner: null, work: "none: no longer replicated" } },
+  },
+});
+
+export type SyncSnapshot = SnapshotFrom<typeof syncMachine>;
+
+/** What is stored in the table row. */
+export interface PersistedSync {
+  state: SyncStateName;
+  context: SyncContext;
+}
+
+export function toSnapshot(p: PersistedSync): SyncSnapshot {
+  return syncMachine.resolveState({ value: p.state, context: { ...EMPTY_CONTEXT, ...p.context } });
+}
+
+export type Decision = { accepted: true; next: PersistedSync } | { accepted: false; state: SyncStateName; reason: string };
+
+/** The machine's answer to an event in a state: the next state, or a rejection (state unchanged). */
+export function decide(current: PersistedSync, event: SyncEvent): Decision {
+  const snapshot = toSnapshot(current);
+  if (current.state === "removed" || !snapshot.can(event)) {
+    return { accepted: false, state: current.state, reason: `${event.type} is not allowed in state ${stateLabel(current)}` };
+  }
+  const [next] = transition(syncMachine, snapshot, event);
+  return { accepted: true, next: { state: next.value as SyncStateName, context: { ...next.context } } };
+}
+
+/** The seed's text form (londiste.subscriber_table.merge_state): NULL for none. */
+export function stateText(p: PersistedSync): string | null {
+  switch (p.state) {
+    case "none":
+    case "removed":
+      return null;
+    case "wanna-sync":
+    case "do-sync":
+      return `${p.state}:${p.context.tick}`;
+    default:
+      return p.state;
+  }
+}
+
+/** Reads the text form back (for rows written through the SQL functions); `?` is the legacy ok. */
+export function fromStateText(text: string | null, snapshot: string | null = null, error: string | null = null): PersistedSync {
+  const context: SyncContext = { ...EMPTY_CONTEXT, snapshot };
+  if (text === null) return { state: "none", context };
+  if (text === "ok" || text === "?") return { state: "ok", context };
+  if (text === "in-copy" || text === "catching-up") return { state: text, context };
+  if (text === "error") return { state: "error", context: { ...context, error } };
+  const m = /^(wanna-sync|do-sync):(\d+)$/.exec(text);
+  if (m) return { state: m[1] as SyncStateName, context: { ...context, tick: Number(m[2]) } };
+  throw new Error(`Bad table state: ${text}`);
+}
+
+/** The state for people: the text form, "(none)" or "removed". */
+export function stateLabel(p: PersistedSync): string {
+  return p.state === "removed" ? "removed" : (stateText(p) ?? "(none)");
+}
