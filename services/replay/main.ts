@@ -27,6 +27,7 @@ import { VERSION } from "../../shared/version.ts";
 import type { ReplayLiveState } from "./admin/context.ts";
 import { londisteAdminCommands } from "./admin-commands.ts";
 import { type ApplyChanges, replayOneBatch } from "./replay-batch.ts";
+import { SyncConflict } from "../../shared/londiste/sync-store.ts";
 
 /** pg_try_advisory_lock(REPLAY_LOCK_CLASS, hash(job)) on the subscriber: the active replay of a job. */
 export const REPLAY_LOCK_CLASS = 1886482804;
@@ -99,6 +100,7 @@ export async function runReplayService(configPath: string, options: ReplayOption
   provider.on("error", (error) => log.warn({ err: error }, "idle provider connection failed"));
   subscriber.on("error", (error) => log.warn({ err: error }, "idle subscriber connection failed"));
 
+  const subjects = londisteSubjects(config.subjectPrefix, config.jobName);
   const live: ReplayLiveState = { role: "starting", batches: 0, changes: 0, lastBatchAt: null, lastError: null };
   const instance = `${hostname()}:${process.pid}`;
   let nc: NatsConnection | undefined;
@@ -110,7 +112,6 @@ export async function runReplayService(configPath: string, options: ReplayOption
       nc = conn;
       notices = conn.subscribe(tickNoticeSubject(config.subjectPrefix, config.queue), { callback: () => waker.notify() });
       log.info("waking on tick notices");
-      const subjects = londisteSubjects(config.subjectPrefix, config.jobName);
       service = await startCommandService(conn, {
         name: "londiste-replay",
         version: VERSION,
@@ -195,6 +196,10 @@ export async function runReplayService(configPath: string, options: ReplayOption
         const outcome = await replayOneBatch(provider, subscriber, settings, apply);
         backoffMs = 1000;
         live.lastError = null;
+        if (outcome.kind !== "skipped" && outcome.copyRequested.length > 0) {
+          log.info({ tables: outcome.copyRequested }, "tables waiting for a copy: in-copy");
+          for (const table of outcome.copyRequested) nc?.publish(subjects.copyRequest, JSON.stringify({ table }));
+        }
         if (outcome.kind === "idle") {
           await idle("caught up: waiting for the next tick");
         } else {
@@ -205,6 +210,11 @@ export async function runReplayService(configPath: string, options: ReplayOption
           log.debug({ batch: outcome.batch.batchId, tick: outcome.batch.tickId, kind: outcome.kind }, "batch done");
         }
       } catch (error) {
+        if (error instanceof SyncConflict) {
+          // Another actor moved a table's state meanwhile: decide again at once.
+          log.debug({ table: error.table }, "table state changed meanwhile; retrying the round");
+          continue;
+        }
         live.lastError = (error as Error).message ?? String(error);
         log.error({ err: error, retryInMs: backoffMs }, "replay failed; retrying");
         registered = false;

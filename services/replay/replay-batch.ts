@@ -22,10 +22,12 @@
  * instead, and replay retries it.
  */
 import type pg from "pg";
-import { providerTables, subscriberTables } from "../../shared/londiste/catalog.ts";
+import { providerTables } from "../../shared/londiste/catalog.ts";
 import { decodeChange, type RowChange } from "../../shared/londiste/change-event.ts";
 import { parseTextArray } from "../../shared/londiste/record-text.ts";
-import { batchEvents, failEvent, finishBatch, nextBatch } from "../../shared/pgq/index.ts";
+import { loadTableSyncs, type TableSync, writeTransition } from "../../shared/londiste/sync-store.ts";
+import type { SyncEvent } from "../../shared/londiste/sync-machine.ts";
+import { batchEvents, failEvent, finishBatch, getConsumerInfo, nextBatch } from "../../shared/pgq/index.ts";
 import type { BatchInfo } from "../../shared/pgq/types.ts";
 import { decideBatch } from "./position.ts";
 import { lockConsumerPosition } from "./position-lock.ts";
@@ -53,9 +55,9 @@ export interface ReplaySettings {
 }
 
 export type ReplayOutcome =
-  | { kind: "idle" }
+  | { kind: "idle"; copyRequested: string[] }
   | { kind: "skipped"; batch: BatchInfo }
-  | { kind: "applied"; batch: BatchInfo; changes: number; failedEvents: number; tableErrors: string[] };
+  | { kind: "applied"; batch: BatchInfo; changes: number; failedEvents: number; tableErrors: string[]; copyRequested: string[] };
 
 const CHANGE_TYPES = new Set(["I", "U", "D", "R"]);
 
@@ -92,12 +94,17 @@ export async function replayOneBatch(
     // Taken before the batch is opened: an admin command that resets the position waits for us, or we for it.
     await lockConsumerPosition(sub, settings.consumer);
     const batch = await nextBatch(provider, settings.queue, settings.consumer);
+    const recordedText = (await sub.query<{ t: string | null }>("select londiste.get_last_tick($1) as t", [settings.consumer])).rows[0]!.t;
+    const recorded = recordedText === null ? null : Number(recordedText);
     if (!batch) {
-      await sub.query("rollback");
-      return { kind: "idle" };
+      // Idle: the state steps that need no batch still happen (an idle provider must not stall a handover).
+      // Nothing recorded yet: replay's next batch starts where PgQ has its consumer.
+      const position = recorded ?? (await getConsumerInfo(provider, settings.queue, settings.consumer))[0]?.lastTick ?? null;
+      const steps = await replaySteps(sub, settings.queue, position);
+      await sub.query("commit");
+      return { kind: "idle", copyRequested: steps.copyRequested };
     }
-    const recorded = (await sub.query<{ t: string | null }>("select londiste.get_last_tick($1) as t", [settings.consumer])).rows[0]!.t;
-    const decision = decideBatch(recorded === null ? null : Number(recorded), batch);
+    const decision = decideBatch(recorded, batch);
     if (decision.action === "error") throw new Error(decision.message);
     if (decision.action === "skip") {
       await sub.query("rollback");
@@ -105,15 +112,17 @@ export async function replayOneBatch(
       return { kind: "skipped", batch };
     }
 
-    const set = await subscriberTables(sub, settings.queue);
-    const dest = new Map(set.filter((t) => t.state === "ok").map((t) => [t.table, t.dest]));
+    const steps = await replaySteps(sub, settings.queue, batch.prevTickId);
+    const tables = steps.tables;
+    const dest = new Map([...tables.values()].filter((t) => REPLAY_APPLIES.has(t.sync.state)).map((t) => [t.table, t.dest]));
     const destOf = (table: string) => dest.get(table) ?? table;
     const tableErrors: string[] = [];
     const stopTable = async (table: string, error: unknown) => {
       const message = messageOf(error);
       dest.delete(table);
       tableErrors.push(table);
-      await sub.query("select londiste.subscriber_set_table_error($1, $2, $3)", [settings.queue, table, message.slice(0, 2000)]);
+      const current = tables.get(table);
+      if (current) await step(sub, tables, current, { type: "FAIL", message: message.slice(0, 2000) });
       settings.onTableError?.(table, message);
     };
     let savepoints = 0;
@@ -185,11 +194,11 @@ export async function replayOneBatch(
     await reader.query("commit");
     await flush(chunk);
 
-    if (tableList) await dropRemovedTables(sub, provider, settings, set.map((t) => t.table), tableList);
+    if (tableList) await dropRemovedTables(sub, provider, settings, tables, tableList);
     await pushSequences(provider, sub, settings.queue, settings.onNotice);
     await sub.query("select londiste.set_last_tick($1, $2)", [settings.consumer, batch.tickId]);
     await sub.query("commit");
-    outcome = { kind: "applied", batch, changes: applied, failedEvents: failed.length, tableErrors };
+    outcome = { kind: "applied", batch, changes: applied, failedEvents: failed.length, tableErrors, copyRequested: steps.copyRequested };
   } catch (error) {
     await sub.query("rollback").catch((e: unknown) => (subBroken = e as Error));
     await reader?.query("rollback").catch((e: unknown) => (readerBroken = e as Error));
@@ -217,6 +226,37 @@ export async function replayOneBatch(
   return outcome;
 }
 
+/** States whose row changes replay applies: ok, and do-sync (replay took the table over at its tick). */
+const REPLAY_APPLIES = new Set(["ok", "do-sync"]);
+
+/** Writes one transition in the batch's transaction and keeps the in-memory row in step. */
+async function step(sub: pg.ClientBase, tables: Map<string, TableSync>, current: TableSync, event: SyncEvent): Promise<boolean> {
+  const result = await writeTransition(sub, current, event, "replay");
+  if (result.accepted) tables.set(current.table, result.table);
+  return result.accepted;
+}
+
+/**
+ * Replay's moves in the table-sync machine, at a position (the batch's
+ * start tick, or the recorded tick when idle), under the position lock:
+ * (none) → in-copy (a copy worker is then asked for), and
+ * wanna-sync:T → do-sync:T when replay stands at T (from here on replay
+ * applies the table). A conflict (SyncConflict) fails the round, which
+ * is retried.
+ */
+async function replaySteps(sub: pg.ClientBase, queue: string, position: number | null) {
+  const tables = new Map((await loadTableSyncs(sub, queue)).map((t) => [t.table, t]));
+  const copyRequested: string[] = [];
+  for (const t of [...tables.values()]) {
+    if (t.sync.state === "none") {
+      if (await step(sub, tables, t, { type: "COPY.REQUESTED" })) copyRequested.push(t.table);
+    } else if (t.sync.state === "wanna-sync" && position !== null && t.sync.context.tick === position) {
+      await step(sub, tables, t, { type: "REPLAY.REACHED", replayTick: position });
+    }
+  }
+  return { tables, copyRequested };
+}
+
 /**
  * A 'T' event lists the tables the provider captured when it was sent.
  * Dropped from the subscriber's set (rows kept): tables in neither that
@@ -227,13 +267,14 @@ async function dropRemovedTables(
   sub: pg.ClientBase,
   provider: pg.Pool,
   settings: ReplaySettings,
-  subscribed: string[],
+  tables: Map<string, TableSync>,
   listed: string[],
 ): Promise<void> {
   const keep = new Set([...listed, ...(await providerTables(provider, settings.queue))]);
-  for (const table of subscribed) {
-    if (keep.has(table)) continue;
-    await sub.query("select londiste.subscriber_remove_table($1, $2)", [settings.queue, table]);
-    settings.onNotice?.("table no longer captured on the provider: removed from the subscriber's set (rows kept)", { table });
+  for (const t of [...tables.values()]) {
+    if (keep.has(t.table)) continue;
+    await step(sub, tables, t, { type: "REMOVE" });
+    tables.delete(t.table);
+    settings.onNotice?.("table no longer captured on the provider: removed from the subscriber's set (rows kept)", { table: t.table });
   }
 }

@@ -55,7 +55,9 @@ const rows = async (db: TestDatabase, table: string) => (await db.query(`select 
 
 describe("one replay round", () => {
   it("applies the ok tables' changes and records the end tick in the same transaction", async () => {
-    expect(await replayOneBatch(provider.pool, subscriber.pool, settings, apply)).toEqual({ kind: "idle" });
+    // `other` waits at (none): replay moves it to in-copy and asks for a copy, once.
+    expect(await replayOneBatch(provider.pool, subscriber.pool, settings, apply)).toEqual({ kind: "idle", copyRequested: ["public.other"] });
+    expect(await replayOneBatch(provider.pool, subscriber.pool, settings, apply)).toEqual({ kind: "idle", copyRequested: [] });
     await provider.query("insert into data1 values (1, 'a'), (2, 'b'), (3, 'c'); insert into other values (1)");
     await provider.query("update data1 set data = 'B', id = 20 where id = 2; delete from data1 where id = 3");
     const tick = await tickNow(provider.pool, "replika");
@@ -64,7 +66,7 @@ describe("one replay round", () => {
     expect(await rows(subscriber, "data1")).toEqual(await rows(provider, "data1"));
     expect(await rows(subscriber, "other")).toEqual([]);
     expect((await subscriber.query("select londiste.get_last_tick('job') as t")).rows[0].t).toBe(String(tick));
-    expect(await replayOneBatch(provider.pool, subscriber.pool, settings, apply)).toEqual({ kind: "idle" });
+    expect(await replayOneBatch(provider.pool, subscriber.pool, settings, apply)).toMatchObject({ kind: "idle" });
   });
 
   it("skips a batch that was applied but not finished (crash between the two commits)", async () => {
@@ -87,7 +89,7 @@ describe("one replay round", () => {
     const outcome = await replayOneBatch(provider.pool, subscriber.pool, settings, apply);
     expect(outcome).toMatchObject({ kind: "skipped", batch: { tickId: tick } });
     expect(await rows(subscriber, "data1")).toEqual(await rows(provider, "data1"));
-    expect(await replayOneBatch(provider.pool, subscriber.pool, settings, apply)).toEqual({ kind: "idle" });
+    expect(await replayOneBatch(provider.pool, subscriber.pool, settings, apply)).toMatchObject({ kind: "idle" });
   });
 
   it("rolls back everything when the failure is not the data's (deadlock, lost connection), and applies the batch on retry", async () => {
@@ -149,4 +151,35 @@ describe("one replay round", () => {
     expect(await replayOneBatch(provider.pool, subscriber.pool, settings, apply)).toMatchObject({ kind: "applied", changes: 1, tableErrors: [] });
     expect(await rows(subscriber, "data2")).toEqual(await rows(provider, "data2"));
   });
+
+  it("hands a table over from the copy at the copy's tick: wanna-sync:T → do-sync:T, then replay applies it (also when idle)", async () => {
+    const state = async () =>
+      (await subscriber.query("select merge_state from londiste.subscriber_table where table_name = 'public.other'")).rows[0].merge_state;
+    await drain();
+    const at = Number((await subscriber.query("select londiste.get_last_tick('job') as t")).rows[0].t);
+    // The copy stopped one tick ahead of replay: replay ignores the table until it stands at that tick.
+    await provider.query("insert into other values (100)");
+    const ahead = await tickNow(provider.pool, "replika");
+    await subscriber.query("select londiste.subscriber_set_table_state('replika', 'other', null, $1)", [`wanna-sync:${ahead}`]);
+    await subscriber.query("insert into other values (100)"); // what the copy applied
+    await provider.query("insert into other values (101)");
+    await tickNow(provider.pool, "replika");
+    expect(await replayOneBatch(provider.pool, subscriber.pool, settings, apply)).toMatchObject({ kind: "applied", batch: { prevTickId: at } });
+    expect(await state()).toBe(`wanna-sync:${ahead}`);
+    expect(await replayOneBatch(provider.pool, subscriber.pool, settings, apply)).toMatchObject({ kind: "applied", batch: { prevTickId: ahead } });
+    expect(await state()).toBe(`do-sync:${ahead}`);
+    expect(await rows(subscriber, "other")).toEqual([{ id: 100 }, { id: 101 }]);
+    // Idle: no batch is needed to take over at the position replay stands at.
+    await drain();
+    const idleAt = Number((await subscriber.query("select londiste.get_last_tick('job') as t")).rows[0].t);
+    await subscriber.query("select londiste.subscriber_set_table_state('replika', 'other', null, $1)", [`wanna-sync:${idleAt}`]);
+    expect(await replayOneBatch(provider.pool, subscriber.pool, settings, apply)).toMatchObject({ kind: "idle" });
+    expect(await state()).toBe(`do-sync:${idleAt}`);
+    const history = await subscriber.query("select to_state, event->>'type' as type from londiste.sync_outbox where table_name = 'public.other' order by id");
+    expect(history.rows.map((r) => r.to_state)).toContain(`do-sync:${ahead}`);
+  });
 });
+
+async function drain() {
+  while ((await replayOneBatch(provider.pool, subscriber.pool, settings, apply)).kind !== "idle");
+}

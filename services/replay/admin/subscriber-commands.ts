@@ -21,6 +21,8 @@ import {
 import { installLondiste } from "../../../shared/londiste/install.ts";
 import { checkTablePair } from "../../../shared/londiste/table-check.ts";
 import { readTableShape } from "../../../shared/londiste/table-shape.ts";
+import { loadTableSync, loadTableSyncs, writeTransition } from "../../../shared/londiste/sync-store.ts";
+import { stateLabel, type SyncEvent } from "../../../shared/londiste/sync-machine.ts";
 import { registerConsumer, unregisterConsumer } from "../../../shared/pgq/index.ts";
 import { lockConsumerPosition } from "../position-lock.ts";
 import { type AdminContext, names, type NameOutcome, perName, requireLondiste, requireNames, requireQueue } from "./context.ts";
@@ -86,15 +88,15 @@ export function subscriberCommands(ctx: AdminContext): Record<string, CommandSpe
         // Under replay's lock, so no batch is half applied while the position goes away.
         const tables = await withTransaction(sub, async (client) => {
           await lockConsumerPosition(client, ctx.consumer);
-          const { rowCount } = await client.query(
-            "update londiste.subscriber_table set merge_state = null, snapshot = null, last_error = null, error_time = null where queue_name = $1",
-            [ctx.queue],
-          );
+          let reset = 0;
+          for (const t of await loadTableSyncs(client, ctx.queue)) {
+            if ((await writeTransition(client, t, { type: "RESYNC" }, "admin")).accepted) reset++;
+          }
           await client.query("select londiste.set_last_tick($1, null)", [ctx.consumer]);
           await unregisterConsumer(ctx.provider, ctx.queue, ctx.consumer).catch((error: unknown) => {
             if ((error as { kind?: string }).kind !== "consumer_not_registered") throw error;
           });
-          return rowCount ?? 0;
+          return reset;
         });
         return { consumer: ctx.consumer, unregistered: true, tables_reset: tables };
       },
@@ -127,8 +129,15 @@ export function subscriberCommands(ctx: AdminContext): Record<string, CommandSpe
           await withTransaction(sub, async (client) => {
             await client.query("select londiste.subscriber_add_table($1, $2)", [ctx.queue, table]);
             if (dest !== table) await client.query("select londiste.subscriber_set_dest_table($1, $2, $3)", [ctx.queue, table, dest]);
-            if (r.expect_sync) await client.query("select londiste.subscriber_set_table_state($1, $2, null, 'ok')", [ctx.queue, table]);
             if (r.skip_truncate) await client.query("select londiste.subscriber_set_skip_truncate($1, $2, true)", [ctx.queue, table]);
+            const added = (await loadTableSync(client, ctx.queue, table))!;
+            // The first entry of the table's history; --expect-sync goes straight to ok.
+            await client.query(
+              `insert into londiste.sync_outbox (queue_name, table_name, from_state, to_state, event, version)
+               values ($1, $2, null, null, '{"type":"ADDED","actor":"admin"}', $3)`,
+              [ctx.queue, table, added.version],
+            );
+            if (r.expect_sync) await writeTransition(client, added, { type: "EXPECT_SYNC" }, "admin");
           });
           const warnings = [...check.warnings, ...(check.errors.length > 0 ? check.errors.map((e) => `forced: ${e}`) : [])];
           return { ok: true, message: r.expect_sync ? "added, state ok" : "added, waiting for copy", warnings };
@@ -142,10 +151,11 @@ export function subscriberCommands(ctx: AdminContext): Record<string, CommandSpe
       request: { tables: names },
       handler: async (r) => {
         await requireLondiste(sub, "subscriber");
-        return perName(requireNames(r.tables), async (table) => {
-          await sub.query("select londiste.subscriber_remove_table($1, $2)", [ctx.queue, table]);
-          return { ok: true, message: "removed; its rows stay" };
-        });
+        const outcomes = await perName(requireNames(r.tables), async (name) =>
+          adminStep(sub, ctx, name, { type: "REMOVE" }, () => "removed; its rows stay"),
+        );
+        ctx.wake();
+        return outcomes;
       },
     },
     "subscriber.resync": {
@@ -153,16 +163,9 @@ export function subscriberCommands(ctx: AdminContext): Record<string, CommandSpe
       request: { tables: names },
       handler: async (r) => {
         await requireLondiste(sub, "subscriber");
-        const known = new Map((await subscriberTables(sub, ctx.queue)).map((t) => [t.table, t]));
-        const outcomes = await perName(requireNames(r.tables), async (name) => {
-          const table = known.get(await canonicalName(sub, name));
-          if (!table) return { ok: false, message: "not in the subscriber's set" };
-          await withTransaction(sub, async (client) => {
-            await lockConsumerPosition(client, ctx.consumer);
-            await client.query("select londiste.subscriber_set_table_state($1, $2, null, null)", [ctx.queue, table.table]);
-          });
-          return { ok: true, message: `was ${table.state ?? "(none)"}, now (none): it will be copied again` };
-        });
+        const outcomes = await perName(requireNames(r.tables), async (name) =>
+          adminStep(sub, ctx, name, { type: "RESYNC" }, (was) => `was ${was}, now (none): it will be copied again`),
+        );
         ctx.wake();
         return outcomes;
       },
@@ -313,6 +316,29 @@ export function subscriberCommands(ctx: AdminContext): Record<string, CommandSpe
       handler: async (r) => denyWrites(sub, ctx, requireNames(r.tables), false),
     },
   };
+}
+
+/**
+ * One admin transition of one table, under replay's position lock (no
+ * batch is half applied meanwhile); a conflict with another actor is
+ * retried with the re-read state.
+ */
+async function adminStep(sub: pg.Pool, ctx: AdminContext, name: string, event: SyncEvent, done: (was: string) => string) {
+  const table = await canonicalName(sub, name);
+  for (let attempt = 0; ; attempt++) {
+    try {
+      return await withTransaction(sub, async (client) => {
+        await lockConsumerPosition(client, ctx.consumer);
+        const current = await loadTableSync(client, ctx.queue, table);
+        if (!current) return { ok: false, message: "not in the subscriber's set" };
+        const result = await writeTransition(client, current, event, "admin");
+        if (!result.accepted) return { ok: false, message: result.reason };
+        return { ok: true, message: done(stateLabel(current.sync)) };
+      });
+    } catch (error) {
+      if ((error as Error).name !== "SyncConflict" || attempt >= 5) throw error;
+    }
+  }
 }
 
 async function denyWrites(sub: pg.Pool, ctx: AdminContext, tables: string[], deny: boolean) {
