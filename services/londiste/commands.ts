@@ -126,6 +126,8 @@ export function helpText(): string {
     "",
     "services (long-running):",
     "  replay [--reset]                 apply the job's batches to the subscriber",
+    "  copy                             a copy worker: initial copies and their handover to replay",
+    "  watch [--json]                   print the tables' state changes as they happen (JetStream)",
     "",
     "admin commands (sent to the job's replay service over NATS):",
   ];

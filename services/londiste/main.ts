@@ -12,6 +12,7 @@ import { loadLondisteConfig, londisteSubjects } from "../../shared/config/londis
 import { connectForCli, NoServiceError, requestReply } from "../../shared/cli/request.ts";
 import { type Flags, helpText, parseCommand, UsageError } from "./commands.ts";
 import { anyFailed, formatResult } from "./format.ts";
+import { watchStateChanges } from "./watch.ts";
 
 interface Options {
   json: boolean;
@@ -59,6 +60,7 @@ export async function runLondisteCommand(argv: string[]): Promise<number> {
       return options === "help" ? 0 : 2;
     }
     const [configPath, ...words] = options.words;
+    if (words.length === 1 && words[0] === "watch") return await runWatch(configPath!, options.json);
     command = parseCommand(words, options.flags);
     config = loadLondisteConfig(configPath!);
   } catch (error) {
@@ -91,5 +93,29 @@ export async function runLondisteCommand(argv: string[]): Promise<number> {
       return 3;
     }
     throw error;
+  }
+}
+
+async function runWatch(configPath: string, json: boolean): Promise<number> {
+  const config = loadLondisteConfig(configPath);
+  let nc;
+  try {
+    nc = await connectForCli(natsSettingsFrom(config.values, `londiste watch ${config.jobName}`), config.commandTimeoutMs);
+  } catch (error) {
+    process.stderr.write(`londiste: ${(error as Error).message}\n`);
+    return 3;
+  }
+  const stop = new AbortController();
+  const onSignal = () => stop.abort();
+  process.once("SIGINT", onSignal);
+  process.once("SIGTERM", onSignal);
+  try {
+    if (!json) process.stderr.write(`watching the state changes of job ${config.jobName} (Ctrl-C stops)\n`);
+    await watchStateChanges(nc, config.subjectPrefix, config.jobName, { json, signal: stop.signal, write: (line) => process.stdout.write(`${line}\n`) });
+    return 0;
+  } finally {
+    process.off("SIGINT", onSignal);
+    process.off("SIGTERM", onSignal);
+    await nc.close();
   }
 }

@@ -28,6 +28,7 @@ import type { ReplayLiveState } from "./admin/context.ts";
 import { londisteAdminCommands } from "./admin-commands.ts";
 import { type ApplyChanges, replayOneBatch } from "./replay-batch.ts";
 import { SyncConflict } from "../../shared/londiste/sync-store.ts";
+import { ensureStateStream, relayOutbox } from "../../shared/londiste/state-events.ts";
 
 /** pg_try_advisory_lock(REPLAY_LOCK_CLASS, hash(job)) on the subscriber: the active replay of a job. */
 export const REPLAY_LOCK_CLASS = 1886482804;
@@ -132,8 +133,35 @@ export async function runReplayService(configPath: string, options: ReplayOption
         stats: () => ({ instance, ...live }),
       });
       log.info({ subjects: `${subjects.commandPrefix}.>` }, "serving admin commands on NATS");
+      const stream = await ensureStateStream(conn, config.subjectPrefix, config.jobName);
+      log.info({ stream }, "relaying table state changes to JetStream");
+      startRelay(conn);
     })
     .catch((error: unknown) => log.error({ err: error }, "NATS setup failed; polling every loop_delay, no admin commands"));
+
+  // The outbox relay: every second, and until the backlog is gone (it survives NATS and database outages).
+  let relayTimer: NodeJS.Timeout | undefined;
+  let relayFailedAt = 0;
+  const startRelay = (conn: NatsConnection) => {
+    let running = false;
+    relayTimer = setInterval(() => {
+      if (running || stop.signal.aborted) return;
+      running = true;
+      void (async () => {
+        try {
+          while ((await relayOutbox(subscriber, conn, config.subjectPrefix, config.jobName, config.queue)) > 0);
+        } catch (error) {
+          // Undefined table: londiste not installed yet. Anything else is worth a line, once a minute.
+          if ((error as { code?: string }).code !== "42P01" && Date.now() - relayFailedAt > 60_000) {
+            relayFailedAt = Date.now();
+            log.warn({ err: error }, "relaying state changes failed; retrying");
+          }
+        } finally {
+          running = false;
+        }
+      })();
+    }, 1000);
+  };
 
   const onStop = (signal: string) => {
     log.info({ signal }, "stopping between batches");
@@ -227,6 +255,7 @@ export async function runReplayService(configPath: string, options: ReplayOption
   } finally {
     process.off("SIGINT", onStop);
     process.off("SIGTERM", onStop);
+    if (relayTimer) clearInterval(relayTimer);
     notices?.unsubscribe();
     await service?.stop().catch(() => {});
     await nc?.drain().catch(() => {});
