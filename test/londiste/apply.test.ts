@@ -6,12 +6,15 @@
  * mattering, and the transaction contract. (The byte-exact torture replay
  * of every value kind is in encoding.test.ts, which also uses applyChanges.)
  */
+import { fileURLToPath } from "node:url";
 import type pg from "pg";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { runSqlScript } from "../../shared/db/sql-script.ts";
 import { withTransaction } from "../../shared/db/transaction.ts";
 import { applyChanges, ApplyError, MAX_MISSED_LISTED, type ApplyOptions, type ApplyReport } from "../../shared/londiste/apply.ts";
-import type { RowChange } from "../../shared/londiste/change-event.ts";
+import { decodeChange, type RowChange } from "../../shared/londiste/change-event.ts";
 import { readTableShape } from "../../shared/londiste/table-shape.ts";
+import { finishBatch, getBatchEvents, installPgq, nextBatch, registerConsumer, tickNow } from "../../shared/pgq/index.ts";
 import { createTestDatabase, type TestDatabase } from "../support/db.ts";
 import { num } from "../support/query.ts";
 
@@ -496,6 +499,100 @@ describe("grouped updates", () => {
     expect(await num(db.pool, "select count(*) from gu_part where v = 'new'")).toBe(5);
     await apply([trunc("public.gu_part")]);
     expect(await num(db.pool, "select count(*) from gu_part")).toBe(0);
+  });
+});
+
+describe("capture pins only the settings its column types print under", () => {
+  // Provider tables and their subscriber copies (`<name>_copy`) in this one database.
+  const TABLES: Record<string, { columns: string; pins: string[] | null; rows: string }> = {
+    pin_none: {
+      columns: "id int primary key, n numeric, t text, b bool, u uuid, j jsonb, e pin_mood, ai int[], r int4range, ip inet, vb varbit, c pin_plain",
+      pins: null,
+      rows: `(1, 1.50, 'x "y", \\z', true, 'a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11', '{"k": 1.0}', 'ok', '{1,NULL}', '[1,5)', '10.0.0.1/8', B'101', '(1,"a,b")'),
+             (2, 'NaN', '', null, null, 'null', null, '{}', 'empty', '::1', B'', '(,)')`,
+    },
+    pin_float: {
+      columns: "id int primary key, f8 float8, f4 float4, pt point, fa float8[]",
+      pins: ["extra_float_digits=3"],
+      rows: `(1, 0.1, 0.1, '(0.1,1e-300)', '{0.30000000000000004,-0}'), (2, '-0', 'NaN', null, '{Infinity}')`,
+    },
+    pin_time: {
+      columns: "id int primary key, c pin_span, d pin_stamps, tr tstzrange",
+      pins: ["DateStyle=ISO, YMD", "IntervalStyle=postgres", "TimeZone=UTC"],
+      rows: `(1, '(1,"1 year -2 days 03:04:05.5")', '{2024-02-29 23:59:59.123456+14,NULL}', '[2020-01-01 00:00+00,2021-06-01 12:00+05)'),
+             (2, null, '{infinity}', 'empty')`,
+    },
+    pin_bytes: {
+      columns: "id int primary key, by bytea, m money",
+      pins: ["bytea_output=hex", "lc_monetary=C"],
+      rows: `(1, '\\x00ff5c'::bytea, '12.34'), (2, ''::bytea, '-0.01')`,
+    },
+  };
+  const Q = "pin_q";
+
+  beforeAll(async () => {
+    await installPgq(db.pool);
+    await runSqlScript(db.pool, fileURLToPath(new URL("../../sql/londiste/install.sql", import.meta.url)));
+    await db.query(`select pgq.create_queue('${Q}')`);
+    await registerConsumer(db.pool, Q, "pin_replay");
+    await db.query(`
+      create type pin_mood as enum ('sad', 'ok');
+      create type pin_plain as (a int, b text);
+      create type pin_span as (a int, iv interval);
+      create domain pin_stamps as timestamptz[]`);
+    for (const [name, { columns }] of Object.entries(TABLES)) {
+      await db.query(`create table ${name} (${columns}); create table ${name}_copy (${columns})`);
+      await db.query("select londiste.create_capture($1, $2::regclass)", [Q, name]);
+    }
+  });
+
+  it("generates SET clauses per type, and what it captures under hostile writer settings replays byte-exact", async () => {
+    const { rows: funcs } = await db.query<{ relname: string; proconfig: string[] | null }>(
+      `select c.relname, p.proconfig from pg_proc p
+         join pg_class c on p.proname = 'capture_' || c.oid || '_' || (select queue_id from pgq.queue where queue_name = $1)
+        where p.pronamespace = 'londiste'::regnamespace`,
+      [Q],
+    );
+    expect(Object.fromEntries(funcs.map((f) => [f.relname, f.proconfig]))).toEqual(
+      Object.fromEntries(Object.entries(TABLES).map(([name, { pins }]) => [name, pins])),
+    );
+
+    const writer = await db.pool.connect();
+    try {
+      await writer.query(
+        "set datestyle = 'SQL, DMY'; set timezone = 'Asia/Kathmandu'; set extra_float_digits = -15; " +
+          "set bytea_output = 'escape'; set intervalstyle = 'sql_standard'",
+      );
+      await writer.query("begin");
+      for (const [name, { rows: values }] of Object.entries(TABLES)) {
+        await writer.query(`insert into ${name} values ${values}`);
+        await writer.query(`update ${name} set id = id + 10 where id = 2`);
+      }
+      await writer.query("commit");
+    } finally {
+      writer.release(true);
+    }
+    await tickNow(db.pool, Q);
+    const batch = (await nextBatch(db.pool, Q, "pin_replay"))!;
+    const changes = (await getBatchEvents(db.pool, batch.batchId)).map(decodeChange);
+    expect(changes).toHaveLength(Object.keys(TABLES).length * 3);
+    await apply(changes, { destTable: (t) => `${t}_copy` });
+    await finishBatch(db.pool, batch.batchId);
+
+    const canonical = await db.pool.connect();
+    try {
+      await canonical.query(
+        "set datestyle = 'ISO, YMD'; set intervalstyle = 'postgres'; set timezone = 'UTC'; set extra_float_digits = 3; set bytea_output = 'hex'",
+      );
+      for (const name of Object.keys(TABLES)) {
+        const dump = async (t: string) => (await canonical.query<{ r: string }>(`select x::text as r from ${t} x order by id`)).rows.map((r) => r.r);
+        const prov = await dump(name);
+        expect(prov.map((r) => r.split(",")[0])).toEqual(["(1", "(12"]);
+        expect(await dump(`${name}_copy`)).toEqual(prov);
+      }
+    } finally {
+      canonical.release();
+    }
   });
 });
 
