@@ -229,7 +229,7 @@ export async function runReplayService(configPath: string, options: ReplayOption
           for (const table of outcome.copyRequested) nc?.publish(subjects.copyRequest, JSON.stringify({ table }));
         }
         if (outcome.kind === "idle") {
-          await idle("caught up: waiting for the next tick");
+          await idle(outcome.held ? "held at this tick for a consistent read (compare/repair)" : "caught up: waiting for the next tick");
         } else {
           idleReason = "";
           live.batches++;

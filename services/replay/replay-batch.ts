@@ -55,7 +55,7 @@ export interface ReplaySettings {
 }
 
 export type ReplayOutcome =
-  | { kind: "idle"; copyRequested: string[] }
+  | { kind: "idle"; copyRequested: string[]; held?: boolean }
   | { kind: "skipped"; batch: BatchInfo }
   | { kind: "applied"; batch: BatchInfo; changes: number; failedEvents: number; tableErrors: string[]; copyRequested: string[] };
 
@@ -103,6 +103,11 @@ export async function replayOneBatch(
       const steps = await replaySteps(sub, settings.queue, position);
       await sub.query("commit");
       return { kind: "idle", copyRequested: steps.copyRequested };
+    }
+    if (await heldAt(sub, settings.consumer, recorded)) {
+      // A consistent read of both sides is going on at this tick: leave the batch (it stays open) for later.
+      await sub.query("rollback");
+      return { kind: "idle", copyRequested: [], held: true };
     }
     const decision = decideBatch(recorded, batch);
     if (decision.action === "error") throw new Error(decision.message);
@@ -224,6 +229,16 @@ export async function replayOneBatch(
     client.release();
   }
   return outcome;
+}
+
+/** Whether a live hold (londiste.replay_hold) stops replay at the tick it stands at. */
+async function heldAt(sub: pg.ClientBase, consumer: string, recorded: number | null): Promise<boolean> {
+  if (recorded === null) return false;
+  const { rows } = await sub.query(
+    "select 1 from londiste.replay_hold where consumer_id = $1 and tick_id = $2 and expires_at > now()",
+    [consumer, recorded],
+  );
+  return rows.length > 0;
 }
 
 /** States whose row changes replay applies: ok, and do-sync (replay took the table over at its tick). */

@@ -15,6 +15,7 @@ set local client_min_messages = warning;
 \ir structure/003_subscriber.sql
 \ir structure/004_subscriber_state.sql
 \ir structure/005_sync_machine.sql
+\ir structure/006_replay_hold.sql
 \ir functions/londiste.quote_table.sql
 \ir functions/londiste.canonical_name.sql
 \ir functions/londiste.resolve_name.sql

@@ -183,3 +183,19 @@ describe("one replay round", () => {
 async function drain() {
   while ((await replayOneBatch(provider.pool, subscriber.pool, settings, apply)).kind !== "idle");
 }
+
+describe("replay hold (for compare/repair)", () => {
+  it("stops at the held tick while the hold lives, and goes on when it expires or is released", async () => {
+    await drain();
+    const at = Number((await subscriber.query("select londiste.get_last_tick('job') as t")).rows[0].t);
+    await subscriber.query("insert into londiste.replay_hold values ('job', $1, 'test', now() + interval '1 minute')", [at]);
+    await provider.query("insert into data2 values (50)");
+    await tickNow(provider.pool, "replika");
+    expect(await replayOneBatch(provider.pool, subscriber.pool, settings, apply)).toMatchObject({ kind: "idle", held: true });
+    expect((await subscriber.query("select count(*)::int as n from data2 where id = 50")).rows[0].n).toBe(0);
+    await subscriber.query("update londiste.replay_hold set expires_at = now() - interval '1 second'");
+    expect(await replayOneBatch(provider.pool, subscriber.pool, settings, apply)).toMatchObject({ kind: "applied" });
+    expect((await subscriber.query("select count(*)::int as n from data2 where id = 50")).rows[0].n).toBe(1);
+    await subscriber.query("delete from londiste.replay_hold");
+  });
+});
