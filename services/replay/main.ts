@@ -20,7 +20,7 @@ import { natsSettingsFrom } from "../../shared/config/common-keys.ts";
 import { loadLondisteConfig, londisteSubjects } from "../../shared/config/londiste.ts";
 import { SessionLock } from "../../shared/db/session-lock.ts";
 import { applyChanges } from "../../shared/londiste/apply.ts";
-import { londisteSchemaVersion } from "../../shared/londiste/install.ts";
+import { LONDISTE_SCHEMA_VERSION, londisteSchemaVersion } from "../../shared/londiste/install.ts";
 import { startService } from "../../shared/service-start.ts";
 import { registerConsumer } from "../../shared/pgq/index.ts";
 import { VERSION } from "../../shared/version.ts";
@@ -79,8 +79,10 @@ export interface ReplayOptions {
  * Whether replay has anything to follow: without tables or sequences in
  * the subscriber's set it does not register, so no events pile up for it.
  */
-async function hasWork(subscriber: pg.Pool, queue: string): Promise<boolean> {
-  if ((await londisteSchemaVersion(subscriber)) === 0) return false;
+async function hasWork(subscriber: pg.Pool, queue: string): Promise<boolean | "upgrade"> {
+  const version = await londisteSchemaVersion(subscriber);
+  if (version === 0) return false;
+  if (version < LONDISTE_SCHEMA_VERSION) return "upgrade";
   const { rows } = await subscriber.query(
     `select 1 from londiste.subscriber_table where queue_name = $1
       union all select 1 from londiste.subscriber_seq where queue_name = $1 limit 1`,
@@ -214,7 +216,12 @@ export async function runReplayService(configPath: string, options: ReplayOption
           resetPending = false;
         }
         if (!registered) {
-          if (!(await hasWork(subscriber, config.queue))) {
+          const work = await hasWork(subscriber, config.queue);
+          if (work === "upgrade") {
+            await idle(`the londiste schema on the subscriber is older than this replay (${LONDISTE_SCHEMA_VERSION}): run "londiste CONFIG subscriber install" to upgrade it`);
+            continue;
+          }
+          if (!work) {
             await idle("nothing to replay yet: waiting for tables (londiste CONFIG subscriber add)");
             continue;
           }

@@ -5,6 +5,9 @@ import { runSqlScript } from "../db/sql-script.ts";
 
 export const LONDISTE_INSTALL_SQL = fileURLToPath(new URL("../../sql/londiste/install.sql", import.meta.url));
 
+/** The migration level this code expects (the highest in sql/londiste/structure/). */
+export const LONDISTE_SCHEMA_VERSION = 6;
+
 export async function installLondiste(db: Queryable): Promise<void> {
   await runSqlScript(db, LONDISTE_INSTALL_SQL);
 }

@@ -116,8 +116,8 @@ export function subscriberCommands(ctx: AdminContext): Record<string, CommandSpe
         if (r.expect_sync && r.skip_truncate) throw new CommandError("bad_request", "--expect-sync and --skip-truncate do not go together");
         if (r.dest_table !== undefined && tables.length !== 1) throw new CommandError("bad_request", "--dest-table needs exactly one table");
         const captured = new Set(await providerTables(ctx.provider, ctx.queue));
-        // Registered before any table is in the set, so no change made after the add is missed.
-        await registerConsumer(ctx.provider, ctx.queue, ctx.consumer);
+        // Registered before the first table joins the set, so no change made after the add is missed.
+        let registered = false;
         const outcomes = await perName(tables, async (name) => {
           const table = await canonicalName(sub, name);
           if (!captured.has(table)) return { ok: false, message: `not captured on the provider: run "londiste CONFIG provider add ${table}" first` };
@@ -125,6 +125,10 @@ export function subscriberCommands(ctx: AdminContext): Record<string, CommandSpe
           const check = await checkOne(table, dest);
           if (check.errors.length > 0 && !r.force) {
             return { ok: false, message: `${check.errors.join("; ")} (--force adds it anyway)`, warnings: check.warnings };
+          }
+          if (!registered) {
+            await registerConsumer(ctx.provider, ctx.queue, ctx.consumer);
+            registered = true;
           }
           await withTransaction(sub, async (client) => {
             await client.query("select londiste.subscriber_add_table($1, $2)", [ctx.queue, table]);
@@ -238,13 +242,17 @@ export function subscriberCommands(ctx: AdminContext): Record<string, CommandSpe
       request: { seqs: names },
       handler: async (r) => {
         await ready();
-        const registered = new Set(await providerSeqs(ctx.provider, ctx.queue));
-        await registerConsumer(ctx.provider, ctx.queue, ctx.consumer);
+        const captured = new Set(await providerSeqs(ctx.provider, ctx.queue));
+        let registered = false;
         const outcomes = await perName(requireNames(r.seqs), async (name) => {
           const seq = await canonicalName(sub, name);
-          if (!registered.has(seq)) return { ok: false, message: `not registered on the provider: run "londiste CONFIG provider add-seq ${seq}" first` };
+          if (!captured.has(seq)) return { ok: false, message: `not registered on the provider: run "londiste CONFIG provider add-seq ${seq}" first` };
           const { rows } = await sub.query("select londiste.resolve_name($1, 'S') as oid", [seq]);
           if (rows[0].oid === null) return { ok: false, message: "no such sequence on the subscriber" };
+          if (!registered) {
+            await registerConsumer(ctx.provider, ctx.queue, ctx.consumer);
+            registered = true;
+          }
           await sub.query("select londiste.subscriber_add_seq($1, $2)", [ctx.queue, seq]);
           return { ok: true, message: "added" };
         });
