@@ -67,16 +67,34 @@ export function parseKeywordDsn(dsn: string): Map<string, string> {
 }
 
 /** A pg client config from either form. */
+/**
+ * Settings every service session runs with, whatever the database or role
+ * defaults say: the driver parses dates and intervals only in these styles
+ * (with DateStyle SQL or German a timestamptz comes back as null), and
+ * array parameters carry NULL elements as NULL only with array_nulls on.
+ * They come after the user's own `options`, so they win.
+ */
+export const PINNED_SESSION_OPTIONS = "-c DateStyle=ISO,YMD -c IntervalStyle=postgres -c array_nulls=on";
+
+function withPinnedOptions(options: string | null | undefined): string {
+  return options ? `${options} ${PINNED_SESSION_OPTIONS}` : PINNED_SESSION_OPTIONS;
+}
+
 export function toPgConfig(dsn: string): pg.ClientConfig {
   const text = dsn.trim();
   if (text === "") throw new DsnError("connection string is empty");
   if (/^postgres(ql)?:\/\//.test(text)) {
+    let url: URL;
     try {
-      new URL(text);
+      url = new URL(text);
     } catch {
       throw new DsnError("connection string: not a valid URL");
     }
-    return { connectionString: text };
+    // The URL's own options would replace the merged ones: move them out of it.
+    const own = url.searchParams.get("options");
+    if (own === null) return { connectionString: text, options: PINNED_SESSION_OPTIONS };
+    url.searchParams.delete("options");
+    return { connectionString: url.toString(), options: withPinnedOptions(own) };
   }
   const kv = parseKeywordDsn(text);
   const config: pg.ClientConfig = {};
@@ -92,7 +110,7 @@ export function toPgConfig(dsn: string): pg.ClientConfig {
   if (kv.has("password")) config.password = kv.get("password")!;
   if (kv.has("application_name")) config.application_name = kv.get("application_name")!;
   if (kv.has("connect_timeout")) config.connectionTimeoutMillis = Number(kv.get("connect_timeout")) * 1000;
-  if (kv.has("options")) config.options = kv.get("options")!;
+  config.options = withPinnedOptions(kv.get("options"));
   const sslmode = kv.get("sslmode");
   if (sslmode && sslmode !== "disable" && sslmode !== "allow" && sslmode !== "prefer") {
     config.ssl = sslmode === "require" ? { rejectUnauthorized: false } : true;

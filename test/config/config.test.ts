@@ -1,6 +1,6 @@
 import { describe, expect, it } from "vitest";
 import { parseIni, resolveSection } from "../../shared/config/ini.ts";
-import { parseKeywordDsn, redactDsn, toPgConfig } from "../../shared/config/dsn.ts";
+import { parseKeywordDsn, PINNED_SESSION_OPTIONS, redactDsn, toPgConfig } from "../../shared/config/dsn.ts";
 import { type ConfigSchema, envName, loadConfigText } from "../../shared/config/load.ts";
 
 const schema: ConfigSchema = {
@@ -68,11 +68,17 @@ describe("connection strings", () => {
       host: "127.0.0.1",
       port: 5432,
       user: "postgres",
+      options: PINNED_SESSION_OPTIONS,
     });
+    expect(toPgConfig("dbname=p options='-c work_mem=64MB'").options).toBe(`-c work_mem=64MB ${PINNED_SESSION_OPTIONS}`);
   });
 
   it("accepts URLs and rejects garbage", () => {
-    expect(toPgConfig("postgres://u@h:5432/d")).toEqual({ connectionString: "postgres://u@h:5432/d" });
+    expect(toPgConfig("postgres://u@h:5432/d")).toEqual({ connectionString: "postgres://u@h:5432/d", options: PINNED_SESSION_OPTIONS });
+    expect(toPgConfig("postgres://u@h:5432/d?options=-c%20work_mem%3D64MB&sslmode=disable")).toEqual({
+      connectionString: "postgres://u@h:5432/d?sslmode=disable",
+      options: `-c work_mem=64MB ${PINNED_SESSION_OPTIONS}`,
+    });
     expect(() => toPgConfig("dbname=x colour=blue")).toThrow("unknown keyword colour");
     expect(() => toPgConfig("dbname=x port=99999")).toThrow("bad port");
     expect(() => toPgConfig("")).toThrow("empty");
