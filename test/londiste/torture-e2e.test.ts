@@ -303,6 +303,7 @@ function insertRows(table: string, rows: Row[], names: string[]): string {
  */
 const PROVIDER_DB_SETTINGS: Record<string, string> = {
   timezone: "'America/St_Johns'",
+  datestyle: "'SQL, DMY'",
   intervalstyle: "'postgres_verbose'",
   extra_float_digits: "-15",
   bytea_output: "'escape'",
@@ -316,6 +317,7 @@ const SUBSCRIBER_DB_SETTINGS: Record<string, string> = {
   bytea_output: "'escape'",
   search_path: "''",
   standard_conforming_strings: "off",
+  array_nulls: "off",
 };
 
 /** Runs the test's own DDL with standard string literals, whatever the database's defaults. */
