@@ -37,29 +37,46 @@
  * (`only` keeps inheriting tables out; a partitioned table is written
  * without it, which is the only way to reach its partitions.)
  *
- * Grouping (default on) never reorders changes; it turns a run of
- * consecutive changes into one set-based statement (runs are cut at
- * maxGroupRows):
- * - inserts into one table with the same column list → one
- *   `insert ... select ... from unnest(...)`;
- * - deletes from one table with the same key columns → one
- *   `delete ... using unnest(...)`;
- * - updates of one table with the same row and key columns, none of which
- *   changes its key (text of the key columns in the row equal to the old
- *   key) and no key twice in the run → one
- *   `update ... set ... from unnest(...) where T.key = u.key`.
- * Update and delete runs (of at least MIN_GUARDED_RUN changes) are grouped
- * only when the subscriber table's primary key is exactly the change's key
- * columns, so that a key matches at most one row, and they run inside a
- * savepoint: the statement must hit exactly one row per change. With no key
- * repeated or changed inside the run, every change then hits the same row
- * it would hit in per-row order, and the result is the per-row result.
- * Otherwise (a missing row, a key given twice in different spellings, or
- * any data error such as a constraint the subscriber adds) the savepoint is
- * rolled back and the run is applied row by row, which finds and reports
- * missed rows, and raises errors, exactly as per-row apply does. Key
- * changes and truncates always go row by row. Per-row apply
- * (`group: false`) is the reference behaviour.
+ * Grouping (default on) gives the same table, report and errors as per-row
+ * apply (`group: false`, the reference behaviour) with fewer statements.
+ * Tables with a trigger or rule that fires in replica mode (ENABLE ALWAYS /
+ * REPLICA) are always written row by row. For the others:
+ * - Runs, in order: a run of consecutive inserts into one table with the
+ *   same column list becomes one `insert ... select ... from unnest(...)`;
+ *   of deletes from one table with the same key columns, one
+ *   `delete ... using unnest(...)`; of updates of one table with the same
+ *   row and key columns, none changing its key (the key columns' text in
+ *   the row equal to the old key), one
+ *   `update ... set ... from unnest(...) where T.key = u.key`. A key never
+ *   appears twice in a run.
+ * - Segments, reordered: where a table "commutes" — a plain table whose only
+ *   unique index or exclusion constraint is its primary key, on columns
+ *   whose text is one spelling per value (integers, text types with a
+ *   deterministic collation, uuid, bool, date, timestamps, bytea, enums) —
+ *   a stretch of inserts, updates without key change and deletes of such
+ *   tables in which no row (table and primary key value) appears twice is
+ *   applied as one statement per kind and column list: deletes, updates,
+ *   inserts (a table's inserts in a segment share one column list, so they
+ *   keep their order). Each change then touches a row no other change in
+ *   the segment touches, and no trigger, rule, foreign key (replica mode) or
+ *   other unique index ties rows together, so each change meets the same
+ *   row state as in per-row order and the result is the same (a CHECK
+ *   constraint or default whose function reads other rows would be a tie
+ *   too; PostgreSQL does not support those). This is what makes an
+ *   interleaved mix of inserts, updates and deletes fast.
+ * Update and delete statements, and whole segments, run in a savepoint and
+ * must hit exactly one row per change; they are grouped only when the
+ * subscriber table's primary key is exactly the change's key columns, so
+ * that a key matches at most one row. Otherwise (a missing row, a key
+ * given twice in different spellings, or a data error such as a
+ * constraint the subscriber adds) the savepoint is rolled back and the
+ * changes are applied in order, a run that fails row by row, which finds
+ * and reports missed rows, and raises errors, exactly as per-row apply
+ * does. Key changes and truncates always go row by row. Runs and segments
+ * hold at most maxGroupRows changes; short ones (under MIN_GUARDED_RUN /
+ * MIN_SEGMENT) go row by row, as the savepoint costs a round trip. The
+ * savepoint of a statement that succeeded is released together with the
+ * next one, or at the end.
  */
 import type pg from "pg";
 import { TableShapeCache, type ColumnShape, type TableShape } from "./table-shape.ts";
@@ -110,7 +127,7 @@ export interface ApplyOptions {
   log?: (msg: string, details: Record<string, unknown>) => void;
   /** Multi-row statements for runs of inserts, updates and deletes (default true); false = per-row reference behaviour. */
   group?: boolean;
-  /** Largest run put into one statement (default 1000). */
+  /** Most changes in one run or segment (default 1000). */
   maxGroupRows?: number;
   /** Shapes already read in this same transaction (e.g. by an earlier call); default: a fresh cache. */
   shapes?: TableShapeCache;
@@ -165,6 +182,8 @@ export async function applyChanges(client: pg.ClientBase, changes: RowChange[], 
 
 /** Update and delete runs shorter than this go row by row: the savepoint costs a round trip. */
 export const MIN_GUARDED_RUN = 3;
+/** Segments (see the top) shorter than this are applied in order. */
+export const MIN_SEGMENT = 4;
 
 type GroupedChange = Extract<RowChange, { op: "insert" | "update" | "delete" }>;
 
@@ -202,15 +221,16 @@ class Applier {
     try {
       let i = 0;
       while (i < changes.length) {
-        const end = this.runEnd(changes, i);
-        const first = changes[i]!;
-        const length = end - i;
-        if (length > 1 && (first.op === "insert" || length >= MIN_GUARDED_RUN)) {
-          await this.applyRun(changes.slice(i, end) as GroupedChange[]);
+        const segment = this.group && changes.length - i >= MIN_SEGMENT ? await this.segment(changes, i) : null;
+        if (segment && segment.end - i >= MIN_SEGMENT && segment.groups.size + 1 < segment.end - i) {
+          await this.applySegment(changes, i, segment);
+          i = segment.end;
         } else {
-          for (let j = i; j < end; j++) await this.applyOne(changes[j]!);
+          // In order, as runs: up to the segment's end when there was one, else one run.
+          const stop = segment && segment.end > i ? segment.end : this.runEnd(changes, i, changes.length);
+          await this.applyInOrder(changes, i, stop);
+          i = stop;
         }
-        i = end;
       }
     } catch (error) {
       // Best effort: the caller rolls back anyway (and an aborted transaction refuses this).
@@ -222,15 +242,40 @@ class Applier {
     return this.report;
   }
 
-  /** End (exclusive) of the run of changes that can share one statement with changes[i]. */
-  private runEnd(changes: RowChange[], i: number): number {
+  /** changes[from, to) in their order: runs grouped where they can be, the rest row by row. */
+  private async applyInOrder(changes: RowChange[], from: number, to: number): Promise<void> {
+    let i = from;
+    while (i < to) {
+      const end = this.runEnd(changes, i, to);
+      const first = changes[i]!;
+      const length = end - i;
+      if (length > 1 && (first.op === "insert" || length >= MIN_GUARDED_RUN) && (await this.quiet(first.table))) {
+        await this.applyRun(changes.slice(i, end) as GroupedChange[]);
+      } else {
+        for (let j = i; j < end; j++) await this.applyOne(changes[j]!);
+      }
+      i = end;
+    }
+  }
+
+  /** Whether the table's kind allows multi-row statements; false also for a table that cannot be resolved. */
+  private async quiet(table: string): Promise<boolean> {
+    try {
+      return (await this.tableKind(await this.target(table))).quiet;
+    } catch {
+      return false; // the error is raised row by row, by the change that has it
+    }
+  }
+
+  /** End (exclusive, at most `limit`) of the run of changes that can share one statement with changes[i]. */
+  private runEnd(changes: RowChange[], i: number, limit: number): number {
     const first = changes[i]!;
     const sig = this.group ? signature(first) : null;
     if (sig === null) return i + 1;
     // Update and delete runs hold each key once.
     const keys = first.op === "insert" ? null : new Set([keyText(first)]);
     let end = i + 1;
-    while (end < changes.length && end - i < this.maxGroupRows) {
+    while (end < limit && end - i < this.maxGroupRows) {
       const change = changes[end]!;
       if (signature(change) !== sig) break;
       if (keys) {
@@ -242,6 +287,102 @@ class Applier {
     }
     return end;
   }
+
+  /**
+   * The segment starting at changes[i]: the longest stretch (at most maxGroupRows) of inserts,
+   * updates without key change and deletes, on reorder-safe tables, in which no row (subscriber
+   * table and primary key value) appears twice and each table's inserts share one column list.
+   * Its changes, grouped by signature, can be applied in any order. end === i: changes[i] cannot
+   * start one.
+   */
+  private async segment(changes: RowChange[], i: number): Promise<Segment> {
+    const seen = new Set<string>();
+    const insertSig = new Map<number, string>();
+    const groups = new Map<string, GroupedChange[]>();
+    let j = i;
+    for (; j < changes.length && j - i < this.maxGroupRows; j++) {
+      const change = changes[j]!;
+      const sig = signature(change);
+      if (sig === null || change.op === "truncate") break;
+      let t: Target;
+      try {
+        t = await this.target(change.table);
+      } catch {
+        break; // reported when the change is applied in order
+      }
+      if (!(await this.tableKind(t)).commutes) break;
+      const pk = t.shape.primaryKey;
+      let values: Array<string | null>;
+      if (change.op === "insert") {
+        if (!pk.every((k) => change.row.has(k))) break;
+        values = pk.map((k) => change.row.get(k)!);
+        const first = insertSig.get(t.shape.oid);
+        if (first !== undefined && first !== sig) break;
+        insertSig.set(t.shape.oid, sig);
+      } else {
+        if (change.key.size !== pk.length || !pk.every((k) => change.key.has(k))) break;
+        values = pk.map((k) => change.key.get(k)!);
+      }
+      const rowId = JSON.stringify([t.shape.oid, values]);
+      if (seen.has(rowId)) break;
+      try {
+        // Column errors are raised in order, by the change that has them.
+        if (change.op !== "delete" && this.writable(t, change.row).length === 0) break;
+        if (change.op !== "insert") this.keyColumns(t, change.key);
+      } catch {
+        break;
+      }
+      seen.add(rowId);
+      const group = groups.get(sig);
+      if (group) group.push(change);
+      else groups.set(sig, [change]);
+    }
+    return { end: j, groups };
+  }
+
+  /**
+   * A segment as one statement per group — deletes, then updates, then inserts — in one savepoint.
+   * Each statement must hit exactly one row per change; otherwise the segment is rolled back and
+   * applied in order.
+   */
+  private async applySegment(changes: RowChange[], i: number, segment: Segment): Promise<void> {
+    const order = { delete: 0, update: 1, insert: 2 };
+    const groups = [...segment.groups.values()].sort((a, b) => order[a[0]!.op] - order[b[0]!.op]);
+    const statements: Array<{ t: Target; run: GroupedChange[]; sql: string; params: unknown[] }> = [];
+    for (const run of groups) {
+      const t = await this.target(run[0]!.table);
+      statements.push({ t, run, ...this.groupedStatement(t, run)! });
+    }
+    const ok = await this.guarded(async () => {
+      for (const st of statements) {
+        if ((await this.query(st.sql, st.params)).rowCount !== st.run.length) return false;
+      }
+      return true;
+    });
+    if (!ok) {
+      await this.applyInOrder(changes, i, segment.end);
+      return;
+    }
+    for (const { t, run } of statements) {
+      this.report.changes += run.length;
+      if (run[0]!.op === "insert") t.stats.inserts += run.length;
+      else if (run[0]!.op === "update") t.stats.updates += run.length;
+      else t.stats.deletes += run.length;
+    }
+  }
+
+  private tableKind(t: Target): Promise<TableKind> {
+    let kind = TABLE_KINDS.get(t.shape);
+    if (!kind) {
+      kind = this.client.query<{ quiet: boolean; keyed: boolean }>(TABLE_KIND_SQL, [t.shape.oid]).then(({ rows }) => ({
+        quiet: rows[0]?.quiet === true,
+        commutes: rows[0]?.quiet === true && rows[0]?.keyed === true,
+      }));
+      TABLE_KINDS.set(t.shape, kind);
+    }
+    return kind;
+  }
+
   private async target(table: string): Promise<Target> {
     let t = this.targets.get(table);
     if (!t) {
@@ -369,78 +510,90 @@ class Applier {
   }
 
   /**
+   * One statement for a run of changes with one signature (insert, update or delete, same table
+   * and columns, no key twice, no key change); null for an update or delete run when the
+   * subscriber's primary key is not exactly the change's key columns (only then does a row count
+   * prove "one row per change"), or an update without writable columns.
+   */
+  private groupedStatement(t: Target, run: GroupedChange[]): { sql: string; params: Array<Array<string | null>> } | null {
+    const first = run[0]!;
+    if (first.op === "insert") {
+      const cols = this.writable(t, first.row).map(([c]) => c);
+      return {
+        sql:
+          `${this.insertHead(t, cols)} select ${cols.map((c, i) => `u.c${i + 1}::${c.castType}`).join(", ")} ` +
+          `from unnest(${cols.map((_, i) => `$${i + 1}::text[]`).join(", ")}) as u(${cols.map((_, i) => `c${i + 1}`).join(", ")})`,
+        params: cols.map((c) => run.map((ch) => (ch.op === "insert" ? (ch.row.get(c.name) ?? null) : null))),
+      };
+    }
+    const keys = this.keyColumns(t, first.key).map(([c]) => c);
+    const pk = t.shape.primaryKey;
+    const keyed = pk.length === keys.length && keys.every((c) => pk.includes(c.name));
+    const sets = first.op === "update" ? this.writable(t, first.row).map(([c]) => c) : [];
+    if (!keyed || (first.op === "update" && sets.length === 0)) return null;
+    const keyArrays = keys.map((c) => run.map((ch) => (ch.op !== "insert" ? (ch.key.get(c.name) ?? null) : null)));
+    const keyAliases = keys.map((_, i) => `k${i + 1}`);
+    const match = keys.map((c, i) => `t.${ident(c.name)} = u.k${i + 1}::${c.castType}`).join(" and ");
+    if (first.op === "update") {
+      const params = [...keyArrays, ...sets.map((c) => run.map((ch) => (ch.op === "update" ? (ch.row.get(c.name) ?? null) : null)))];
+      return {
+        sql:
+          `update ${only(t)}${t.shape.name} as t set ${sets.map((c, i) => `${ident(c.name)} = u.c${i + 1}::${c.castType}`).join(", ")} ` +
+          `from unnest(${params.map((_, i) => `$${i + 1}::text[]`).join(", ")}) ` +
+          `as u(${[...keyAliases, ...sets.map((_, i) => `c${i + 1}`)].join(", ")}) where ${match}`,
+        params,
+      };
+    }
+    return {
+      sql:
+        `delete from ${only(t)}${t.shape.name} as t using unnest(${keyArrays.map((_, i) => `$${i + 1}::text[]`).join(", ")}) ` +
+        `as u(${keyAliases.join(", ")}) where ${match}`,
+      params: keyArrays,
+    };
+  }
+
+  /**
    * A run of ≥ 2 inserts (same table and columns), or of ≥ MIN_GUARDED_RUN updates (same table,
    * row and key columns, no key change) or deletes (same table and key columns), no key twice.
    */
   private async applyRun(run: GroupedChange[]): Promise<void> {
     const first = run[0]!;
     const t = await this.target(first.table);
+    const statement = this.groupedStatement(t, run);
     if (first.op === "insert") {
-      const cols = this.writable(t, first.row).map(([c]) => c);
-      const arrays = cols.map((c) => run.map((ch) => (ch.op === "insert" ? (ch.row.get(c.name) ?? null) : null)));
-      await this.query(
-        `${this.insertHead(t, cols)} select ${cols.map((c, i) => `u.c${i + 1}::${c.castType}`).join(", ")} ` +
-          `from unnest(${cols.map((_, i) => `$${i + 1}::text[]`).join(", ")}) as u(${cols.map((_, i) => `c${i + 1}`).join(", ")})`,
-        arrays,
-      );
+      await this.query(statement!.sql, statement!.params);
       this.report.changes += run.length;
       t.stats.inserts += run.length;
       return;
     }
-    const keys = this.keyColumns(t, first.key).map(([c]) => c);
-    // Only a primary key on exactly these columns makes "one row per change" provable by a row count.
-    const pk = t.shape.primaryKey;
-    const keyed = pk.length === keys.length && keys.every((c) => pk.includes(c.name));
-    const sets = first.op === "update" ? this.writable(t, first.row).map(([c]) => c) : [];
-    if (!keyed || (first.op === "update" && sets.length === 0)) {
-      for (const change of run) await this.applyOne(change);
-      return;
-    }
-    const keyArrays = keys.map((c) => run.map((ch) => (ch.op !== "insert" ? (ch.key.get(c.name) ?? null) : null)));
-    const keyAliases = keys.map((_, i) => `k${i + 1}`);
-    const match = keys.map((c, i) => `t.${ident(c.name)} = u.k${i + 1}::${c.castType}`).join(" and ");
-    let sql: string;
-    let params: Array<Array<string | null>>;
-    if (first.op === "update") {
-      const setArrays = sets.map((c) => run.map((ch) => (ch.op === "update" ? (ch.row.get(c.name) ?? null) : null)));
-      params = [...keyArrays, ...setArrays];
-      sql =
-        `update ${only(t)}${t.shape.name} as t set ${sets.map((c, i) => `${ident(c.name)} = u.c${i + 1}::${c.castType}`).join(", ")} ` +
-        `from unnest(${params.map((_, i) => `$${i + 1}::text[]`).join(", ")}) ` +
-        `as u(${[...keyAliases, ...sets.map((_, i) => `c${i + 1}`)].join(", ")}) where ${match}`;
-    } else {
-      params = keyArrays;
-      sql =
-        `delete from ${only(t)}${t.shape.name} as t using unnest(${params.map((_, i) => `$${i + 1}::text[]`).join(", ")}) ` +
-        `as u(${keyAliases.join(", ")}) where ${match}`;
-    }
-    if (await this.guarded(sql, params, run.length)) {
+    if (statement && (await this.guarded(async () => (await this.query(statement.sql, statement.params)).rowCount === run.length))) {
       this.report.changes += run.length;
       if (first.op === "update") t.stats.updates += run.length;
       else t.stats.deletes += run.length;
       return;
     }
-    // A key missed or was spelled twice, or a data error: find out row by row.
+    // No provable key, a key missed or was spelled twice, or a data error: find out row by row.
     for (const change of run) await this.applyOne(change);
   }
 
   /**
-   * Runs a statement inside a savepoint; true when it hit exactly `expected` rows. Otherwise, or on
-   * an error that row-by-row apply would meet or explain, the savepoint is rolled back and false
-   * returned. A savepoint that was kept is released together with the next one, or at the end.
+   * Runs `work` (grouped statements) inside a savepoint; true when it says every statement hit
+   * exactly its rows. Otherwise, or on an error that in-order apply would meet or explain, the
+   * savepoint is rolled back and false returned. A savepoint that was kept is released together
+   * with the next one, or at the end.
    */
-  private async guarded(sql: string, params: unknown[], expected: number): Promise<boolean> {
+  private async guarded(work: () => Promise<boolean>): Promise<boolean> {
     await this.client.query(this.savepointOpen ? `release savepoint ${SAVEPOINT}; savepoint ${SAVEPOINT}` : `savepoint ${SAVEPOINT}`);
     this.savepointOpen = true;
-    let rows: number;
+    let ok: boolean;
     try {
-      rows = (await this.query(sql, params)).rowCount ?? -1;
+      ok = await work();
     } catch (error) {
       if (!retriedRowByRow(error)) throw error;
       await this.rollbackToSavepoint(error);
       return false;
     }
-    if (rows === expected) return true;
+    if (ok) return true;
     await this.rollbackToSavepoint();
     return false;
   }
@@ -454,6 +607,51 @@ class Applier {
     }
   }
 }
+
+interface Segment {
+  /** End (exclusive) in the changes. */
+  end: number;
+  /** The segment's changes by signature, in order of first appearance. */
+  groups: Map<string, GroupedChange[]>;
+}
+
+/**
+ * What grouping may do with a table. quiet: no trigger or rule fires in replica mode (ENABLE
+ * ALWAYS/REPLICA), so a multi-row statement has no effect beyond its rows; commutes: also a plain
+ * table whose only unique index (or exclusion constraint) is its primary key, on columns whose
+ * text is one spelling per value (integers, text types with a deterministic collation, uuid, bool,
+ * date, timestamps, bytea, enums), so changes to different rows can be applied in any order.
+ */
+interface TableKind {
+  quiet: boolean;
+  commutes: boolean;
+}
+
+/** Per table shape (so per transaction, like the shapes). */
+const TABLE_KINDS = new WeakMap<TableShape, Promise<TableKind>>();
+
+const TABLE_KIND_SQL = `
+select not exists (select 1 from pg_trigger g where g.tgrelid = c.oid and g.tgenabled in ('A', 'R'))
+   and not exists (select 1 from pg_rewrite r
+                    where r.ev_class = c.oid and r.rulename <> '_RETURN' and r.ev_enabled in ('A', 'R')) as quiet,
+       c.relkind = 'r'
+   and not exists (select 1 from pg_index i
+                    where i.indrelid = c.oid and (i.indisunique or i.indisexclusion) and not i.indisprimary)
+   and exists (select 1 from pg_index i where i.indrelid = c.oid and i.indisprimary)
+   and not exists (
+         select 1
+           from pg_index i
+           join pg_attribute a on a.attrelid = i.indrelid and a.attnum = any(i.indkey::int2[])
+           join pg_type ty on ty.oid = a.atttypid
+           left join pg_collation co on co.oid = a.attcollation
+          where i.indrelid = c.oid and i.indisprimary
+            and (coalesce(not co.collisdeterministic, false)
+                 or not (ty.typtype = 'e'
+                         or (ty.typnamespace = 'pg_catalog'::regnamespace
+                             and ty.typname in ('int2', 'int4', 'int8', 'text', 'varchar', 'bpchar', 'uuid', 'bool',
+                                                'date', 'timestamp', 'timestamptz', 'bytea'))))) as keyed
+  from pg_class c
+ where c.oid = $1`;
 
 /** `only ` for a plain table (keeps inheriting tables out); nothing for a partitioned one. */
 function only(t: Target): string {
