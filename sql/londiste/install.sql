@@ -29,4 +29,5 @@ set local client_min_messages = warning;
 \ir functions/londiste.provider_notify_change.sql
 \ir functions/londiste.subscriber_dest.sql
 \ir functions/londiste.deny_trigger.sql
+\ir functions/londiste.tick_at_snapshot.sql
 commit;

@@ -1,0 +1,305 @@
+/**
+ * `repair`: the rows that differ, found by a streaming merge of both sides
+ * ordered by primary key at one consistent point (after a checksum shows
+ * the table differs at all), turned into INSERT/UPDATE/DELETE statements:
+ * written to fix.<table>.sql (only when there are differences), listed in
+ * the reply (dry_run), or applied (apply).
+ *
+ * Applying soundly: the fixes found at tick T are right only for a
+ * subscriber at T, but replay goes on after the read (it is held only
+ * while the snapshots are taken). Applying them later could undo newer
+ * changes (a row deleted on the provider after T would be inserted
+ * again). So apply works in two phases: phase 1 finds the keys that
+ * differ at T without holding replay (the long merge); phase 2 takes a
+ * new consistent point T2 with replay held and its position lock taken in
+ * the subscriber's write transaction (or, with --lock, the provider
+ * table locked), re-reads only those keys on both sides at T2, and
+ * applies the statements for the rows that still differ, in that one
+ * transaction. Replay pauses only for phase 2, whose work is proportional
+ * to the number of differences, not to the table. Keys that differ at T2
+ * but did not at T are new differences and are left for the next run.
+ */
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { rm } from "node:fs/promises";
+import type { CommandSpec } from "../../shared/bus/command-service.ts";
+import { CommandError } from "../../shared/bus/replies.ts";
+import { KeyComparator } from "../../shared/londiste/compare/key-order.ts";
+import { emptyCounts, type MergeCounts, mergeDiff } from "../../shared/londiste/compare/merge.ts";
+import {
+  diffKey,
+  fixFileHeader,
+  fixStatement,
+  keyCompareQuery,
+  keyFetchQuery,
+  mergeQuery,
+  type Row,
+  type TablePlan,
+} from "../../shared/londiste/compare/plan.ts";
+import { pairEqual } from "../../shared/londiste/compare/ranges.ts";
+import { cursorRows, textRows } from "../../shared/londiste/compare/row-source.ts";
+import { COMMON_FIELDS, type CommonOptions, commonOptions, failedOutcome, forEachTable, inSavepoints, newOwner, openPoint, type TableOutcome } from "./common.ts";
+import { checksumPair } from "./compare.ts";
+import type { RepairContext } from "./context.ts";
+import { checkDirectory, FixFile, fixFilePath, LineWriter, readChunks } from "./files.ts";
+import type { ConsistentPoint } from "./point.ts";
+import { planAt, type Target } from "./tables.ts";
+
+/** Keys re-read per query in phase 2. */
+const APPLY_CHUNK = 500;
+/** Most bytes of statements in a dry-run reply (NATS payloads are limited). */
+const DRY_RUN_BYTES = 512 * 1024;
+
+interface RepairOptions extends CommonOptions {
+  apply: boolean;
+  dryRun: boolean;
+  dir: string;
+  maxStatements: number;
+}
+
+function comparator(ctx: RepairContext, plan: TablePlan): KeyComparator {
+  return new KeyComparator(plan.keyKinds, async (a, b) => {
+    const q = keyCompareQuery(plan, a, b);
+    const { rows } = await ctx.provider.query<{ c: number }>(q.text, q.values);
+    return rows[0]!.c;
+  });
+}
+
+const summary = (c: MergeCounts) => `missed: ${c.inserts} inserts, ${c.updates} updates, ${c.deletes} deletes`;
+
+async function* fromArray(rows: Row[]): AsyncGenerator<Row> {
+  yield* rows;
+}
+
+interface Phase1Sink {
+  add(plan: TablePlan, statement: string, key: string[]): Promise<void>;
+}
+
+/** Phase 1 for one table: checksum, then (if they differ) the merge. */
+async function findDifferences(
+  ctx: RepairContext,
+  point: ConsistentPoint,
+  plan: TablePlan,
+  options: RepairOptions,
+  spoolPath: string,
+): Promise<TableOutcome> {
+  const started = Date.now();
+  const base = { name: plan.table, tick: point.tick, method: point.method, ...(plan.dest !== plan.table ? { dest: plan.dest } : {}) };
+  ctx.progress({ table: plan.table, phase: "checksum", tick: point.tick });
+  const sums = await checksumPair(point, plan);
+  const counts = emptyCounts();
+  const finished = (extra: string) =>
+    `finished ${plan.table}: src: ${counts.srcRows} rows, dst: ${counts.dstRows} rows, ${summary(counts)}${extra}`;
+  if (pairEqual(sums)) {
+    counts.srcRows = sums.provider.rows;
+    counts.dstRows = sums.subscriber.rows;
+    if (!options.dryRun) await rm(fixFilePath(options.dir, plan.table), { force: true });
+    return { ...base, ok: true, status: "equal", message: finished(""), ...countFields(counts), seconds: (Date.now() - started) / 1000 };
+  }
+
+  const statements: string[] = [];
+  let statementBytes = 0;
+  let truncated = false;
+  let fix: FixFile | undefined;
+  let spool: LineWriter | undefined;
+  let sink: Phase1Sink;
+  if (options.dryRun) {
+    sink = {
+      add: async (_plan, statement) => {
+        if (statements.length < options.maxStatements && statementBytes + statement.length <= DRY_RUN_BYTES) {
+          statements.push(statement);
+          statementBytes += statement.length;
+        } else truncated = true;
+      },
+    };
+  } else if (options.apply) {
+    spool = new LineWriter(spoolPath);
+    const s = spool;
+    sink = { add: (_plan, _statement, key) => s.write(JSON.stringify(key)) };
+  } else {
+    fix = await FixFile.open(fixFilePath(options.dir, plan.table), fixFileHeader(plan, `differences at tick ${point.tick} (${point.method}); nothing applied`));
+    const f = fix;
+    sink = { add: (_plan, statement) => f.write(statement) };
+  }
+
+  let lastReport = Date.now();
+  try {
+    const cmp = comparator(ctx, plan);
+    const src = cursorRows(point.provider, mergeQuery(plan, "provider"), 5000, ctx.signal);
+    const dst = cursorRows(point.subscriber, mergeQuery(plan, "subscriber"), 5000, ctx.signal);
+    for await (const diff of mergeDiff(src, dst, cmp, counts)) {
+      await sink.add(plan, fixStatement(plan, diff), diffKey(plan, diff));
+      if (Date.now() - lastReport > 2000) {
+        lastReport = Date.now();
+        ctx.progress({ table: plan.table, phase: "merge", ...countFields(counts) });
+      }
+    }
+    const file = fix ? await fix.commit() : null;
+    if (spool) await spool.close();
+    const outcome: TableOutcome = {
+      ...base,
+      ok: true,
+      status: counts.inserts + counts.updates + counts.deletes === 0 ? "equal" : "differ",
+      message: finished(file ? `; ${file}` : ""),
+      ...countFields(counts),
+      seconds: (Date.now() - started) / 1000,
+    };
+    if (file) outcome.file = file;
+    if (options.dryRun) {
+      outcome.statements = statements;
+      if (truncated) outcome.statements_truncated = true;
+    }
+    return outcome;
+  } catch (error) {
+    await fix?.discard();
+    await spool?.discard();
+    throw error;
+  }
+}
+
+function countFields(c: MergeCounts) {
+  return { provider_rows: c.srcRows, subscriber_rows: c.dstRows, inserts: c.inserts, updates: c.updates, deletes: c.deletes };
+}
+
+/** Phase 2 for one table: the spooled keys re-read at the write point, the fixes applied in its transaction. */
+async function applyFixes(ctx: RepairContext, point: ConsistentPoint, target: Target, spoolPath: string, dir: string) {
+  const planned = await planAt(point.provider, point.subscriber, ctx.queue, target);
+  if (!planned.ok) throw new CommandError("conflict", `not applied: ${planned.reason}`);
+  const plan = planned.plan;
+  const cmp = comparator(ctx, plan);
+  const counts = emptyCounts();
+  const fix = await FixFile.open(fixFilePath(dir, plan.table), fixFileHeader(plan, `applied at tick ${point.tick} (${point.method})`));
+  try {
+    for await (const keys of readChunks<string[]>(spoolPath, APPLY_CHUNK)) {
+      ctx.signal.throwIfAborted();
+      const [src, dst] = await Promise.all([
+        textRows(point.provider, keyFetchQuery(plan, "provider", keys)),
+        textRows(point.subscriber, keyFetchQuery(plan, "subscriber", keys)),
+      ]);
+      const statements: string[] = [];
+      for await (const diff of mergeDiff(fromArray(src), fromArray(dst), cmp, counts)) statements.push(fixStatement(plan, diff));
+      if (statements.length === 0) continue;
+      await point.subscriber.query(statements.join("\n"));
+      for (const s of statements) await fix.write(s);
+      ctx.progress({ table: plan.table, phase: "apply", ...countFields(counts) });
+    }
+    return { counts, file: await fix.commit() };
+  } catch (error) {
+    await fix.discard();
+    throw error;
+  }
+}
+
+export function repairCommand(ctx: RepairContext): CommandSpec {
+  return {
+    description: "the differing rows as INSERT/UPDATE/DELETE statements: written to fix.<table>.sql, listed (dry_run) or applied (apply)",
+    request: {
+      ...COMMON_FIELDS,
+      apply: { type: "boolean", description: "apply the fixes on the subscriber (in one transaction, at a consistent point)" },
+      dry_run: { type: "boolean", description: "list the statements in the reply; write no file" },
+      dir: { type: "string", maxLength: 4096, description: "directory of the fix files, on the worker's host (default its working directory)" },
+      max_statements: { type: "integer", min: 0, max: 1_000_000, description: "dry_run: most statements listed per table (default 1000)" },
+    },
+    handler: async (request) => {
+      if (request.apply === true && request.dry_run === true) throw new CommandError("bad_request", "apply and dry_run do not go together");
+      const options: RepairOptions = {
+        ...commonOptions(request),
+        apply: request.apply === true,
+        dryRun: request.dry_run === true,
+        dir: (request.dir as string | undefined) ?? process.cwd(),
+        maxStatements: (request.max_statements as number | undefined) ?? 1000,
+      };
+      if (!options.dryRun) await checkDirectory(options.dir);
+      const owner = newOwner(ctx);
+      const spools = new Map<string, { path: string; target: Target }>();
+      let n = 0;
+      const spoolFor = (table: string) => join(tmpdir(), `londiste-repair-${owner.replace(/[^A-Za-z0-9]/g, "_")}-${n++}-${table.length}.keys`);
+      try {
+        const outcomes = await forEachTable(ctx, options, owner, async (point, plan, target) => {
+          const path = spoolFor(plan.table);
+          const outcome = await findDifferences(ctx, point, plan, options, path);
+          if (options.apply && outcome.status === "differ") spools.set(plan.table, { path, target });
+          else if (options.apply) await rm(path, { force: true });
+          return outcome;
+        });
+        if (spools.size > 0) await applyAll(ctx, options, owner, outcomes, spools);
+        return outcomes;
+      } finally {
+        for (const { path } of spools.values()) await rm(path, { force: true }).catch(() => {});
+      }
+    },
+  };
+}
+
+/** Phase 2 of every table with differences: one write point for all (snapshot) or one per table (lock). */
+async function applyAll(
+  ctx: RepairContext,
+  options: RepairOptions,
+  owner: string,
+  outcomes: TableOutcome[],
+  spools: Map<string, { path: string; target: Target }>,
+): Promise<void> {
+  const record = (table: string, result: Awaited<ReturnType<typeof applyFixes>>, tick: number) => {
+    const o = outcomes.find((x) => x.name === table)!;
+    const c = result.counts;
+    o.status = "repaired";
+    o.applied = { tick, inserts: c.inserts, updates: c.updates, deletes: c.deletes };
+    o.message += `; applied at tick ${tick}: ${c.inserts} inserts, ${c.updates} updates, ${c.deletes} deletes${result.file ? ` (${result.file})` : ""}`;
+    if (result.file) o.file = result.file;
+  };
+  const fail = (table: string, error: unknown) => {
+    void rm(fixFilePath(options.dir, table), { force: true }).catch(() => {});
+    const i = outcomes.findIndex((x) => x.name === table);
+    const failed = failedOutcome(table, error);
+    outcomes[i] = { ...outcomes[i]!, ok: false, status: "failed", message: `${outcomes[i]!.message}; not applied: ${failed.message}` };
+  };
+  ctx.progress({ phase: "apply", tables: [...spools.keys()] });
+  if (options.method === "snapshot") {
+    let point: ConsistentPoint;
+    try {
+      point = await openPoint(ctx, options, owner, true);
+    } catch (error) {
+      for (const table of spools.keys()) fail(table, error);
+      return;
+    }
+    const done: Array<[string, Awaited<ReturnType<typeof applyFixes>>]> = [];
+    try {
+      for (const [table, spool] of spools) {
+        try {
+          done.push([table, await inSavepoints(point, () => applyFixes(ctx, point, spool.target, spool.path, options.dir))]);
+        } catch (error) {
+          if (ctx.signal.aborted) throw error;
+          fail(table, error);
+        }
+      }
+    } catch (error) {
+      await point.close(false);
+      throw error;
+    }
+    try {
+      await point.close(true);
+    } catch (error) {
+      for (const [table] of done) fail(table, error);
+      return;
+    }
+    for (const [table, result] of done) record(table, result, point.tick);
+  } else {
+    for (const [table, spool] of spools) {
+      let point: ConsistentPoint | undefined;
+      try {
+        point = await openPoint(ctx, options, owner, true, spool.target.table);
+        const tick = point.tick;
+        const result = await applyFixes(ctx, point, spool.target, spool.path, options.dir);
+        const p = point;
+        point = undefined;
+        await p.close(true);
+        record(table, result, tick);
+      } catch (error) {
+        if (ctx.signal.aborted) throw error;
+        fail(table, error);
+      } finally {
+        await point?.close(false);
+      }
+    }
+  }
+}
