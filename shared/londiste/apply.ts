@@ -11,7 +11,9 @@
  * (it refuses to run outside one). In it, it pins with SET LOCAL the
  * settings the capture side writes values under (DateStyle ISO,
  * IntervalStyle postgres, TimeZone UTC, extra_float_digits 3, lc_monetary
- * C), so the applier session's own settings do not matter, and
+ * C), and array_nulls on (grouped statements pass values as text[]
+ * parameters, whose NULL elements it reads), so the applier session's own
+ * settings do not matter, and
  * session_replication_role = replica, so ordinary user triggers, rules and
  * foreign-key triggers on subscriber tables do not fire (setting it needs
  * superuser). These stay in force until the caller's transaction ends.
@@ -138,7 +140,8 @@ export const MAX_MISSED_LISTED = 100;
 /** The settings the capture side writes values under, plus replica mode. */
 export const APPLY_SETTINGS_SQL =
   "set local datestyle = 'ISO, YMD'; set local intervalstyle = 'postgres'; set local timezone = 'UTC'; " +
-  "set local extra_float_digits = 3; set local lc_monetary = 'C'; set local session_replication_role = 'replica'";
+  "set local extra_float_digits = 3; set local lc_monetary = 'C'; set local array_nulls = on; " +
+  "set local session_replication_role = 'replica'";
 
 export class ApplyError extends Error {
   constructor(

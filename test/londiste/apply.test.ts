@@ -686,7 +686,7 @@ describe("the applier session and transaction", () => {
     try {
       await client.query(
         "set datestyle = 'SQL, DMY'; set timezone = 'Pacific/Chatham'; set intervalstyle = 'sql_standard'; " +
-          "set extra_float_digits = -15; set lc_monetary = 'C'; set search_path = pg_catalog",
+          "set extra_float_digits = -15; set lc_monetary = 'C'; set search_path = pg_catalog; set array_nulls = off",
       );
       await client.query("begin");
       await applyChanges(
@@ -704,6 +704,9 @@ describe("the applier session and transaction", () => {
           }),
           upd("public.settings_t", { id: "1" }, { id: "1", ts: "2001-02-03 04:05:06+00", d: "0001-01-01 BC", iv: "-00:00:01", f: "-0", m: "-0.01", h: "red", arr: "{}" }),
           ins("public.settings_t", { id: "2", ts: "2024-12-31 23:59:59+00", d: "2024-12-31", iv: "0", f: "1e-300", m: "0", h: "red", arr: null }),
+          // a grouped run: values travel as text[] parameters, NULL elements included
+          ins("public.settings_t", { id: "3", ts: null, d: null, iv: null, f: null, m: null, h: null, arr: "{NULL}" }),
+          ins("public.settings_t", { id: "4", ts: null, d: "2024-01-02", iv: null, f: "NaN", m: null, h: "green", arr: null }),
         ],
         { onMissingRow: "error" },
       );
@@ -726,6 +729,8 @@ describe("the applier session and transaction", () => {
     expect(r.map((x) => x.r)).toEqual([
       '(1,"2001-02-03 04:05:06+00","0001-01-01 BC",-00:00:01,-0,-$0.01,red,{})',
       '(2,"2024-12-31 23:59:59+00",2024-12-31,00:00:00,1e-300,$0.00,red,)',
+      "(3,,,,,,,{NULL})",
+      "(4,,2024-01-02,,NaN,,green,)",
     ]);
   });
 
