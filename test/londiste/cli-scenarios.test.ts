@@ -284,7 +284,12 @@ describe("scenarios on one job", () => {
   it("an unknown event type is marked failed ('Unknown operation') and replay carries on (53)", async () => {
     await job.provider.query("select pgq.insert_event($1, 'X', 'mystery payload')", [job.queue]);
     await pulse();
-    const failed = await rowsOf(job.provider, "select ev_type, ev_data, ev_failed_reason from pgq.failed_event_list($1, $2)", [job.queue, job.jobName]);
+    // Failed events are tagged on the provider after the subscriber commit that made the pulse visible.
+    let failed: unknown[] = [];
+    await waitFor(async () => {
+      failed = await rowsOf(job.provider, "select ev_type, ev_data, ev_failed_reason from pgq.failed_event_list($1, $2)", [job.queue, job.jobName]);
+      return failed.length > 0;
+    }, { what: "the failed event on the provider" });
     expect(failed).toEqual([{ ev_type: "X", ev_data: "mystery payload", ev_failed_reason: "Unknown operation" }]);
     await pulse();
     expect(replay.running).toBe(true);
