@@ -2,10 +2,13 @@
  * Helpers for the benchmark: settings, machine description, throwaway
  * database, client loops and the result table.
  */
+import { spawn } from "node:child_process";
 import { randomBytes } from "node:crypto";
 import { readFileSync } from "node:fs";
 import os from "node:os";
+import { fileURLToPath } from "node:url";
 import pg from "pg";
+import type { Disturbance, Monitor } from "./monitor.ts";
 
 export const DEFAULT_DATABASE_URL = "postgres://postgres@127.0.0.1:5432/postgres";
 
@@ -19,8 +22,17 @@ export interface BenchSettings {
   warmupMs: number;
   /** Rows per cursor fetch for the iterator read. */
   fetchSize: number;
+  /** Single-row UPDATE transactions in the replay UPDATE backlog (P2). */
+  updateBacklog: number;
+  /** Row changes in the mixed insert/update/delete replay backlog (P2, P6). */
+  mixedBacklog: number;
+  /** Workload groups to run: pgq, capture, replay (BENCH_ONLY, comma-separated; default all). */
+  only: Set<WorkloadGroup>;
   serverUrl: string;
 }
+
+export const WORKLOAD_GROUPS = ["pgq", "capture", "replay"] as const;
+export type WorkloadGroup = (typeof WORKLOAD_GROUPS)[number];
 
 function positiveInt(name: string, value: string | undefined, fallback: number): number {
   if (value === undefined || value === "") return fallback;
@@ -34,14 +46,48 @@ export function readSettings(argv: string[], env: NodeJS.ProcessEnv): BenchSetti
   if (unknown.length > 0) throw new Error(`unknown argument(s): ${unknown.join(" ")} (only --quick)`);
   const quick = argv.includes("--quick") || env.BENCH_QUICK === "1" || env.BENCH_QUICK === "true";
   const seconds = positiveInt("BENCH_SECONDS", env.BENCH_SECONDS, quick ? 1 : 5);
+  const only = new Set<WorkloadGroup>();
+  for (const g of (env.BENCH_ONLY || WORKLOAD_GROUPS.join(",")).split(",").map((x) => x.trim())) {
+    if (!(WORKLOAD_GROUPS as readonly string[]).includes(g)) {
+      throw new Error(`BENCH_ONLY: unknown group ${g} (groups: ${WORKLOAD_GROUPS.join(", ")})`);
+    }
+    only.add(g as WorkloadGroup);
+  }
   return {
     quick,
     events: positiveInt("BENCH_EVENTS", env.BENCH_EVENTS, quick ? 20_000 : 1_000_000),
     durationMs: seconds * 1000,
     warmupMs: Math.min(1000, seconds * 200),
     fetchSize: positiveInt("BENCH_FETCH", env.BENCH_FETCH, 1000),
+    updateBacklog: positiveInt("BENCH_UPDATE_BACKLOG", env.BENCH_UPDATE_BACKLOG, quick ? 20_000 : 239_000),
+    mixedBacklog: positiveInt("BENCH_MIXED_BACKLOG", env.BENCH_MIXED_BACKLOG, quick ? 50_000 : 1_000_000),
+    only,
     serverUrl: env.DATABASE_URL || DEFAULT_DATABASE_URL,
   };
+}
+
+/** What a workload module gets from bench/run.ts. */
+export interface BenchContext {
+  settings: BenchSettings;
+  /** The main throwaway database (PgQ installed). */
+  url: string;
+  monitor: Monitor;
+  rows: ResultRow[];
+  disturbances: Record<string, Disturbance>;
+  /** Creates one more throwaway database on the server (dropped at the end with the main one); returns its URL. */
+  createDatabase(suffix: string): Promise<string>;
+}
+
+export const log = (msg: string) => process.stderr.write(`[bench] ${msg}\n`);
+
+/** Runs `work` inside the monitor's window and records what disturbed it under `id`. */
+export async function measured<T>(ctx: BenchContext, id: string, work: () => Promise<T>): Promise<T> {
+  ctx.monitor.begin();
+  try {
+    return await work();
+  } finally {
+    ctx.disturbances[id] = await ctx.monitor.end();
+  }
 }
 
 export interface MachineInfo {
@@ -201,11 +247,14 @@ export interface ResultRow {
   detail?: Record<string, unknown>;
 }
 
+const RATE_UNITS: Record<string, string> = { "events/s": "ev/s", "tx/s": "tx/s", "rows/s": "rows/s" };
+
 export function formatNumber(value: number | null, unit: string): string {
   if (value === null) return "—";
-  if (unit === "events/s") {
-    if (value >= 10_000) return `${(value / 1000).toFixed(1)}k ev/s`;
-    return `${Math.round(value)} ev/s`;
+  const rate = RATE_UNITS[unit];
+  if (rate) {
+    if (value >= 10_000) return `${(value / 1000).toFixed(1)}k ${rate}`;
+    return `${Math.round(value)} ${rate}`;
   }
   if (unit === "MB") return `${value.toFixed(0)} MB`;
   return `${value} ${unit}`;
@@ -227,4 +276,47 @@ export function renderTable(rows: ResultRow[]): string {
       .join(" | ")
       .trimEnd();
   return [line(header), widths.map((w) => "-".repeat(w)).join("-|-"), ...body.map(line)].join("\n");
+}
+
+/**
+ * Runs a bench script (path relative to bench/) in a child Node process with tsx, and returns
+ * the JSON object it prints as its last stdout line. A child of its own gives the work its own
+ * peak RSS.
+ */
+export function runChildJson<T>(script: string, args: string[]): Promise<T> {
+  const path = fileURLToPath(new URL(`./${script}`, import.meta.url));
+  const argv = ["--import", import.meta.resolve("tsx"), path, ...args];
+  return new Promise((resolve, reject) => {
+    const child = spawn(process.execPath, argv, { stdio: ["ignore", "pipe", "pipe"] });
+    let out = "";
+    let err = "";
+    child.stdout.on("data", (d: Buffer) => (out += d.toString()));
+    child.stderr.on("data", (d: Buffer) => (err += d.toString()));
+    child.on("error", reject);
+    child.on("close", (code) => {
+      const last = out.trim().split("\n").pop() ?? "";
+      if (code !== 0 || !last.startsWith("{")) {
+        reject(new Error(`${script} ${args.join(" ")} exited with ${code}: ${err.trim() || out.trim()}`));
+        return;
+      }
+      resolve(JSON.parse(last) as T);
+    });
+  });
+}
+
+/** Peak RSS of this process so far (KB). */
+export function maxRssKB(): number {
+  return process.resourceUsage().maxRSS;
+}
+
+/** A deterministic PRNG (mulberry32): the same seed gives the same workload. */
+export function prng(seed: number): () => number {
+  let x = seed >>> 0;
+  return () => {
+    x = (x + 0x6d2b79f5) >>> 0;
+    let t = x;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
 }

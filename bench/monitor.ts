@@ -4,9 +4,9 @@
  *
  * Every `intervalMs` it reads /proc: CPU ticks of every process, and the
  * machine's steal time. A process is "ours" when it is this process, one
- * of its ancestors (npm, tsx) or descendants (the read children), or a
- * PostgreSQL process that does not serve another database (our backends,
- * and the server's own background workers). Everything else is foreign:
+ * of its ancestors (npm, tsx) or descendants (the read children, pgbench),
+ * or a PostgreSQL process that does not serve a database other than the
+ * benchmark's (our backends, and the server's own background workers). Everything else is foreign:
  * other users' processes and PostgreSQL backends of other databases.
  * Processes that live less than one interval are missed, so this is a
  * lower bound.
@@ -87,9 +87,10 @@ export class Monitor {
   private cpuAtStart: [number, number, number] = [0, 0, 0];
   private backendsMax = 0;
 
+  /** `databases`: the benchmark's own databases; the set may grow while the monitor runs. */
   constructor(
     private readonly admin: pg.ClientBase,
-    private readonly database: string,
+    private readonly databases: ReadonlySet<string>,
     private readonly intervalMs = 500,
   ) {}
 
@@ -137,8 +138,8 @@ export class Monitor {
   private async refreshOtherBackends(): Promise<void> {
     const { rows } = await this.admin.query<{ pid: number; active: boolean }>(
       `select pid, state = 'active' as active from pg_stat_activity
-        where datname is not null and datname <> $1 and pid <> pg_backend_pid()`,
-      [this.database],
+        where datname is not null and datname <> all($1::text[]) and pid <> pg_backend_pid()`,
+      [[...this.databases]],
     );
     this.otherDbPids = new Set(rows.map((r) => r.pid));
     this.otherBackends = rows.filter((r) => r.active).length;

@@ -1,23 +1,29 @@
 /**
- * PgQ core benchmark: `npm run bench` (full size) or `BENCH_QUICK=1 npm run bench`
- * / `npm run bench -- --quick` (smoke run, ~20 s).
+ * PgQ and Londiste benchmark: `npm run bench` (full size) or `BENCH_QUICK=1 npm run bench`
+ * / `npm run bench -- --quick` (smoke run).
  *
- * Creates a throwaway database on DATABASE_URL's server, installs PgQ, runs
- *   1. pgq.insert_event throughput (synchronous_commit=off), each beside a
- *      plain INSERT of the same row into an ordinary table of the same shape
- *      with the same clients and transaction size;
- *   2. the read of one batch of BENCH_EVENTS events: the batchEvents
- *      iterator, pgq.get_batch_events and a COPY floor, each in a child
- *      process that reports its peak RSS;
+ * Creates throwaway databases on DATABASE_URL's server, installs PgQ, runs
+ *   pgq:     1. pgq.insert_event throughput (synchronous_commit=off), each
+ *               beside a plain INSERT of the same row into an ordinary table
+ *               of the same shape with the same clients and transaction size;
+ *            2. the read of one batch of BENCH_EVENTS events: the batchEvents
+ *               iterator, pgq.get_batch_events and a COPY floor, each in a
+ *               child process that reports its peak RSS;
+ *   capture: 3. P1, Londiste capture overhead on single-row UPDATEs beside
+ *               the same table without trigger (bench/londiste-trigger.ts);
+ *   replay:  4. P2/P6, replay of an UPDATE backlog and of a mixed I/U/D
+ *               backlog, grouped and naive apply, rows/s and peak RSS
+ *               (bench/replay-apply.ts);
  * prints a table and writes bench/results/latest.json, and drops the
- * database at the end, also on failure.
+ * databases at the end, also on failure.
  *
  * Environment: DATABASE_URL (server; default postgres://postgres@127.0.0.1:5432/postgres),
- * BENCH_QUICK=1, BENCH_EVENTS (batch size, default 1000000), BENCH_SECONDS
- * (timed length of each insert measurement, default 5), BENCH_FETCH (iterator
- * fetch size, default 1000).
+ * BENCH_QUICK=1, BENCH_ONLY (comma-separated groups: pgq, capture, replay; default all),
+ * BENCH_EVENTS (read batch size, default 1000000), BENCH_SECONDS (timed length of each
+ * insert and capture measurement, default 5), BENCH_FETCH (iterator fetch size, default
+ * 1000), BENCH_UPDATE_BACKLOG (default 239000), BENCH_MIXED_BACKLOG (default 1000000),
+ * BENCH_PGBENCH=0 (drive the capture workload from Node even when pgbench is installed).
  */
-import { spawn } from "node:child_process";
 import { mkdirSync, writeFileSync } from "node:fs";
 import { fileURLToPath } from "node:url";
 import type pg from "pg";
@@ -26,7 +32,7 @@ import { insertEvent } from "../shared/pgq/producer.ts";
 import { createQueue, tickNow } from "../shared/pgq/queue-admin.ts";
 import { nextBatch, registerConsumer } from "../shared/pgq/batch.ts";
 import {
-  type BenchSettings,
+  type BenchContext,
   type LoopResult,
   type MachineInfo,
   type ResultRow,
@@ -36,14 +42,19 @@ import {
   connectMany,
   formatNumber,
   loadAverage,
+  log,
   machineInfo,
+  measured,
   readSettings,
   renderTable,
+  runChildJson,
   runPair,
   urlForDatabase,
 } from "./lib.ts";
-import { type Disturbance, Monitor } from "./monitor.ts";
+import { captureWorkloads } from "./londiste-trigger.ts";
+import { Monitor } from "./monitor.ts";
 import type { ReadMode, ReadReport } from "./read-batch.ts";
+import { replayWorkloads } from "./replay-apply.ts";
 
 const QUEUE = "bench";
 const READ_QUEUE = "bench_read";
@@ -84,24 +95,7 @@ const PGQ_SET_SQL = `select count(pgq.insert_event($1, 'I', 'id=' || i || '&' ||
 const PLAIN_SET_SQL = `insert into bench_plain (ev_time, ev_type, ev_data, ev_extra1, ev_queue, ev_slot)
   select now(), 'I', 'id=' || i || '&' || $1, $2, 1, 0 from generate_series(1, $3::int4) i`;
 
-interface Context {
-  settings: BenchSettings;
-  url: string;
-  monitor: Monitor;
-  rows: ResultRow[];
-  disturbances: Record<string, Disturbance>;
-}
-
-const log = (msg: string) => process.stderr.write(`[bench] ${msg}\n`);
-
-async function measured<T>(ctx: Context, id: string, work: () => Promise<T>): Promise<T> {
-  ctx.monitor.begin();
-  try {
-    return await work();
-  } finally {
-    ctx.disturbances[id] = await ctx.monitor.end();
-  }
-}
+type Context = BenchContext;
 
 /** Measures one insert workload for PgQ and for the plain-table baseline, on the same number of clients. */
 async function insertPair(
@@ -213,11 +207,7 @@ async function insertWorkloads(ctx: Context): Promise<void> {
 
 /** Runs bench/read-batch.ts in a child process and returns its report. */
 function readInChild(ctx: Context, mode: ReadMode, batchId: number): Promise<ReadReport> {
-  const script = fileURLToPath(new URL("./read-batch.ts", import.meta.url));
-  const args = [
-    "--import",
-    import.meta.resolve("tsx"),
-    script,
+  return runChildJson<ReadReport>("read-batch.ts", [
     "--mode",
     mode,
     "--batch",
@@ -226,23 +216,7 @@ function readInChild(ctx: Context, mode: ReadMode, batchId: number): Promise<Rea
     ctx.url,
     "--fetch",
     String(ctx.settings.fetchSize),
-  ];
-  return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, args, { stdio: ["ignore", "pipe", "pipe"] });
-    let out = "";
-    let err = "";
-    child.stdout.on("data", (d: Buffer) => (out += d.toString()));
-    child.stderr.on("data", (d: Buffer) => (err += d.toString()));
-    child.on("error", reject);
-    child.on("close", (code) => {
-      const last = out.trim().split("\n").pop() ?? "";
-      if (code !== 0 || !last.startsWith("{")) {
-        reject(new Error(`read-batch ${mode} exited with ${code}: ${err.trim() || out.trim()}`));
-        return;
-      }
-      resolve(JSON.parse(last) as ReadReport);
-    });
-  });
+  ]);
 }
 
 async function readWorkloads(ctx: Context, main: pg.Client): Promise<void> {
@@ -377,21 +351,26 @@ function disturbanceNotes(ctx: Context, cores: number): string[] {
   return notes;
 }
 
-function report(ctx: Context, machine: MachineInfo, date: Date, database: string, loadBefore: number[]): string {
+function report(ctx: Context, machine: MachineInfo, date: Date, databases: string[], loadBefore: number[]): string {
   const s = ctx.settings;
   const notes = disturbanceNotes(ctx, machine.cores);
+  const groups = [...s.only];
   const lines = [
-    `PgQ core benchmark — ${date.toISOString()}${s.quick ? "  (QUICK smoke run: small sizes, not comparable)" : ""}`,
+    `PgQ/Londiste benchmark — ${date.toISOString()}${s.quick ? "  (QUICK smoke run: small sizes, not comparable)" : ""}` +
+      (groups.length < 3 ? `  (only: ${groups.join(", ")})` : ""),
     `machine:  ${machine.cpu}, ${machine.cores} cores, ${machine.memoryGiB} GiB RAM, ${machine.os}`,
     `postgres: ${machine.postgres}`,
     `node:     ${machine.node}`,
     `settings: synchronous_commit=off on every benchmark session; ` +
-      `insert workloads: ${s.durationMs / 1000} s timed per side, run as plain/pgq/pgq/plain rounds ` +
+      `insert and capture workloads: ${s.durationMs / 1000} s timed per side, run as baseline/subject/subject/baseline rounds ` +
       `after ${s.warmupMs / 1000} s warm-up; ` +
-      `read batch ${s.events.toLocaleString("en-US")} events; database ${database} (dropped at the end)`,
-    `baseline: plain INSERT of the same row (same columns, sequence default for ev_id, xid8 txid ` +
-      `default, index on ev_txid) into an ordinary table, same clients and transaction size, same run. ` +
-      `ratio = PgQ / baseline`,
+      `read batch ${s.events.toLocaleString("en-US")} events; replay backlogs ${s.updateBacklog.toLocaleString("en-US")} ` +
+      `UPDATEs and ${s.mixedBacklog.toLocaleString("en-US")} mixed changes; databases ${databases.join(", ")} (dropped at the end)`,
+    `baselines: insert_event — plain INSERT of the same row (same columns, sequence default for ev_id, xid8 txid ` +
+      `default, index on ev_txid) into an ordinary table, same clients and transaction size, same run; ` +
+      `capture — the same UPDATEs on an identical table without trigger, same run; ` +
+      `replay — the 19k rows/s reference (PostgreSQL logical replication catching up 239k single-row UPDATEs), ` +
+      `and a naive one-statement-per-row apply of the same batch in the same run. ratio = result / baseline`,
     "",
     renderTable(ctx.rows),
     "",
@@ -408,31 +387,36 @@ async function main(): Promise<void> {
   const admin = await connect(settings.serverUrl, false);
   const database = benchDatabaseName();
   const clients: pg.Client[] = [];
-  let created = false;
+  /** Every database created so far (dropped at the end); the monitor counts their backends as ours. */
+  const databases = new Set<string>();
   let dropping: Promise<void> | undefined;
-  const dropDatabase = () =>
+  const dropDatabases = () =>
     (dropping ??= (async () => {
       await closeAll(clients);
-      if (created) {
-        await admin.query(`drop database if exists "${database}" with (force)`);
-        log(`dropped database ${database}`);
+      for (const name of databases) {
+        await admin.query(`drop database if exists "${name}" with (force)`);
+        log(`dropped database ${name}`);
       }
       await admin.end();
     })());
   const onSignal = (signal: NodeJS.Signals) => {
-    log(`${signal}: dropping ${database}`);
-    dropDatabase().finally(() => process.exit(130));
+    log(`${signal}: dropping ${[...databases].join(", ")}`);
+    dropDatabases().finally(() => process.exit(130));
   };
   process.once("SIGINT", onSignal);
   process.once("SIGTERM", onSignal);
+  const createDatabase = async (name: string): Promise<string> => {
+    if (dropping) throw new Error("benchmark is ending");
+    databases.add(name);
+    await admin.query(`create database "${name}"`);
+    return urlForDatabase(settings.serverUrl, name);
+  };
 
   try {
     const date = new Date();
     const loadBefore = loadAverage();
     const machine = await machineInfo(admin);
-    await admin.query(`create database "${database}"`);
-    created = true;
-    const url = urlForDatabase(settings.serverUrl, database);
+    const url = await createDatabase(database);
     log(`created database ${database}; installing PgQ`);
     const main = await connect(url);
     clients.push(main);
@@ -440,17 +424,29 @@ async function main(): Promise<void> {
     await createQueue(main, QUEUE);
     await main.query(PLAIN_TABLE_SQL);
 
-    const ctx: Context = { settings, url, monitor: new Monitor(admin, database), rows: [], disturbances: {} };
-    await insertWorkloads(ctx);
-    await readWorkloads(ctx, main);
+    const ctx: Context = {
+      settings,
+      url,
+      monitor: new Monitor(admin, databases),
+      rows: [],
+      disturbances: {},
+      createDatabase: (suffix) => createDatabase(`${database}_${suffix}`),
+    };
+    if (settings.only.has("pgq")) {
+      await insertWorkloads(ctx);
+      await readWorkloads(ctx, main);
+    }
+    if (settings.only.has("capture")) await captureWorkloads(ctx);
+    if (settings.only.has("replay")) await replayWorkloads(ctx);
 
-    const text = report(ctx, machine, date, database, loadBefore);
+    const text = report(ctx, machine, date, [...databases], loadBefore);
     process.stdout.write(`${text}\n`);
     const dir = fileURLToPath(new URL("./results/", import.meta.url));
     mkdirSync(dir, { recursive: true });
     const json = {
       date: date.toISOString(),
       quick: settings.quick,
+      only: [...settings.only],
       machine,
       settings: {
         synchronousCommit: "off",
@@ -459,6 +455,8 @@ async function main(): Promise<void> {
         warmupSeconds: settings.warmupMs / 1000,
         fetchSize: settings.fetchSize,
         payloadBytes: PAYLOAD.length + 8,
+        updateBacklog: settings.updateBacklog,
+        mixedBacklog: settings.mixedBacklog,
       },
       results: ctx.rows,
       disturbance: ctx.disturbances,
@@ -468,7 +466,7 @@ async function main(): Promise<void> {
     writeFileSync(`${dir}latest.json`, `${JSON.stringify(json, null, 2)}\n`);
     log(`wrote bench/results/latest.json`);
   } finally {
-    await dropDatabase();
+    await dropDatabases();
   }
 }
 

@@ -1,0 +1,270 @@
+/**
+ * P2 and P6, replay apply speed and memory. Two throwaway databases on the
+ * same server: a provider with PgQ and Londiste, where two 100k-row tables
+ * of pgbench_accounts' shape are captured (londiste.provider_add_table) into
+ * one queue, and a subscriber with the same tables in state ok. Two backlogs
+ * are produced through the real capture trigger, one batch each:
+ *   1. BENCH_UPDATE_BACKLOG (239k) single-row UPDATE transactions on random
+ *      ids: P2's "backlog of single-row UPDATEs";
+ *   2. BENCH_MIXED_BACKLOG (1M) single-row transactions, each an UPDATE
+ *      (50 %), INSERT (25 %) or DELETE (25 %) of a random live row (new
+ *      ids for inserts), in random order: P2's mixed backlog, and P6's
+ *      1M-event batch.
+ * Each batch is then replayed twice, by two consumers, each time from the
+ * same subscriber table contents: once with grouped apply (applyChanges'
+ * default) and once with a naive one-statement-per-row apply
+ * (group: false). A replay is one replayOneBatch round in a child process
+ * (bench/replay-child.ts: cursor read of the batch, decode, apply in 1000-
+ * change chunks, end tick, commit, finish batch), which reports its rows/s
+ * and peak RSS. After each replay the subscriber table must equal the
+ * provider's, row for row (md5 of the ordered rows).
+ *
+ * Baselines: the reference figure of 19k rows/s (PostgreSQL logical
+ * replication catching up a 239k single-row UPDATE backlog on this kind of
+ * machine; the server here runs wal_level=replica, so it cannot be measured
+ * in the same run), and the naive apply measured in the same run.
+ */
+import type pg from "pg";
+import { runSqlScript } from "../shared/db/sql-script.ts";
+import { registerConsumer } from "../shared/pgq/batch.ts";
+import { installPgq } from "../shared/pgq/install.ts";
+import { createQueue, tickNow } from "../shared/pgq/queue-admin.ts";
+import { type BenchContext, type ResultRow, closeAll, connect, connectMany, formatNumber, log, measured, prng, runChildJson } from "./lib.ts";
+import { accountsTableSql, LONDISTE_INSTALL_SQL } from "./londiste-trigger.ts";
+import type { ReplayReport } from "./replay-child.ts";
+
+const QUEUE = "bench_replay";
+const CONSUMERS = { grouped: "bench_grouped", naive: "bench_naive" } as const;
+const ROWS = 100_000;
+const PRODUCERS = 4;
+/** Transactions sent per round trip by a producer (each its own BEGIN ... COMMIT). */
+const TX_PER_TRIP = 100;
+const REFERENCE_ROWS_PER_SECOND = 19_000;
+const P2_TARGET = 1.5;
+const P6_LIMIT_MB = 256;
+
+interface Backlog {
+  id: "update" | "mixed";
+  table: string;
+  label: string;
+  changes: number;
+  produceSeconds: number;
+}
+
+/** Sends `total` single-statement transactions made by `next`, from PRODUCERS clients. */
+async function produce(url: string, total: number, next: () => string): Promise<number> {
+  const clients = await connectMany(url, PRODUCERS);
+  let remaining = total;
+  const start = performance.now();
+  try {
+    await Promise.all(
+      clients.map(async (c) => {
+        while (remaining > 0) {
+          const n = Math.min(TX_PER_TRIP, remaining);
+          remaining -= n;
+          const parts: string[] = [];
+          for (let i = 0; i < n; i++) parts.push(`begin; ${next()}; commit;`);
+          await c.query(parts.join("\n"));
+        }
+      }),
+    );
+  } finally {
+    await closeAll(clients);
+  }
+  return (performance.now() - start) / 1000;
+}
+
+async function produceUpdates(url: string, table: string, n: number): Promise<number> {
+  const rnd = prng(239);
+  return produce(url, n, () => {
+    const aid = 1 + Math.floor(rnd() * ROWS);
+    const delta = Math.floor(rnd() * 10001) - 5000;
+    return `update ${table} set abalance = abalance + ${delta} where aid = ${aid}`;
+  });
+}
+
+async function produceMixed(url: string, table: string, n: number): Promise<number> {
+  const rnd = prng(1000);
+  const live = Array.from({ length: ROWS }, (_, i) => i + 1);
+  let nextId = ROWS + 1;
+  return produce(url, n, () => {
+    const r = rnd();
+    const delta = Math.floor(rnd() * 10001) - 5000;
+    if (r < 0.25 || live.length === 0) {
+      const aid = nextId++;
+      live.push(aid);
+      return `insert into ${table} values (${aid}, ${1 + (aid % 10)}, ${delta}, 'row ${aid}')`;
+    }
+    const i = Math.floor(rnd() * live.length);
+    const aid = live[i]!;
+    if (r < 0.5) {
+      live[i] = live[live.length - 1]!;
+      live.pop();
+      return `delete from ${table} where aid = ${aid}`;
+    }
+    return `update ${table} set abalance = abalance + ${delta}, filler = 'u${delta}' where aid = ${aid}`;
+  });
+}
+
+/** Events captured for a table (a provider UPDATE or DELETE that raced a concurrent DELETE captured nothing). */
+async function eventCount(prov: pg.ClientBase, table: string): Promise<number> {
+  const { rows } = await prov.query<{ n: number }>("select count(*)::int as n from pgq.event_template where ev_extra1 = $1", [`public.${table}`]);
+  return rows[0]!.n;
+}
+
+async function checksum(db: pg.ClientBase, table: string): Promise<string> {
+  const { rows } = await db.query<{ sum: string; n: number }>(
+    `select md5(string_agg(t::text, ',' order by aid)) as sum, count(*)::int as n from ${table} t`,
+  );
+  return `${rows[0]!.n}:${rows[0]!.sum}`;
+}
+
+/** The subscriber table back to the provider's starting contents, vacuumed, and a checkpoint. */
+async function resetSubscriberTable(sub: pg.ClientBase, table: string): Promise<void> {
+  await sub.query(`truncate ${table}; insert into ${table} select g, 1, 0, '' from generate_series(1, ${ROWS}) g`);
+  await sub.query(`vacuum analyze ${table}`);
+  await sub.query("checkpoint");
+}
+
+export async function replayWorkloads(ctx: BenchContext): Promise<void> {
+  const providerUrl = await ctx.createDatabase("prov");
+  const subscriberUrl = await ctx.createDatabase("sub");
+  const prov = await connect(providerUrl);
+  const sub = await connect(subscriberUrl);
+  try {
+    log("replay: provider and subscriber databases, PgQ and Londiste, captured tables");
+    await installPgq(prov);
+    await runSqlScript(prov, LONDISTE_INSTALL_SQL);
+    await runSqlScript(sub, LONDISTE_INSTALL_SQL);
+    for (const [db, url] of [
+      [prov, providerUrl],
+      [sub, subscriberUrl],
+    ] as const) {
+      await db.query(`alter database "${new URL(url).pathname.slice(1)}" set synchronous_commit = off`);
+      await db.query(accountsTableSql("r_update", ROWS) + accountsTableSql("r_mixed", ROWS));
+      await db.query("vacuum analyze r_update, r_mixed");
+    }
+    await createQueue(prov, QUEUE);
+    for (const t of ["r_update", "r_mixed"]) {
+      await prov.query("select londiste.provider_add_table($1, $2)", [QUEUE, `public.${t}`]);
+      await sub.query("select londiste.subscriber_add_table($1, $2)", [QUEUE, `public.${t}`]);
+      await sub.query("select londiste.subscriber_set_table_state($1, $2, null, 'ok')", [QUEUE, `public.${t}`]);
+    }
+    for (const c of Object.values(CONSUMERS)) await registerConsumer(prov, QUEUE, c);
+
+    const s = ctx.settings;
+    const backlogs: Backlog[] = [];
+    log(`replay: producing ${s.updateBacklog.toLocaleString("en-US")} single-row UPDATE transactions (captured)`);
+    const updSeconds = await produceUpdates(providerUrl, "r_update", s.updateBacklog);
+    await tickNow(prov, QUEUE);
+    backlogs.push({
+      id: "update",
+      table: "r_update",
+      label: "single-row UPDATE backlog",
+      changes: await eventCount(prov, "r_update"),
+      produceSeconds: updSeconds,
+    });
+    log(`replay: producing ${s.mixedBacklog.toLocaleString("en-US")} single-row I/U/D transactions (captured)`);
+    const mixSeconds = await produceMixed(providerUrl, "r_mixed", s.mixedBacklog);
+    await tickNow(prov, QUEUE);
+    backlogs.push({
+      id: "mixed",
+      table: "r_mixed",
+      label: "mixed I/U/D backlog (50/25/25 %)",
+      changes: await eventCount(prov, "r_mixed"),
+      produceSeconds: mixSeconds,
+    });
+
+    for (const b of backlogs) {
+      const expected = await checksum(prov, b.table);
+      const reports: Partial<Record<keyof typeof CONSUMERS, ReplayReport>> = {};
+      for (const mode of ["grouped", "naive"] as const) {
+        await resetSubscriberTable(sub, b.table);
+        log(`replay ${b.label}, ${b.changes.toLocaleString("en-US")} changes: ${mode} apply (child process)`);
+        const report = await measured(ctx, `replay.${b.id}.${mode}`, () =>
+          runChildJson<ReplayReport>("replay-child.ts", [
+            "--provider",
+            providerUrl,
+            "--subscriber",
+            subscriberUrl,
+            "--queue",
+            QUEUE,
+            "--consumer",
+            CONSUMERS[mode],
+            "--group",
+            mode === "grouped" ? "1" : "0",
+          ]),
+        );
+        if (report.tableErrors.length > 0) throw new Error(`replay ${mode}: tables put in error: ${report.tableErrors.join(", ")}`);
+        if (report.changes !== b.changes) throw new Error(`replay ${mode}: applied ${report.changes} changes, expected ${b.changes}`);
+        const got = await checksum(sub, b.table);
+        if (got !== expected) throw new Error(`replay ${mode}: subscriber ${b.table} differs from the provider's (${got} vs ${expected})`);
+        log(
+          `${mode}: ${formatNumber(report.rowsPerSecond, "rows/s")} in ${report.statements.toLocaleString("en-US")} statements ` +
+            `(${report.seconds.toFixed(2)} s, ${report.applySeconds.toFixed(2)} s of it in applyChanges), ` +
+            `peak RSS ${(report.maxRssKB / 1024).toFixed(0)} MB; subscriber table = provider table`,
+        );
+        reports[mode] = report;
+      }
+      pushRows(ctx, b, reports.grouped!, reports.naive!);
+    }
+  } finally {
+    await prov.end();
+    await sub.end();
+  }
+}
+
+function pushRows(ctx: BenchContext, b: Backlog, grouped: ReplayReport, naive: ReplayReport): void {
+  const n = `${(b.changes / 1000).toLocaleString("en-US")}k`;
+  const ratio = grouped.rowsPerSecond / REFERENCE_ROWS_PER_SECOND;
+  const pass = ratio >= P2_TARGET;
+  const detail = (r: ReplayReport) => ({ ...r, producedSeconds: b.produceSeconds, producedPerSecond: b.changes / b.produceSeconds });
+  const rows: ResultRow[] = [
+    {
+      id: `replay.${b.id}.grouped`,
+      workload: `replay ${b.label}, ${n} changes: grouped apply`,
+      value: grouped.rowsPerSecond,
+      unit: "rows/s",
+      baseline: REFERENCE_ROWS_PER_SECOND,
+      baselineLabel: "LR reference",
+      ratio,
+      target: `P2 ≥ 1.5× 19k: ${pass ? "PASS" : "FAIL"}; ${(grouped.rowsPerSecond / naive.rowsPerSecond).toFixed(1)}× naive`,
+      pass,
+      detail: detail(grouped),
+    },
+    {
+      id: `replay.${b.id}.naive`,
+      workload: `replay ${b.label}, ${n} changes: naive, 1 statement/row`,
+      value: naive.rowsPerSecond,
+      unit: "rows/s",
+      baseline: REFERENCE_ROWS_PER_SECOND,
+      baselineLabel: "LR reference",
+      ratio: naive.rowsPerSecond / REFERENCE_ROWS_PER_SECOND,
+      target: "— (same-run baseline)",
+      pass: null,
+      detail: detail(naive),
+    },
+  ];
+  if (b.id === "mixed") {
+    const mb = (kb: number) => kb / 1024;
+    for (const [mode, r] of [
+      ["grouped", grouped],
+      ["naive", naive],
+    ] as const) {
+      const ok = mb(r.maxRssKB) <= P6_LIMIT_MB;
+      rows.push({
+        id: `replay.rss.${mode}`,
+        workload: `peak RSS, replay child, ${n}-change batch, ${mode}`,
+        value: mb(r.maxRssKB),
+        unit: "MB",
+        baseline: mb(r.startRssKB),
+        baselineLabel: "before replay",
+        ratio: null,
+        target: mode === "grouped" ? `≤ ${P6_LIMIT_MB} MB (P6): ${ok ? "PASS" : "FAIL"}` : `≤ ${P6_LIMIT_MB} MB: ${ok ? "yes" : "no"}`,
+        pass: mode === "grouped" ? ok : null,
+        detail: { maxRssKB: r.maxRssKB, startRssKB: r.startRssKB },
+      });
+    }
+  }
+  ctx.rows.push(...rows);
+}
