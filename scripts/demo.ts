@@ -10,7 +10,8 @@
  * databases and subject prefix there and removes them), else a throwaway
  * PostgreSQL and nats-server from the local binaries.
  * Environment: DEMO_KEEP=1 keeps the temp dir (configs, logs);
- * DEMO_ORDERS / DEMO_CUSTOMERS change the sample size.
+ * DEMO_ORDERS / DEMO_CUSTOMERS change the sample size; DEMO_TIMEOUT (seconds,
+ * default 120) is how long the tables get to reach ok.
  * Exit codes: 0 equal, 1 anything else (the message says what), 130 Ctrl-C.
  */
 import { randomBytes } from "node:crypto";
@@ -56,7 +57,7 @@ const ORDERS = positiveInt(process.env.DEMO_ORDERS, 2_000_000);
 const CUSTOMERS = positiveInt(process.env.DEMO_CUSTOMERS, 5_000);
 const KEEP = process.env.DEMO_KEEP === "1";
 /** How long the tables get to reach ok after `subscriber add`. */
-const OK_TIMEOUT_MS = 120_000;
+const OK_TIMEOUT_MS = positiveInt(process.env.DEMO_TIMEOUT, 120) * 1000;
 const QUEUE = "shop_changes";
 const JOB = "shop";
 
@@ -152,7 +153,11 @@ async function main(): Promise<number> {
   const dir = mkdtempSync(join(tmpdir(), "skytools-demo-"));
   tempDir = dir;
   onCleanup("removing the temp dir", async () => {
-    if (KEEP) say(`Kept ${dir} (DEMO_KEEP=1): configs and logs are there.`);
+    if (KEEP) {
+      // The throwaway servers' data is of no use once they are stopped: only configs and logs stay.
+      for (const data of ["postgres/data", "nats/js"]) rmSync(join(dir, data), { recursive: true, force: true });
+      say(`Kept ${dir} (DEMO_KEEP=1): configs and logs are there.`);
+    }
     else rmSync(dir, { recursive: true, force: true });
   });
 
@@ -494,7 +499,7 @@ async function waitForOk(subscriber: pg.Pool, narrator: StateNarrator, since: nu
       const waiting = rows.filter((r) => r.merge_state !== "ok").map((r) => `${r.table_name} (${baseState(r.merge_state) === "(none)" ? "(none)" : r.merge_state})`);
       throw new DemoError(
         `Timed out: ${OK_TIMEOUT_MS / 1000} s after \`subscriber add\` these tables are still not ok: ${waiting.join(", ") || "(state events missing)"}.\n` +
-          `Look at the service logs in ${dir} (rerun with DEMO_KEEP=1 to keep them).`,
+          `Look at the service logs in ${dir} (rerun with DEMO_KEEP=1 to keep them).${recentProblems()}`,
       );
     }
     await sleep(250);
@@ -556,6 +561,20 @@ function workerName(worker: unknown): string {
   return service ? service.name.replace("copy-", "copy worker ") : "a copy worker";
 }
 
+/** The last warnings and errors the services logged, for a timeout message. */
+function recentProblems(): string {
+  const lines: string[] = [];
+  for (const s of services) {
+    const bad = s
+      .tail(400)
+      .split("\n")
+      .filter((l) => /"level":(4|5|6)0/.test(l))
+      .slice(-3);
+    if (bad.length > 0) lines.push(`  ${s.name}:`, ...bad.map((l) => `    ${l.length > 400 ? `${l.slice(0, 400)}...` : l}`));
+  }
+  return lines.length > 0 ? `\nLast warnings and errors of the services:\n${lines.join("\n")}` : "";
+}
+
 function serviceHint(): string {
   return services.length > 0 ? `\nService logs: ${services.map((s) => s.log).join(", ")}` : "";
 }
@@ -594,6 +613,6 @@ try {
 if (!interrupted) {
   say(`${stamp()} Cleaning up...`);
   await cleanUp();
-  say(`${stamp()} Cleaned up: services and servers stopped, databases dropped${KEEP ? "" : ", temp dir removed"}.`);
+  say(`${stamp()} Cleaned up everything the demo started${KEEP ? " (but the temp dir, DEMO_KEEP=1)" : ""}.`);
   process.exit(code);
 }
