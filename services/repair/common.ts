@@ -53,8 +53,9 @@ export interface TableOutcome {
   [detail: string]: unknown;
 }
 
-export function refusedOutcome(table: string, reason: string, named: boolean): TableOutcome {
-  return named
+/** A refusal; a table that is only not in sync yet and was not named is skipped instead (not a failure). */
+export function refusedOutcome(table: string, reason: string, named: boolean, notSynced = false): TableOutcome {
+  return named || !notSynced
     ? { name: table, ok: false, status: "refused", message: reason }
     : { name: table, ok: true, status: "skipped", message: `skipped: ${reason}` };
 }
@@ -136,7 +137,7 @@ export async function forEachTable(
     try {
       outcomes[i] = await inSavepoints(point, async () => {
         const planned = await planAt(point.provider, point.subscriber, ctx.queue, target);
-        if (!planned.ok) return refusedOutcome(target.table, planned.reason, target.named);
+        if (!planned.ok) return refusedOutcome(target.table, planned.reason, target.named, planned.notSynced);
         const outcome = await work(point, planned.plan, target);
         if (planned.plan.warnings.length > 0) outcome.warnings = planned.plan.warnings;
         return outcome;
@@ -158,7 +159,7 @@ export async function forEachTable(
     for (const { i, target } of todo) {
       // The lock needs the provider's canonical name: the catalog's, checked before anything is locked.
       if (target.state !== "ok") {
-        outcomes[i] = refusedOutcome(target.table, `${target.table}: state ${target.state ?? "(none)"}, not ok: not in sync yet, nothing to compare`, target.named);
+        outcomes[i] = refusedOutcome(target.table, `${target.table}: state ${target.state ?? "(none)"}, not ok: not in sync yet, nothing to compare`, target.named, true);
         continue;
       }
       let point: ConsistentPoint;

@@ -68,7 +68,8 @@ export interface TablePlan {
   warnings: string[];
 }
 
-export type PlanResult = { ok: true; plan: TablePlan } | { ok: false; reason: string };
+/** notSynced: refused only because the table is not in state ok (yet): skipped when not named. */
+export type PlanResult = { ok: true; plan: TablePlan } | { ok: false; reason: string; notSynced?: boolean };
 
 const COMPARABLE_KINDS = new Set(["r", "p"]);
 
@@ -93,7 +94,7 @@ export function planTable(
   subscriber: DescribedTable | null,
 ): PlanResult {
   if (state !== "ok") {
-    return { ok: false, reason: `${table}: state ${state ?? "(none)"}, not ok: not in sync yet, nothing to compare` };
+    return { ok: false, reason: `${table}: state ${state ?? "(none)"}, not ok: not in sync yet, nothing to compare`, notSynced: true };
   }
   if (!provider) return { ok: false, reason: `${table}: no such table on the provider` };
   if (!subscriber) return { ok: false, reason: `${dest}: no such table on the subscriber` };
