@@ -35,7 +35,12 @@
 -- Errors:
 --      'no such queue', 'This queue has external tick source.',
 --      when not in REPEATABLE READ, when this session does not hold the
---      queue's ticker lock, when i_tick_id is not after the last tick or
+--      queue's ticker lock (pg_locks cannot tell when it was taken, nor a
+--      session lock from a transaction one: taking it before the
+--      transaction's first statement is the caller's part; taken later, a
+--      tick committed in between would be invisible here and the new tick
+--      could carry an older snapshot under a newer id),
+--      when i_tick_id is not after the last tick or
 --      was not handed out by the queue's tick sequence, and
 --      pgq.insert_tick's 'Invalid PgQ state: ...' when the snapshot is
 --      older than the previous tick's.
