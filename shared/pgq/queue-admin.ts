@@ -153,3 +153,61 @@ export async function rotateStep2(db: Queryable): Promise<number> {
 export async function moveRetryEvents(db: Queryable): Promise<number> {
   return scalar<number>(db, "select pgq.maint_retry_events() as v", []);
 }
+
+export interface NewTickOptions {
+  /**
+   * A pg_snapshot (text form) the tick must not be older than: every
+   * transaction visible in it is visible in the tick's snapshot too.
+   */
+  notOlderThan?: string;
+  /** Give up after this long (default 30 s). */
+  timeoutMs?: number;
+  /** Between looks for the tick (default 100 ms). */
+  pollMs?: number;
+  /** Stops waiting (throws the signal's reason). */
+  signal?: AbortSignal;
+}
+
+/**
+ * A tick made after this call began (and, with notOlderThan, after that
+ * snapshot): force_tick, then pgq.ticker; when a running ticker service
+ * took the forced tick first (ticker returns NULL), the first tick after
+ * the one that was newest at force_tick. Asks again every second while
+ * none appears; throws after timeoutMs (e.g. the queue's ticker is
+ * paused). Each statement must commit on its own: pass a pool or an
+ * autocommit client (the ticker needs READ COMMITTED).
+ */
+export async function forceNewTick(db: Queryable, queue: string, options: NewTickOptions = {}): Promise<number> {
+  const timeoutMs = options.timeoutMs ?? 30_000;
+  const pollMs = options.pollMs ?? 100;
+  const deadline = Date.now() + timeoutMs;
+  const before = await forceTick(db, queue);
+  let askedAt = Date.now();
+  await tickQueue(db, queue);
+  for (;;) {
+    const { rows } = await pgqCall(
+      db.query<{ tick_id: string }>(
+        `select t.tick_id
+           from pgq.tick t join pgq.queue q on q.queue_id = t.tick_queue
+          where q.queue_name = $1 and t.tick_id > $2
+            and ($3::text is null
+                 or (pg_snapshot_xmin(t.tick_snapshot) >= pg_snapshot_xmin($3::text::pg_snapshot)
+                     and pg_snapshot_xmax(t.tick_snapshot) >= pg_snapshot_xmax($3::text::pg_snapshot)
+                     and not exists (select 1 from pg_snapshot_xip(t.tick_snapshot) x
+                                      where pg_visible_in_snapshot(x, $3::text::pg_snapshot))))
+          order by t.tick_queue, t.tick_id
+          limit 1`,
+        [queue, before, options.notOlderThan ?? null],
+      ),
+    );
+    if (rows[0]) return toSafeInt(rows[0].tick_id);
+    options.signal?.throwIfAborted();
+    if (Date.now() > deadline) throw new Error(`queue ${queue}: no new tick within ${timeoutMs} ms of force_tick (ticker paused?)`);
+    await new Promise((resolve) => setTimeout(resolve, pollMs));
+    if (Date.now() - askedAt >= 1000) {
+      askedAt = Date.now();
+      await forceTick(db, queue);
+      await tickQueue(db, queue);
+    }
+  }
+}

@@ -1,0 +1,152 @@
+/**
+ * State catching-up: the copy consumer walks the queue from where it was
+ * registered and applies this table's row changes that the copy's snapshot
+ * does not contain, one batch per subscriber transaction (the batch's
+ * changes and the copy consumer's end tick commit together, so a crash
+ * anywhere neither loses nor repeats a change: the position rule of
+ * replay decides on the recorded tick). When no batch is left it offers
+ * the handover (COPY.CAUGHT_UP) under replay's position lock, so replay is
+ * not in the middle of a batch; the machine accepts it when the copy has
+ * passed the fence tick and replay is not ahead: wanna-sync:<copy tick>.
+ */
+import type pg from "pg";
+import { withTransaction } from "../../shared/db/transaction.ts";
+import { applyChanges } from "../../shared/londiste/apply.ts";
+import { decodeChange, type RowChange } from "../../shared/londiste/change-event.ts";
+import { type TableSync, writeTransition } from "../../shared/londiste/sync-store.ts";
+import { batchEvents, finishBatch, nextBatch, PgqError } from "../../shared/pgq/index.ts";
+import type { CopyContext } from "./context.ts";
+import { consumerPosition, copyConsumerName } from "./copy-consumer.ts";
+import { StepAbandoned, sqlState, TableFailure } from "./errors.ts";
+import { requireLeaseIn } from "./lease.ts";
+import { decideBatch, lockConsumerPosition, recordedTick } from "./position.ts";
+import { parseSnapshot, visibleIn } from "./snapshot.ts";
+
+export type CatchUpStep =
+  | { kind: "applied"; tick: number; changes: number; skippedVisible: number }
+  | { kind: "skipped"; tick: number }
+  | { kind: "handed-over"; tick: number }
+  | { kind: "wait"; reason: string };
+
+const CHANGE_TYPES = new Set(["I", "U", "D", "R"]);
+const CHUNK = 1000;
+/** How long the handover waits for replay to finish its batch before trying again later. */
+const REPLAY_LOCK_TIMEOUT = "2s";
+
+function notRegistered(error: unknown, consumer: string): never {
+  if (error instanceof PgqError && error.kind === "consumer_not_registered") {
+    throw new TableFailure(`the copy consumer ${consumer} is no longer registered on the provider: changes may be missing, resync the table`);
+  }
+  throw error;
+}
+
+/** One batch of the copy consumer, or the handover when there is none. */
+export async function catchUpOnce(ctx: CopyContext, table: TableSync, signal: AbortSignal): Promise<CatchUpStep> {
+  const { queue, consumer } = ctx.config;
+  const copyConsumer = copyConsumerName(consumer, table.table);
+  const snapshotText = table.sync.context.snapshot;
+  if (!snapshotText) throw new TableFailure(`${table.table}: catching-up without the copy's snapshot; resync the table`);
+  const snapshot = parseSnapshot(snapshotText);
+
+  const sub = await ctx.subscriber.connect();
+  let subBroken: Error | undefined;
+  let reader: pg.PoolClient | undefined;
+  let readerBroken: Error | undefined;
+  let step: CatchUpStep;
+  let batchId = -1;
+  try {
+    await sub.query("begin");
+    await lockConsumerPosition(sub, copyConsumer);
+    const batch = await nextBatch(ctx.provider, queue, copyConsumer).catch((e: unknown) => notRegistered(e, copyConsumer));
+    if (!batch) {
+      await sub.query("rollback");
+      return await offerHandover(ctx, table, copyConsumer);
+    }
+    batchId = batch.batchId;
+    const decision = decideBatch(await recordedTick(sub, copyConsumer), batch);
+    if (decision.action === "error") throw new TableFailure(decision.message);
+    if (decision.action === "skip") {
+      await sub.query("rollback");
+      step = { kind: "skipped", tick: batch.tickId };
+    } else {
+      let changes = 0;
+      let skippedVisible = 0;
+      let chunk: RowChange[] = [];
+      const flush = async () => {
+        if (chunk.length === 0) return;
+        const report = await applyChanges(sub, chunk, {
+          destTable: () => table.dest,
+          onMissingRow: ctx.config.onMissingRow,
+          log: (msg, details) => ctx.log.warn({ table: table.table, ...details }, msg),
+        });
+        if (report.missedTotal > 0) ctx.log.warn({ table: table.table, missed: report.missedTotal }, "updates/deletes that found no row");
+        changes += chunk.length;
+        chunk = [];
+      };
+      reader = await ctx.provider.connect();
+      await reader.query("begin read only");
+      for await (const ev of batchEvents(reader, batch.batchId)) {
+        if (signal.aborted) throw new StepAbandoned("stopping");
+        if (ev.extra1 !== table.table || ev.type === null || !CHANGE_TYPES.has(ev.type)) continue;
+        if (ev.type === "R" && ctx.config.ignoreTruncate) continue;
+        // In the copied rows already.
+        if (visibleIn(ev.txid, snapshot)) {
+          skippedVisible++;
+          continue;
+        }
+        chunk.push(decodeChange(ev));
+        if (chunk.length >= CHUNK) await flush();
+      }
+      await reader.query("commit");
+      await flush();
+      await sub.query("select londiste.set_last_tick($1, $2)", [copyConsumer, batch.tickId]);
+      await requireLeaseIn(sub, queue, table.table, ctx.me, "catching-up");
+      await sub.query("commit");
+      step = { kind: "applied", tick: batch.tickId, changes, skippedVisible };
+    }
+  } catch (error) {
+    await sub.query("rollback").catch((e: unknown) => (subBroken = e as Error));
+    await reader?.query("rollback").catch((e: unknown) => (readerBroken = e as Error));
+    throw error;
+  } finally {
+    sub.release(subBroken);
+    reader?.release(readerBroken);
+  }
+  // The subscriber has the batch (or had it already): close it on the provider.
+  await finishBatch(ctx.provider, batchId);
+  return step;
+}
+
+/**
+ * The copy has no next batch: COPY.CAUGHT_UP with its tick and replay's,
+ * read under replay's position lock. Replay's position is its recorded
+ * tick, or where PgQ has its consumer when nothing is recorded yet.
+ */
+async function offerHandover(ctx: CopyContext, table: TableSync, copyConsumer: string): Promise<CatchUpStep> {
+  const { queue, consumer } = ctx.config;
+  try {
+    return await withTransaction(ctx.subscriber, async (client) => {
+      await client.query(`set local lock_timeout = '${REPLAY_LOCK_TIMEOUT}'`);
+      await lockConsumerPosition(client, consumer);
+      const position = await consumerPosition(ctx.provider, queue, copyConsumer);
+      if (!position) notRegistered(new PgqError("consumer_not_registered", "not registered"), copyConsumer);
+      if (position.currentBatch !== null) return { kind: "wait", reason: "the copy consumer has a batch open" } as const;
+      const copyRecorded = await recordedTick(client, copyConsumer);
+      if (copyRecorded !== null && copyRecorded !== position.lastTick) {
+        throw new TableFailure(
+          `Lost position: the subscriber recorded tick ${copyRecorded} for the copy, PgQ has it at tick ${position.lastTick}; resync the table`,
+        );
+      }
+      const replayTick = (await recordedTick(client, consumer)) ?? (await consumerPosition(ctx.provider, queue, consumer))?.lastTick ?? null;
+      if (replayTick === null) return { kind: "wait", reason: "replay's consumer is not registered yet" } as const;
+      const current = await requireLeaseIn(client, queue, table.table, ctx.me, "catching-up");
+      const copyTick = position.lastTick;
+      const result = await writeTransition(client, current, { type: "COPY.CAUGHT_UP", copyTick, replayTick }, "copy");
+      if (!result.accepted) return { kind: "wait", reason: `replay at tick ${replayTick}, copy at ${copyTick}: ${result.reason}` } as const;
+      return { kind: "handed-over", tick: copyTick } as const;
+    });
+  } catch (error) {
+    if (sqlState(error) === "55P03") return { kind: "wait", reason: "replay is applying a batch" };
+    throw error;
+  }
+}

@@ -1,0 +1,150 @@
+/**
+ * State in-copy: the table's rows, copied under a snapshot that fits the
+ * queue (spec §4.6, with the fixes the spec asks for).
+ *
+ *  1. Under the table's row lock (lease checked), the copy consumer is
+ *     registered afresh at the newest tick R, before the snapshot: every
+ *     change not in the snapshot is in one of its batches.
+ *  2. ONE subscriber transaction, replica role: every provider column must
+ *     exist on the subscriber table; its indexes and constraints are set
+ *     aside (dest-objects.ts); TRUNCATE unless skip_truncate.
+ *  3. On the provider, REPEATABLE READ READ ONLY, whose first statement
+ *     reads the snapshot S (asserting the isolation level: Skytools bug 18
+ *     lost rows by silently copying in READ COMMITTED); the rows stream from
+ *     `COPY (select ...) TO STDOUT` into `COPY ... FROM STDIN`.
+ *  4. Indexes and constraints recreated, ANALYZE, a fence tick F taken
+ *     after S, the copy consumer's recorded tick cleared, and
+ *     COPY.DONE {S, F} → catching-up, committed with the rows.
+ * Nothing of it is visible until that commit; a failure or a crash leaves
+ * the table as it was, still in-copy, for the next try.
+ */
+import pg from "pg";
+import { APPLY_SETTINGS_SQL } from "../../shared/londiste/apply.ts";
+import { writeTransition, type TableSync } from "../../shared/londiste/sync-store.ts";
+import { readTableShape, type TableShape } from "../../shared/londiste/table-shape.ts";
+import { forceNewTick } from "../../shared/pgq/index.ts";
+import type { CopyContext } from "./context.ts";
+import { consumerPosition, copyConsumerName, registerFresh } from "./copy-consumer.ts";
+import { ident, recreateDestObjects, setAsideDestObjects } from "./dest-objects.ts";
+import { StepAbandoned, TableFailure } from "./errors.ts";
+import { requireLeaseIn } from "./lease.ts";
+import { withTransaction } from "../../shared/db/transaction.ts";
+import { CopyProgress } from "./progress.ts";
+import { streamRows } from "./row-stream.ts";
+
+/** Output settings of the provider session: values leave as the text the subscriber reads back exactly. */
+const PROVIDER_SESSION_SQL =
+  "set datestyle = 'ISO, YMD'; set intervalstyle = 'postgres'; set timezone = 'UTC'; set extra_float_digits = 3; " +
+  "set bytea_output = 'hex'; set lc_monetary = 'C'; set statement_timeout = 0; set idle_in_transaction_session_timeout = 0";
+
+/** The columns to copy, in the provider's order; a provider column missing on the subscriber fails the table. */
+export function copyColumns(provider: TableShape, dest: TableShape): string[] {
+  const columns: string[] = [];
+  for (const [name, column] of provider.columns) {
+    const theirs = dest.columns.get(name);
+    if (!theirs) {
+      if (column.generated) continue;
+      throw new TableFailure(`Column ${name} does not exist on dest side`);
+    }
+    // A generated subscriber column computes its own value.
+    if (!theirs.generated) columns.push(name);
+  }
+  return columns;
+}
+
+export async function copyTable(ctx: CopyContext, table: TableSync, signal: AbortSignal): Promise<void> {
+  const { queue, consumer } = ctx.config;
+  const copyConsumer = copyConsumerName(consumer, table.table);
+  const log = ctx.log.child({ table: table.table });
+
+  const registeredTick = await withTransaction(ctx.subscriber, async (client) => {
+    await requireLeaseIn(client, queue, table.table, ctx.me, "in-copy");
+    return registerFresh(ctx.provider, queue, copyConsumer);
+  });
+  log.info({ consumer: copyConsumer, tick: registeredTick, dest: table.dest, skipTruncate: table.skipTruncate }, "copy starting");
+
+  const providerShape = await readTableShape(ctx.provider, table.table);
+  if (!providerShape) throw new TableFailure(`${table.table}: no such table on the provider`);
+
+  const name = `londiste ${ctx.config.jobName} copy`;
+  const prov = new pg.Client({ ...ctx.config.provider, application_name: name });
+  const sub = new pg.Client({ ...ctx.config.subscriber, application_name: name });
+  prov.on("error", () => {});
+  sub.on("error", () => {});
+  // Aborting (stop, lost lease) closes both connections: the server rolls both transactions back.
+  const close = () => Promise.all([prov.end().catch(() => {}), sub.end().catch(() => {})]);
+  const onAbort = () => void close();
+  signal.addEventListener("abort", onAbort, { once: true });
+  let progress: CopyProgress | undefined;
+  try {
+    await Promise.all([prov.connect(), sub.connect()]);
+    if (signal.aborted) throw new StepAbandoned("stopping");
+    await sub.query("begin");
+    await sub.query(`${APPLY_SETTINGS_SQL}; set local statement_timeout = 0`);
+    const dest = await readTableShape(sub, table.dest);
+    if (!dest) throw new TableFailure(`${table.dest}: no such table on the subscriber`);
+    const columns = copyColumns(providerShape, dest);
+    if (columns.length === 0) throw new TableFailure(`${table.table}: no columns to copy`);
+
+    const saved = await setAsideDestObjects(sub, dest);
+    log.info(
+      { constraints: saved.constraints.length, indexes: saved.indexes.length, foreignKeysParked: saved.foreignKeys.length },
+      "indexes and constraints set aside",
+    );
+    const truncated = !table.skipTruncate;
+    if (truncated) await sub.query(`truncate ${dest.relkind === "p" ? "" : "only "}${dest.name}`);
+
+    await prov.query(PROVIDER_SESSION_SQL);
+    await prov.query("begin isolation level repeatable read read only");
+    const { rows } = await prov.query<{ snapshot: string; isolation: string }>(
+      "select pg_current_snapshot()::text as snapshot, current_setting('transaction_isolation') as isolation",
+    );
+    const snapshot = rows[0]!.snapshot;
+    if (rows[0]!.isolation !== "repeatable read") {
+      throw new Error(`the provider transaction runs in ${rows[0]!.isolation}, not repeatable read: refusing to copy (Skytools bug 18)`);
+    }
+    const { rows: est } = await prov.query<{ n: number }>("select reltuples::float8 as n from pg_class where oid = $1", [providerShape.oid]);
+    const estimated = est[0] && est[0].n >= 0 ? Math.round(est[0].n) : null;
+
+    const list = columns.map(ident).join(", ");
+    progress = new CopyProgress(ctx, table.table, estimated);
+    progress.start();
+    log.info({ snapshot, columns: columns.length, estimatedRows: estimated }, "copying rows");
+    const counted = await streamRows(
+      prov,
+      sub,
+      {
+        copyOut: `copy (select ${list} from ${providerShape.relkind === "p" ? "" : "only "}${providerShape.name}) to stdout`,
+        copyIn: `copy ${dest.name} (${list}) from stdin${truncated && dest.relkind === "r" ? " with (freeze)" : ""}`,
+      },
+      (bytes, n) => progress!.add(bytes, n),
+      signal,
+    );
+    progress.stop();
+    await prov.query("commit");
+
+    await recreateDestObjects(sub, dest.name, saved);
+    await sub.query(`analyze ${dest.name}`);
+    const fenceTick = await forceNewTick(ctx.provider, queue, { notOlderThan: snapshot, signal });
+    await sub.query("select londiste.set_last_tick($1, null)", [copyConsumer]);
+
+    const current = await requireLeaseIn(sub, queue, table.table, ctx.me, "in-copy");
+    const position = await consumerPosition(ctx.provider, queue, copyConsumer);
+    if (position?.lastTick !== registeredTick || position.currentBatch !== null) {
+      throw new Error(`copy consumer ${copyConsumer} moved during the copy (registered at tick ${registeredTick}, now ${JSON.stringify(position)})`);
+    }
+    const result = await writeTransition(sub, current, { type: "COPY.DONE", snapshot, fenceTick }, "copy");
+    if (!result.accepted) throw new StepAbandoned(result.reason);
+    await sub.query("commit");
+    const report = progress.report("done");
+    log.info({ rows: counted.rows, bytes: counted.bytes, mbPerS: report.mb_per_s, snapshot, fenceTick }, "copied: catching-up");
+  } catch (error) {
+    progress?.stop();
+    await sub.query("rollback").catch(() => {});
+    await prov.query("rollback").catch(() => {});
+    throw error;
+  } finally {
+    signal.removeEventListener("abort", onAbort);
+    await close();
+  }
+}

@@ -1,0 +1,126 @@
+/**
+ * The copy service's small parts: the snapshot visibility rule, the batch
+ * position rule, the column check, copy consumer names, and the fence tick
+ * helper (shared/pgq forceNewTick) against a real PgQ: a tick made after
+ * the call, also when the ticker is paused for a while, never an older
+ * tick that turns up meanwhile, and a timeout when no tick comes.
+ */
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { copyConsumerName } from "../../services/copy/copy-consumer.ts";
+import { copyColumns } from "../../services/copy/initial-copy.ts";
+import { decideBatch } from "../../services/copy/position.ts";
+import { parseSnapshot, visibleIn } from "../../services/copy/snapshot.ts";
+import type { TableShape } from "../../shared/londiste/table-shape.ts";
+import { createQueue, forceNewTick, installPgq, setQueueConfig } from "../../shared/pgq/index.ts";
+import { createTestDatabase, type TestDatabase } from "../support/db.ts";
+import { sleep } from "../ticker/helpers.ts";
+
+describe("snapshot visibility", () => {
+  it("follows xmin, xmax and the in-progress list", () => {
+    const s = parseSnapshot("100:110:100,102,105");
+    expect([99, 100, 101, 102, 103, 105, 109, 110, 111].map((x) => visibleIn(x, s))).toEqual([
+      true, // < xmin
+      false, // xmin is the oldest one still running
+      true,
+      false, // in progress
+      true,
+      false,
+      true,
+      false, // >= xmax
+      false,
+    ]);
+    expect(visibleIn(5, parseSnapshot("10:10:"))).toBe(true);
+    expect(visibleIn(10, parseSnapshot("10:10:"))).toBe(false);
+    expect(() => parseSnapshot("10:5:")).toThrow(/bad snapshot/);
+    expect(() => parseSnapshot("x")).toThrow(/bad snapshot/);
+  });
+});
+
+describe("batch position rule", () => {
+  it("applies from the recorded start, skips a recorded end, refuses anything else", () => {
+    expect(decideBatch(null, { prevTickId: 3, tickId: 4 })).toEqual({ action: "apply" });
+    expect(decideBatch(3, { prevTickId: 3, tickId: 4 })).toEqual({ action: "apply" });
+    expect(decideBatch(4, { prevTickId: 3, tickId: 4 })).toEqual({ action: "skip" });
+    const e = decideBatch(2, { prevTickId: 3, tickId: 4 });
+    expect(e.action).toBe("error");
+  });
+});
+
+function shape(columns: Array<[string, { generated?: boolean }]>): TableShape {
+  return {
+    requested: "public.t",
+    name: "public.t",
+    oid: 1,
+    relkind: "r",
+    primaryKey: ["id"],
+    columns: new Map(
+      columns.map(([name, c]) => [name, { name, type: "int4", castType: "int4", generated: c.generated ?? false, identityAlways: false }]),
+    ),
+  };
+}
+
+describe("copy columns", () => {
+  it("takes the provider's columns in its order, skips those the subscriber generates, fails on a missing one", () => {
+    const provider = shape([["id", {}], ["b", {}], ["a", {}], ["g", { generated: true }], ["h", {}]]);
+    const dest = shape([["a", {}], ["id", {}], ["b", {}], ["h", { generated: true }], ["extra", {}]]);
+    // g is generated on the provider and absent here: nothing to copy; h is computed by the subscriber.
+    expect(copyColumns(provider, dest)).toEqual(["id", "b", "a"]);
+    expect(() => copyColumns(shape([["id", {}], ["x y", {}]]), dest)).toThrow("Column x y does not exist on dest side");
+  });
+});
+
+describe("copy consumer names", () => {
+  it("are stable, per table, and start with the replay consumer's name", () => {
+    const a = copyConsumerName("job", "public.a");
+    expect(a).toMatch(/^job_copy_[0-9a-f]{10}$/);
+    expect(copyConsumerName("job", "public.a")).toBe(a);
+    expect(copyConsumerName("job", "public.b")).not.toBe(a);
+  });
+});
+
+describe("forceNewTick", () => {
+  let db: TestDatabase;
+  const lastTick = async () => Number((await db.query<{ t: string }>("select max(tick_id) as t from pgq.tick")).rows[0]!.t);
+
+  beforeAll(async () => {
+    db = await createTestDatabase("copy_units");
+    await installPgq(db.pool);
+    await createQueue(db.pool, "q");
+  });
+  afterAll(async () => {
+    await db?.drop();
+  });
+
+  it("makes a tick after the call and after the snapshot", async () => {
+    const before = await lastTick();
+    const { rows } = await db.query<{ s: string }>("select pg_current_snapshot()::text as s");
+    const tick = await forceNewTick(db.pool, "q", { notOlderThan: rows[0]!.s });
+    expect(tick).toBeGreaterThan(before);
+    expect(tick).toBe(await lastTick());
+  });
+
+  it("waits while the ticker is paused, ignores an older tick that appears meanwhile, and times out when none comes", async () => {
+    const { rows } = await db.query<{ s: string }>("select pg_current_snapshot()::text as s");
+    await setQueueConfig(db.pool, "q", "ticker_paused", "true");
+    const before = await lastTick();
+    const waiting = forceNewTick(db.pool, "q", { notOlderThan: rows[0]!.s, timeoutMs: 20_000 });
+    await sleep(300);
+    // A tick with a snapshot older than the one asked for (as if a ticker had stalled before it): not taken.
+    await db.query(
+      `insert into pgq.tick (tick_queue, tick_id, tick_time, tick_snapshot, tick_event_seq)
+       select queue_id, nextval(queue_tick_seq), now(), '1:1:'::pg_snapshot, 0 from pgq.queue where queue_name = 'q'`,
+    );
+    await sleep(300);
+    await setQueueConfig(db.pool, "q", "ticker_paused", "false");
+    const tick = await waiting;
+    expect(tick).toBeGreaterThan(before + 1);
+
+    await setQueueConfig(db.pool, "q", "ticker_paused", "true");
+    await expect(forceNewTick(db.pool, "q", { timeoutMs: 500 })).rejects.toThrow(/no new tick/);
+    const stop = new AbortController();
+    const aborted = forceNewTick(db.pool, "q", { signal: stop.signal });
+    stop.abort(new Error("stopping"));
+    await expect(aborted).rejects.toThrow("stopping");
+    await setQueueConfig(db.pool, "q", "ticker_paused", "false");
+  });
+});
