@@ -19,7 +19,7 @@ import type { CopyContext } from "./context.ts";
 import { consumerPosition, copyConsumerName } from "./copy-consumer.ts";
 import { StepAbandoned, sqlState, TableFailure } from "./errors.ts";
 import { requireLeaseIn } from "./lease.ts";
-import { decideBatch, lockConsumerPosition, recordedTick } from "./position.ts";
+import { decideBatch, lockConsumerPosition, recordedTick } from "../../shared/londiste/position.ts";
 import { parseSnapshot, visibleIn } from "./snapshot.ts";
 
 export type CatchUpStep =
@@ -63,7 +63,7 @@ export async function catchUpOnce(ctx: CopyContext, table: TableSync, signal: Ab
       return await offerHandover(ctx, table, copyConsumer);
     }
     batchId = batch.batchId;
-    const decision = decideBatch(await recordedTick(sub, copyConsumer), batch);
+    const decision = decideBatch(await recordedTick(sub, copyConsumer), batch, "the copy cannot go on from here: resync the table");
     if (decision.action === "error") throw new TableFailure(decision.message);
     if (decision.action === "skip") {
       await sub.query("rollback");

@@ -15,7 +15,7 @@ import { consumerPosition, copyConsumerName, dropCopyConsumer } from "./copy-con
 import { restorePendingForeignKeys } from "./dest-objects.ts";
 import { StepAbandoned, TableFailure } from "./errors.ts";
 import { requireLease, requireLeaseIn } from "./lease.ts";
-import { recordedTick } from "./position.ts";
+import { recordedTick } from "../../shared/londiste/position.ts";
 
 export async function finishTable(ctx: CopyContext, tableName: string): Promise<void> {
   const { queue, consumer } = ctx.config;

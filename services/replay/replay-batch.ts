@@ -29,8 +29,7 @@ import { loadTableSyncs, type TableSync, writeTransition } from "../../shared/lo
 import type { SyncEvent } from "../../shared/londiste/sync-machine.ts";
 import { batchEvents, failEvent, finishBatch, getConsumerInfo, nextBatch } from "../../shared/pgq/index.ts";
 import type { BatchInfo } from "../../shared/pgq/types.ts";
-import { decideBatch } from "./position.ts";
-import { lockConsumerPosition } from "./position-lock.ts";
+import { decideBatch, lockConsumerPosition } from "../../shared/londiste/position.ts";
 import { pushSequences } from "./sequences.ts";
 
 /** Applies decoded changes inside the caller's subscriber transaction; destTable maps provider to subscriber names. */

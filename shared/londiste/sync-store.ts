@@ -116,8 +116,9 @@ export async function writeTransition(
         );
   if (result.rowCount !== 1) throw new SyncConflict(current.table);
   await client.query(
-    `insert into londiste.sync_outbox (queue_name, table_name, from_state, to_state, event, version)
-     values ($1, $2, $3, $4, $5, $6)`,
+    // clock_timestamp: the moment of the change, not the start of a long copy transaction.
+    `insert into londiste.sync_outbox (queue_name, table_name, from_state, to_state, event, version, created_at)
+     values ($1, $2, $3, $4, $5, $6, clock_timestamp())`,
     [current.queue, current.table, stateText(current.sync), next.state === "removed" ? "removed" : text, JSON.stringify({ ...event, actor }), version],
   );
   return { accepted: true, table: { ...current, sync: next, version } };

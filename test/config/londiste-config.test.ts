@@ -3,7 +3,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { describe, expect, it } from "vitest";
 import { loadLondisteConfig } from "../../shared/config/londiste.ts";
-import { decideBatch } from "../../services/replay/position.ts";
+import { decideBatch } from "../../shared/londiste/position.ts";
 
 function write(body: string): string {
   const path = join(mkdtempSync(join(tmpdir(), "londiste-conf-")), "job.ini");

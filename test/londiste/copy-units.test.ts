@@ -8,7 +8,7 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { copyConsumerName } from "../../services/copy/copy-consumer.ts";
 import { copyColumns } from "../../services/copy/initial-copy.ts";
-import { decideBatch } from "../../services/copy/position.ts";
+import { decideBatch } from "../../shared/londiste/position.ts";
 import { parseSnapshot, visibleIn } from "../../services/copy/snapshot.ts";
 import type { TableShape } from "../../shared/londiste/table-shape.ts";
 import { createQueue, forceNewTick, installPgq, setQueueConfig } from "../../shared/pgq/index.ts";

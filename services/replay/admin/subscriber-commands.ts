@@ -24,7 +24,7 @@ import { readTableShape } from "../../../shared/londiste/table-shape.ts";
 import { loadTableSync, loadTableSyncs, writeTransition } from "../../../shared/londiste/sync-store.ts";
 import { stateLabel, type SyncEvent } from "../../../shared/londiste/sync-machine.ts";
 import { registerConsumer, unregisterConsumer } from "../../../shared/pgq/index.ts";
-import { lockConsumerPosition } from "../position-lock.ts";
+import { lockConsumerPosition } from "../../../shared/londiste/position.ts";
 import { type AdminContext, names, type NameOutcome, perName, requireLondiste, requireNames, requireQueue } from "./context.ts";
 
 const TRIGGER_MODES: Record<string, string> = {
