@@ -21,7 +21,7 @@ import { connectNats } from "../../shared/bus/connect.ts";
 import { tickNoticeSubject, type TickNotice } from "../../shared/bus/subjects.ts";
 import { natsSettingsFrom } from "../../shared/config/common-keys.ts";
 import { loadLondisteConfig, londisteSubjects } from "../../shared/config/londiste.ts";
-import { pinSettingsSql } from "../../shared/londiste/compare/settings.ts";
+import { withPinnedSettings } from "../../shared/londiste/compare/settings.ts";
 import { startService } from "../../shared/service-start.ts";
 import { VERSION } from "../../shared/version.ts";
 import { compareCommand } from "./compare.ts";
@@ -33,12 +33,9 @@ export function repairProgressSubject(prefix: string, job: string): string {
   return `${londisteSubjects(prefix, job).commandPrefix}.repair.progress`;
 }
 
-/** A pool whose every connection runs under the pinned settings. */
+/** A pool whose every connection starts under the pinned settings. */
 function pinnedPool(config: pg.PoolConfig, log: RepairContext["log"]): pg.Pool {
-  const pool = new pg.Pool(config);
-  pool.on("connect", (client) => {
-    client.query(pinSettingsSql()).catch((error: unknown) => log.warn({ err: error }, "pinning session settings failed"));
-  });
+  const pool = new pg.Pool(withPinnedSettings(config));
   pool.on("error", (error) => log.warn({ err: error }, "idle connection failed"));
   return pool;
 }

@@ -46,14 +46,12 @@ export async function resolveTables(subscriber: pg.Pool, queue: string, requeste
 
 /** The table's plan from the two catalogs and its state, read in the point's transactions. */
 export async function planAt(provider: pg.ClientBase, subscriber: pg.ClientBase, queue: string, target: Target): Promise<PlanResult> {
-  const [p, s, state] = await Promise.all([
-    describeTable(provider, target.table),
-    describeTable(subscriber, target.dest),
-    subscriber.query<{ state: string | null }>(
-      "select merge_state as state from londiste.subscriber_table where queue_name = $1 and table_name = $2",
-      [queue, target.table],
-    ),
-  ]);
+  // One query at a time per client.
+  const [p, s] = await Promise.all([describeTable(provider, target.table), describeTable(subscriber, target.dest)]);
+  const state = await subscriber.query<{ state: string | null }>(
+    "select merge_state as state from londiste.subscriber_table where queue_name = $1 and table_name = $2",
+    [queue, target.table],
+  );
   if (state.rows.length === 0) return { ok: false, reason: `${target.table}: no longer replicated by this job` };
   return planTable(target.table, target.dest, state.rows[0]!.state, p, s);
 }

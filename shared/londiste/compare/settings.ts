@@ -23,3 +23,13 @@ export const PINNED_SETTINGS: ReadonlyArray<readonly [string, string]> = [
 export function pinSettingsSql(local = false): string {
   return PINNED_SETTINGS.map(([name, value]) => `set ${local ? "local " : ""}${name} = '${value}';`).join(" ");
 }
+
+/** The same as libpq startup options (`-c name=value`; no value holds a space). */
+export function pinnedStartupOptions(): string {
+  return PINNED_SETTINGS.map(([name, value]) => `-c ${name}=${value.replace(/ /g, "")}`).join(" ");
+}
+
+/** A connection config whose sessions start under the pinned settings (after any options of its own, so they win). */
+export function withPinnedSettings<T extends { options?: string }>(config: T): T {
+  return { ...config, options: config.options ? `${config.options} ${pinnedStartupOptions()}` : pinnedStartupOptions() };
+}
