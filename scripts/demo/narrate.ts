@@ -47,7 +47,7 @@ const MEANING: Record<string, string> = {
     "changes queued since its snapshot and applies this table's ones, until it has reached the end of the queue.",
   "wanna-sync":
     "wanna-sync:T: the copy worker has applied every change up to tick T (a tick is a numbered cut of the queue) " +
-    "and stops there. It waits for replay to reach tick T, skipping this table's changes until then (the copy has them).",
+    "and stops there. Replay skips this table's changes up to tick T (the copy applied them) and takes the table over at T.",
   "do-sync":
     "do-sync:T: replay has reached tick T and applies this table's changes from now on; the copy worker checks that " +
     "it is at T too, then hands the table over and leaves.",
