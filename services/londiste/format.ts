@@ -40,7 +40,14 @@ function tables(rows: Row[]): string {
       rows.map((t) => [t.table as string, state(t.state), (t.dest_table as string | null) ?? "-"]),
     ),
   ];
-  for (const t of rows) if (t.error) lines.push(`error in ${t.table as string}: ${t.error as string}`);
+  for (const t of rows) {
+    if (t.error) lines.push(`error in ${t.table as string}: ${t.error as string}`);
+    const p = t.copy_progress as { rows?: number; mb_per_s?: number; eta_s?: number | null; phase?: string } | null;
+    if (p && p.phase === "copying") {
+      const eta = p.eta_s === null || p.eta_s === undefined ? "" : `, about ${formatSeconds(p.eta_s)} left`;
+      lines.push(`copying ${t.table as string}: ${p.rows ?? 0} rows at ${(p.mb_per_s ?? 0).toFixed(1)} MB/s${eta} (${(t.copy_worker as string | null) ?? "?"})`);
+    }
+  }
   return lines.join("\n");
 }
 

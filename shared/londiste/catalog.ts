@@ -15,6 +15,10 @@ export interface SubscriberTable {
   dest: string;
   lastError: string | null;
   errorTime: Date | null;
+  /** The copy worker holding the table, while a copy runs. */
+  leaseOwner: string | null;
+  /** The copy's last progress report (rows, bytes, mb_per_s, eta_s, ...). */
+  copyProgress: Record<string, unknown> | null;
 }
 
 export async function subscriberTables(db: Queryable, queue: string): Promise<SubscriberTable[]> {
@@ -26,7 +30,14 @@ export async function subscriberTables(db: Queryable, queue: string): Promise<Su
     dest_table: string;
     last_error: string | null;
     error_time: Date | null;
-  }>("select * from londiste.subscriber_get_table_info($1)", [queue]);
+    lease_owner: string | null;
+    copy_progress: Record<string, unknown> | null;
+  }>(
+    `select i.*, t.lease_owner, t.copy_progress
+       from londiste.subscriber_get_table_info($1) i
+       join londiste.subscriber_table t on t.queue_name = $1 and t.table_name = i.table_name`,
+    [queue],
+  );
   return rows.map((r) => ({
     table: r.table_name,
     state: r.merge_state,
@@ -35,6 +46,8 @@ export async function subscriberTables(db: Queryable, queue: string): Promise<Su
     dest: r.dest_table,
     lastError: r.last_error,
     errorTime: r.error_time,
+    leaseOwner: r.lease_owner,
+    copyProgress: r.copy_progress,
   }));
 }
 

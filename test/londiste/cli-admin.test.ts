@@ -162,7 +162,7 @@ describe("acceptance: install, add, replicate, status", () => {
     expect(s.last_tick!).toBeGreaterThan(1);
     expect(s.replay.role).toBe("active");
     expect(s.replay.changes).toBeGreaterThanOrEqual(8);
-    expect(s.tables).toEqual([{ table: "public.t", state: "ok", dest_table: null, error: null }]);
+    expect(s.tables).toEqual([{ table: "public.t", state: "ok", dest_table: null, error: null, copy_worker: null, copy_progress: null }]);
     // The recorded tick is the provider consumer's last tick (scenario 37: completed = the last batch's end tick).
     const [{ last_tick }] = await rowsOf(job.provider, `select last_tick from pgq.get_consumer_info('${job.queue}', '${job.jobName}')`);
     expect(Number(last_tick)).toBe(s.subscriber_tick);

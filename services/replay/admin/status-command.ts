@@ -45,6 +45,8 @@ export function statusCommand(ctx: AdminContext): CommandSpec {
           state: t.state,
           dest_table: t.dest === t.table ? null : t.dest,
           error: t.lastError,
+          copy_worker: t.leaseOwner,
+          copy_progress: t.state !== "ok" ? t.copyProgress : null,
         })),
         seqs,
       };

@@ -374,5 +374,7 @@ function tableRow(t: Awaited<ReturnType<typeof subscriberTables>>[number]) {
     skip_truncate: t.skipTruncate,
     error: t.lastError,
     error_time: t.errorTime?.toISOString() ?? null,
+    copy_worker: t.leaseOwner,
+    copy_progress: t.state !== "ok" ? t.copyProgress : null,
   };
 }
