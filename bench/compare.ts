@@ -183,7 +183,14 @@ async function main(): Promise<void> {
     const equal = (compareResult as Array<{ status: string }>)[0]!.status;
     if (equal !== "equal") throw new Error(`compare of equal tables said ${equal}`);
 
-    // ---------------------------------------------------------------- 3. 1,000 differences
+    // ---------------------------------------------------------------- 3. one difference, located
+    await subscriber.query(`update public.t set b = 'one' where id = ${Math.floor(ROWS * 0.618)}`);
+    const one = await timed("ranged compare, 1 difference", () => compare({ tables: [TABLE], ranged: true }));
+    const oneRanges = ((one.value as Array<{ ranges?: Array<{ provider_rows: number }> }>)[0]!.ranges ?? []);
+    if (oneRanges.length !== 1) throw new Error(`ranged compare found ${oneRanges.length} ranges for one difference`);
+    await subscriber.query(`update public.t set b = md5(id::text) where id = ${Math.floor(ROWS * 0.618)}`);
+
+    // ---------------------------------------------------------------- 4. 1,000 differences
     const step = Math.floor(ROWS / DIFFS);
     await subscriber.query(
       `update public.t set b = 'changed' where id in (select g * ${step} from generate_series(1, ${DIFFS * 0.6}) g)`,
@@ -211,11 +218,13 @@ async function main(): Promise<void> {
     if ((differ.value as Array<{ status: string }>)[0]!.status !== "differ") throw new Error("compare did not see the differences");
 
     // ---------------------------------------------------------------- report
-    const cpus = (await import("node:os")).cpus();
+    const os = await import("node:os");
+    const cpus = os.cpus();
     const version = (await provider.query<{ v: string }>("show server_version")).rows[0]!.v;
     const results = {
       date: new Date().toISOString(),
       machine: `${cpus[0]?.model ?? "?"}, ${cpus.length} cores, PostgreSQL ${version}, Node ${process.version}`,
+      load_average_at_end: os.loadavg().map((l) => Number(l.toFixed(2))),
       rows: ROWS,
       table_size_per_side: size,
       baseline_scan_s: scan,
@@ -223,6 +232,8 @@ async function main(): Promise<void> {
       compare_s: compareSeconds,
       compare_vs_read: compareSeconds / read,
       compare_vs_scan: compareSeconds / scan,
+      ranged_compare_1_diff_s: one.seconds,
+      ranged_1_diff_range_rows: oneRanges[0]!.provider_rows,
       compare_1000_diffs_s: differ.seconds,
       ranged_compare_s: ranged.seconds,
       ranged_ranges: ranges,
@@ -238,12 +249,14 @@ async function main(): Promise<void> {
       ["baseline scan: count(*), both sides at once", `${scan.toFixed(2)} s`],
       ["baseline read: copy (select *) to /dev/null, both sides at once", `${read.toFixed(2)} s`],
       ["compare (snapshot method, equal)", `${compareSeconds.toFixed(2)} s = ${(compareSeconds / read).toFixed(2)}x read, ${(compareSeconds / scan).toFixed(2)}x scan`],
+      ["ranged compare, 1 difference", `${one.seconds.toFixed(2)} s, located in ${oneRanges[0]!.provider_rows} rows`],
       ["compare, 1,000 differences", `${differ.seconds.toFixed(2)} s`],
       ["ranged compare, 1,000 differences", `${ranged.seconds.toFixed(2)} s, ${ranges} ranges`],
       ["repair to fix file (checksum + merge)", `${filed.seconds.toFixed(2)} s, ${found.inserts}/${found.updates}/${found.deletes} I/U/D, peak RSS ${results.repair_rss_peak_mb} MB`],
       ["repair --apply (both phases)", `${applied.seconds.toFixed(2)} s, replay held ${heldSeconds.toFixed(2)} s`],
     ];
     const width = Math.max(...rows.map((r) => r[0].length));
+    rows.push(["load average (1/5/15 min) at the end", results.load_average_at_end.join(" / ")]);
     process.stdout.write(`\n${rows.map(([k, v]) => `${k.padEnd(width)}  ${v}`).join("\n")}\n`);
     const out = fileURLToPath(new URL("./results/", import.meta.url));
     mkdirSync(out, { recursive: true });

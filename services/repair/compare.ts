@@ -7,7 +7,7 @@
  */
 import type pg from "pg";
 import type { CommandSpec } from "../../shared/bus/command-service.ts";
-import { checksumQuery, type KeyRange, quantileQuery, showKey, type TablePlan, WHOLE_TABLE } from "../../shared/londiste/compare/plan.ts";
+import { canSample, checksumQuery, type KeyRange, quantileQuery, showKey, type Side, type TablePlan, WHOLE_TABLE } from "../../shared/londiste/compare/plan.ts";
 import { narrowDifferences, pairEqual, type RangePair } from "../../shared/londiste/compare/ranges.ts";
 import { textRows } from "../../shared/londiste/compare/row-source.ts";
 import { COMMON_FIELDS, commonOptions, forEachTable, newOwner, type TableOutcome } from "./common.ts";
@@ -23,6 +23,26 @@ async function sums(client: pg.ClientBase, plan: TablePlan, side: "provider" | "
 export async function checksumPair(point: ConsistentPoint, plan: TablePlan, range: KeyRange = WHOLE_TABLE): Promise<RangePair> {
   const [provider, subscriber] = await Promise.all([sums(point.provider, plan, "provider", range), sums(point.subscriber, plan, "subscriber", range)]);
   return { provider, subscriber };
+}
+
+/** Ranges bigger than this are cut at the quantiles of a sample (about SAMPLE_PER_PART rows per part). */
+const SAMPLE_ABOVE_ROWS = 100_000;
+const SAMPLE_PER_PART = 64;
+
+/**
+ * Cuts for a range: for a big range, the quantiles of a TABLESAMPLE SYSTEM sample (reads a
+ * small fraction of the table instead of the whole range in key order); when the sample
+ * holds too few rows of the range, or for small ranges, the exact quantiles.
+ */
+async function quantiles(point: ConsistentPoint, plan: TablePlan, range: KeyRange, side: Side, rows: number, parts: number): Promise<string[][]> {
+  const client = point[side];
+  if (rows > SAMPLE_ABOVE_ROWS && canSample(plan, side)) {
+    // Page sampling: the fraction of the whole table that holds about parts * SAMPLE_PER_PART rows of the range.
+    const percent = (100 * parts * SAMPLE_PER_PART) / rows;
+    const cuts = (await textRows(client, quantileQuery(plan, side, range, SAMPLE_PER_PART, percent))) as string[][];
+    if (cuts.length >= parts / 2) return cuts;
+  }
+  return (await textRows(client, quantileQuery(plan, side, range, Math.ceil(rows / parts)))) as string[][];
 }
 
 export interface RangedOptions {
@@ -56,7 +76,7 @@ async function compareTable(ctx: RepairContext, point: ConsistentPoint, plan: Ta
       whole,
       {
         checksum: (range) => checksumPair(point, plan, range),
-        quantiles: async (range, side, step) => (await textRows(point[side], quantileQuery(plan, side, range, step))) as string[][],
+        quantiles: (range, side, rows, parts) => quantiles(point, plan, range, side, rows, parts),
       },
       {
         ...ranged,

@@ -51,7 +51,7 @@ select g, case when g % 5 = 0 then null when g % 5 = 1 then '' else 'row ' || g 
 insert into ${TWO} select k, o, k || '/' || o
   from unnest(array['Zeta', 'zeta', 'alpha', 'Alpha', 'ä', 'é', 'e', 'Ω', '_', ' ', '']) k, generate_series(1, 3) o;
 insert into public.tskey select '2020-01-01 00:00+00'::timestamptz + g * interval '1 hour', g / 10.0, 'v' || g from generate_series(1, 100) g;
-insert into public.big select g, md5(g::text) from generate_series(1, 20000) g;
+insert into public.big select g, md5(g::text) from generate_series(1, 150000) g;
 `;
 
 let job: LondisteJob;

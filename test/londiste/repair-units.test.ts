@@ -177,7 +177,8 @@ describe("ranges", () => {
         scanned += p.rows;
         return { provider: p, subscriber: sums(subscriber, r) };
       },
-      quantiles: async (r: KeyRange, side: "provider" | "subscriber", step: number) => {
+      quantiles: async (r: KeyRange, side: "provider" | "subscriber", rows: number, parts: number) => {
+        const step = Math.ceil(rows / parts);
         const keys = [...(side === "provider" ? provider : subscriber).keys()].filter((k) => inRange(k, r)).sort((a, b) => a - b);
         return keys.filter((_, i) => (i + 1) % step === 0).map((k) => [String(k)]);
       },

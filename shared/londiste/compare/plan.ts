@@ -182,17 +182,27 @@ export function checksumQuery(plan: TablePlan, side: Side, range: KeyRange = WHO
   };
 }
 
-/** Every step-th key of a range in key order (the range's quantiles), as rows of key texts. */
-export function quantileQuery(plan: TablePlan, side: Side, range: KeyRange, step: number): Query {
+/**
+ * Every step-th key of a range in key order (the range's quantiles), as rows of key texts.
+ * With samplePercent, of a TABLESAMPLE SYSTEM sample of the table instead (approximate
+ * quantiles at a fraction of the reads; plain tables only).
+ */
+export function quantileQuery(plan: TablePlan, side: Side, range: KeyRange, step: number, samplePercent?: number): Query {
   const s = plan[side];
   const cond = rangeCondition(plan, side, range);
   const keys = plan.keys.map(quoteIdent);
+  const sample = samplePercent === undefined ? "" : ` tablesample system (${Math.min(100, Math.max(0.0001, samplePercent)).toFixed(4)})`;
   return {
     text:
       `select ${keys.join(", ")} from (select ${keys.join(", ")}, pg_catalog.row_number() over (order by ${s.keyExprs.join(", ")}) as rn ` +
-      `from ${s.from}${where(cond.sql)}) q where rn % ${Math.max(1, Math.floor(step))} = 0 order by rn`,
+      `from ${s.from}${sample}${where(cond.sql)}) q where rn % ${Math.max(1, Math.floor(step))} = 0 order by rn`,
     values: cond.values,
   };
+}
+
+/** Whether a side's table can be sampled (TABLESAMPLE on a plain table). */
+export function canSample(plan: TablePlan, side: Side): boolean {
+  return plan[side].from.startsWith("only ");
 }
 
 /** The compared columns of a range in merge order, ordered by the key. */

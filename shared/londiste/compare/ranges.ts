@@ -27,8 +27,11 @@ export interface DiffRange extends KeyRange {
 export interface RangeOps {
   /** Checksums of one range on both sides. */
   checksum(range: KeyRange): Promise<RangePair>;
-  /** Keys splitting a range into parts of about `step` rows, ascending, on the given side. */
-  quantiles(range: KeyRange, side: "provider" | "subscriber", step: number): Promise<string[][]>;
+  /**
+   * Keys cutting a range of `rows` rows (on the given side) into about `parts` parts, ascending.
+   * Any keys inside the range make a correct split; balanced ones make it quick.
+   */
+  quantiles(range: KeyRange, side: "provider" | "subscriber", rows: number, parts: number): Promise<string[][]>;
 }
 
 export interface NarrowOptions {
@@ -84,7 +87,7 @@ export async function narrowDifferences(root: KeyRange, rootSums: RangePair, ops
       return;
     }
     const side = r.provider.rows >= r.subscriber.rows ? "provider" : "subscriber";
-    const parts = splitRange(r, await ops.quantiles(r, side, Math.ceil(big / fanout)));
+    const parts = splitRange(r, await ops.quantiles(r, side, big, fanout));
     if (parts.length < 2) {
       result.ranges.push(r);
       return;
