@@ -56,12 +56,14 @@
  *   whose text is one spelling per value (integers, text types with a
  *   deterministic collation, uuid, bool, date, timestamps, bytea, enums) —
  *   a stretch of inserts, updates without key change and deletes of such
- *   tables in which no row (table and primary key value) appears twice is
- *   applied as one statement per kind and column list: deletes, updates,
- *   inserts (a table's inserts in a segment share one column list, so they
- *   keep their order). Each change then touches a row no other change in
- *   the segment touches, and no trigger, rule, foreign key (replica mode) or
- *   other unique index ties rows together, so each change meets the same
+ *   tables is laid out in layers — a row's (table and primary key value)
+ *   k-th change in the stretch goes to layer k — and applied layer by
+ *   layer, one statement per kind and column list: deletes, updates,
+ *   inserts (a table's inserts in a segment share one column list, and
+ *   stay in their order across layers when a column has a default or is an
+ *   identity, which a sequence may fill). In a layer each change touches a row no
+ *   other change touches, and no trigger, rule, foreign key (replica mode)
+ *   or other unique index ties rows together, so each change meets the same
  *   row state as in per-row order and the result is the same (a CHECK
  *   constraint or default whose function reads other rows would be a tie
  *   too; PostgreSQL does not support those). This is what makes an
@@ -293,15 +295,16 @@ class Applier {
 
   /**
    * The segment starting at changes[i]: the longest stretch (at most maxGroupRows) of inserts,
-   * updates without key change and deletes, on reorder-safe tables, in which no row (subscriber
-   * table and primary key value) appears twice and each table's inserts share one column list.
-   * Its changes, grouped by signature, can be applied in any order. end === i: changes[i] cannot
-   * start one.
+   * updates without key change and deletes of tables whose changes commute, laid out in layers:
+   * a row's (subscriber table and primary key value) k-th change in the segment goes to layer k,
+   * so a layer holds each row at most once. A table's inserts share one column list and, when
+   * the table has defaults (insertOrder), stay in their order: an insert may not go to a lower
+   * layer than an earlier insert into its table. end === i: changes[i] cannot start one.
    */
   private async segment(changes: RowChange[], i: number): Promise<Segment> {
-    const seen = new Set<string>();
-    const insertSig = new Map<number, string>();
-    const groups = new Map<string, GroupedChange[]>();
+    const layerOf = new Map<string, number>();
+    const inserts = new Map<number, { sig: string; layer: number }>();
+    const groups = new Map<string, SegmentGroup>();
     let j = i;
     for (; j < changes.length && j - i < this.maxGroupRows; j++) {
       const change = changes[j]!;
@@ -313,21 +316,23 @@ class Applier {
       } catch {
         break; // reported when the change is applied in order
       }
-      if (!(await this.tableKind(t)).commutes) break;
+      const kind = await this.tableKind(t);
+      if (!kind.commutes) break;
       const pk = t.shape.primaryKey;
       let values: Array<string | null>;
       if (change.op === "insert") {
         if (!pk.every((k) => change.row.has(k))) break;
         values = pk.map((k) => change.row.get(k)!);
-        const first = insertSig.get(t.shape.oid);
-        if (first !== undefined && first !== sig) break;
-        insertSig.set(t.shape.oid, sig);
       } else {
         if (change.key.size !== pk.length || !pk.every((k) => change.key.has(k))) break;
         values = pk.map((k) => change.key.get(k)!);
       }
       const rowId = JSON.stringify([t.shape.oid, values]);
-      if (seen.has(rowId)) break;
+      const layer = (layerOf.get(rowId) ?? 0) + 1;
+      if (change.op === "insert") {
+        const earlier = inserts.get(t.shape.oid);
+        if (earlier && (earlier.sig !== sig || (kind.insertOrder && earlier.layer > layer))) break;
+      }
       try {
         // Column errors are raised in order, by the change that has them.
         if (change.op !== "delete" && this.writable(t, change.row).length === 0) break;
@@ -335,24 +340,28 @@ class Applier {
       } catch {
         break;
       }
-      seen.add(rowId);
-      const group = groups.get(sig);
-      if (group) group.push(change);
-      else groups.set(sig, [change]);
+      if (change.op === "insert") inserts.set(t.shape.oid, { sig, layer });
+      layerOf.set(rowId, layer);
+      const id = `${layer}\u0000${sig}`;
+      const group = groups.get(id);
+      if (group) group.changes.push(change);
+      else groups.set(id, { layer, changes: [change] });
     }
     return { end: j, groups };
   }
 
   /**
-   * A segment as one statement per group — deletes, then updates, then inserts — in one savepoint.
-   * Each statement must hit exactly one row per change; otherwise the segment is rolled back and
-   * applied in order.
+   * A segment as one statement per group — layer by layer; in a layer deletes, then updates, then
+   * inserts — in one savepoint. Each statement must hit exactly one row per change; otherwise the
+   * segment is rolled back and applied in order.
    */
   private async applySegment(changes: RowChange[], i: number, segment: Segment): Promise<void> {
     const order = { delete: 0, update: 1, insert: 2 };
-    const groups = [...segment.groups.values()].sort((a, b) => order[a[0]!.op] - order[b[0]!.op]);
+    const groups = [...segment.groups.values()].sort(
+      (a, b) => a.layer - b.layer || order[a.changes[0]!.op] - order[b.changes[0]!.op],
+    );
     const statements: Array<{ t: Target; run: GroupedChange[]; sql: string; params: unknown[] }> = [];
-    for (const run of groups) {
+    for (const { changes: run } of groups) {
       const t = await this.target(run[0]!.table);
       statements.push({ t, run, ...this.groupedStatement(t, run)! });
     }
@@ -377,10 +386,13 @@ class Applier {
   private tableKind(t: Target): Promise<TableKind> {
     let kind = TABLE_KINDS.get(t.shape);
     if (!kind) {
-      kind = this.client.query<{ quiet: boolean; keyed: boolean }>(TABLE_KIND_SQL, [t.shape.oid]).then(({ rows }) => ({
-        quiet: rows[0]?.quiet === true,
-        commutes: rows[0]?.quiet === true && rows[0]?.keyed === true,
-      }));
+      kind = this.client
+        .query<{ quiet: boolean; keyed: boolean; defaults: boolean }>(TABLE_KIND_SQL, [t.shape.oid])
+        .then(({ rows }) => ({
+          quiet: rows[0]?.quiet === true,
+          commutes: rows[0]?.quiet === true && rows[0]?.keyed === true,
+          insertOrder: rows[0]?.defaults !== false,
+        }));
       TABLE_KINDS.set(t.shape, kind);
     }
     return kind;
@@ -611,11 +623,17 @@ class Applier {
   }
 }
 
+interface SegmentGroup {
+  layer: number;
+  /** Same signature, in their order. */
+  changes: GroupedChange[];
+}
+
 interface Segment {
   /** End (exclusive) in the changes. */
   end: number;
-  /** The segment's changes by signature, in order of first appearance. */
-  groups: Map<string, GroupedChange[]>;
+  /** The segment's changes by layer and signature. */
+  groups: Map<string, SegmentGroup>;
 }
 
 /**
@@ -623,11 +641,14 @@ interface Segment {
  * ALWAYS/REPLICA), so a multi-row statement has no effect beyond its rows; commutes: also a plain
  * table whose only unique index (or exclusion constraint) is its primary key, on columns whose
  * text is one spelling per value (integers, text types with a deterministic collation, uuid, bool,
- * date, timestamps, bytea, enums), so changes to different rows can be applied in any order.
+ * date, timestamps, bytea, enums), so changes to different rows can be applied in any order
+ * (inserts too, unless insertOrder).
  */
 interface TableKind {
   quiet: boolean;
   commutes: boolean;
+  /** A column has a default or is an identity: inserts may fill it in their order (a sequence), so keep it. */
+  insertOrder: boolean;
 }
 
 /** Per table shape (so per transaction, like the shapes). */
@@ -652,7 +673,10 @@ select not exists (select 1 from pg_trigger g where g.tgrelid = c.oid and g.tgen
                  or not (ty.typtype = 'e'
                          or (ty.typnamespace = 'pg_catalog'::regnamespace
                              and ty.typname in ('int2', 'int4', 'int8', 'text', 'varchar', 'bpchar', 'uuid', 'bool',
-                                                'date', 'timestamp', 'timestamptz', 'bytea'))))) as keyed
+                                                'date', 'timestamp', 'timestamptz', 'bytea'))))) as keyed,
+       exists (select 1 from pg_attribute a
+                where a.attrelid = c.oid and a.attnum > 0 and not a.attisdropped and a.attgenerated = ''
+                  and (a.atthasdef or a.attidentity <> '')) as defaults
   from pg_class c
  where c.oid = $1`;
 
