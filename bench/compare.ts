@@ -74,13 +74,6 @@ async function timed<T>(label: string, work: () => Promise<T>): Promise<{ second
   return { seconds, value };
 }
 
-/** Best of n runs (the first run also warms the cache). */
-async function best(label: string, n: number, work: () => Promise<unknown>): Promise<number> {
-  let min = Infinity;
-  for (let i = 0; i < n; i++) min = Math.min(min, (await timed(`${label} #${i + 1}`, work)).seconds);
-  return min;
-}
-
 const TABLE_SQL = `create table public.t (id int8 primary key, a int, b text, c numeric, d timestamptz, e jsonb)`;
 const FILL_SQL = `insert into public.t
   select g, g % 1000, md5(g::text), g * 1.5, '2020-01-01 00:00+00'::timestamptz + g * interval '1 s', jsonb_build_object('k', g, 'tag', g % 7)
@@ -168,18 +161,29 @@ async function main(): Promise<void> {
     };
     const repair = repairCommand(repairCtx).handler;
 
-    // ---------------------------------------------------------------- 1. baselines
+    // ---------------------------------------------------------------- 1. baselines and 2. compare
+    // Interleaved (scan, read, compare; three rounds; best of each), so a burst of outside load
+    // does not fall on one of them only.
     const both = (sql: string) => Promise.all([provider.query(sql), subscriber.query(sql)]);
-    const scan = await best("baseline scan: count(*) on both sides at once", 3, () => both("select count(*) from only public.t"));
-    const read = await best("baseline read: copy (select * ...) to '/dev/null' on both sides at once", 3, () =>
-      both("copy (select * from only public.t) to '/dev/null'"),
-    );
-
-    // ---------------------------------------------------------------- 2. compare
+    let scan = Infinity;
+    let read = Infinity;
+    let compareSeconds = Infinity;
     let compareResult: unknown;
-    const compareSeconds = await best("compare (snapshot method)", 3, async () => {
-      compareResult = await compare({ tables: [TABLE] });
-    });
+    for (let round = 1; round <= 3; round++) {
+      scan = Math.min(scan, (await timed(`baseline scan: count(*) on both sides at once #${round}`, () => both("select count(*) from only public.t"))).seconds);
+      read = Math.min(
+        read,
+        (await timed(`baseline read: copy (select * ...) to '/dev/null' on both sides at once #${round}`, () => both("copy (select * from only public.t) to '/dev/null'"))).seconds,
+      );
+      compareSeconds = Math.min(
+        compareSeconds,
+        (
+          await timed(`compare (snapshot method) #${round}`, async () => {
+            compareResult = await compare({ tables: [TABLE] });
+          })
+        ).seconds,
+      );
+    }
     const equal = (compareResult as Array<{ status: string }>)[0]!.status;
     if (equal !== "equal") throw new Error(`compare of equal tables said ${equal}`);
 
