@@ -4,8 +4,10 @@
  * request makes it fail or complete cleanly, and replay is never left
  * paused: the hold on replay is deleted when the request ends, and a
  * worker killed while holding replay leaves a hold that expires by itself.
- * Two workers share the requests; concurrent requests take turns holding
- * replay. Ticker, replay and the repair workers are their own processes.
+ * With --lock the provider table is unlocked when replay does not catch
+ * up in time; a replay lagging more than the ticker lag + 10 s is refused
+ * unless forced (spec §4.8). Two workers share the requests; concurrent
+ * requests take turns holding replay. Ticker, replay and the repair workers are their own processes.
  */
 import type { NatsConnection } from "@nats-io/nats-core";
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from "vitest";
@@ -152,6 +154,24 @@ describe("replay killed", () => {
     expect(reply.error?.code).toBe("unavailable");
     expect(reply.error?.message).toMatch(/^replay did not reach tick \d+ within 2 s/);
     expect(Date.now() - started).toBeLessThan(10_000);
+    expect(await holds()).toEqual([]);
+
+    // --lock: the table lock is given up when replay does not catch up in time.
+    const locked = await send("compare", { tables: ["t"], lock: true, wait_seconds: 2 });
+    expect(locked.result?.[0]).toMatchObject({ status: "failed", ok: false });
+    expect(locked.result![0]!.message).toMatch(/^Consumer lagging too much, exiting: replay did not reach tick \d+ within/);
+    expect((await job.provider.query("select 1 from pg_locks where locktype = 'relation' and mode = 'ShareLock'")).rows).toEqual([]);
+
+    // Spec §4.8: replay lagging more than the ticker lag + 10 s is refused, unless forced.
+    await waitFor(
+      async () => {
+        const r = await send("compare", { tables: ["t"], wait_seconds: 1 });
+        return r.error?.code === "conflict" ? r.error : undefined;
+      },
+      { timeoutMs: 20_000, intervalMs: 1000, what: "the lag refusal" },
+    ).then((error) => expect(error.message).toMatch(/^Consumer lagging too much, cannot proceed: replay lags \d+\.\d s, the ticker \d+\.\d s/));
+    const forced = await send("compare", { tables: ["t"], wait_seconds: 1, force: true });
+    expect(forced.error?.code).toBe("unavailable");
     expect(await holds()).toEqual([]);
     await startReplay();
     await expectReplayFlows();
