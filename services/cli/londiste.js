@@ -1,7 +1,8 @@
 #!/usr/bin/env node
 // Launcher: `londiste CONFIG replay [--reset]` runs the replay service in
-// this process, `londiste CONFIG copy` a copy worker; every other command
-// is sent to the job's replay service.
+// this process, `londiste CONFIG copy` a copy worker, `londiste CONFIG
+// repair-worker` a compare/repair worker; every other command is sent to
+// the job's services over NATS.
 import { register } from "tsx/esm/api";
 
 register();
@@ -14,6 +15,9 @@ if (words[1] === "replay" && words.length === 2 && flags.every((f) => f === "--r
 } else if (words[1] === "copy" && words.length === 2 && flags.length === 0) {
   const { runCopyService } = await import("../copy/main.ts");
   process.exit(await runCopyService(words[0]));
+} else if (words[1] === "repair-worker" && words.length === 2 && flags.length === 0) {
+  const { runRepairService } = await import("../repair/main.ts");
+  process.exit(await runRepairService(words[0]));
 } else {
   const { runLondisteCommand } = await import("../londiste/main.ts");
   process.exit(await runLondisteCommand(argv));

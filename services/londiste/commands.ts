@@ -14,6 +14,12 @@ export interface Flags {
   skipTruncate: boolean;
   force: boolean;
   destTable: string | undefined;
+  ranged: boolean;
+  lock: boolean;
+  apply: boolean;
+  dryRun: boolean;
+  /** repair: directory of the fix files on the repair worker's host (absolute). */
+  dir: string | undefined;
 }
 
 export interface CommandLine {
@@ -92,13 +98,53 @@ export const LONDISTE_COMMANDS: Record<string, Usage> = {
   "subscriber deny-writes": { args: "TABLE...", help: "refuse writes to tables by anyone but replay", min: 1, max: MANY, build: tables },
   "subscriber allow-writes": { args: "TABLE...", help: "lift deny-writes", min: 1, max: MANY, build: tables },
   status: { args: "", help: "job lag, last tick and each table's state", min: 0, max: 0, build: none },
+  compare: {
+    args: "[TABLE...] [--ranged] [--lock] [--force]",
+    help: "row counts and checksums of both sides at one consistent point (exit 1 when any differ; --ranged: the differing key ranges)",
+    min: 0,
+    max: MANY,
+    flags: ["ranged", "lock", "force"],
+    build: (args, f) => ({
+      ...(args.length > 0 ? { tables: args } : {}),
+      ...(f.ranged ? { ranged: true } : {}),
+      ...(f.lock ? { lock: true } : {}),
+      ...(f.force ? { force: true } : {}),
+    }),
+  },
+  repair: {
+    args: "[TABLE...] [--apply | --dry-run] [--lock] [--force] [--dir DIR]",
+    help: "the differing rows as SQL in fix.<table>.sql (--dir on the worker's host); --apply applies them, --dry-run lists them",
+    min: 0,
+    max: MANY,
+    flags: ["apply", "dryRun", "lock", "force", "dir"],
+    build: (args, f) => {
+      if (f.apply && f.dryRun) throw new UsageError("--apply and --dry-run do not go together");
+      if (f.dryRun && f.dir !== undefined) throw new UsageError("--dry-run writes no file: --dir does not apply");
+      return {
+        ...(args.length > 0 ? { tables: args } : {}),
+        ...(f.apply ? { apply: true } : {}),
+        ...(f.dryRun ? { dry_run: true } : {}),
+        ...(f.lock ? { lock: true } : {}),
+        ...(f.force ? { force: true } : {}),
+        ...(f.dir !== undefined ? { dir: f.dir } : {}),
+      };
+    },
+  },
 };
+
+/** Commands served by the job's repair workers (`londiste CONFIG repair-worker`) rather than by replay. */
+export const REPAIR_COMMANDS = new Set(["compare", "repair"]);
 
 const FLAG_NAMES: Record<keyof Flags, string> = {
   expectSync: "--expect-sync",
   skipTruncate: "--skip-truncate",
   force: "--force",
   destTable: "--dest-table",
+  ranged: "--ranged",
+  lock: "--lock",
+  apply: "--apply",
+  dryRun: "--dry-run",
+  dir: "--dir",
 };
 
 export function parseCommand(words: string[], flags: Flags): CommandLine {
@@ -114,7 +160,7 @@ export function parseCommand(words: string[], flags: Flags): CommandLine {
   }
   if (args.length < usage.min || args.length > usage.max) throw new UsageError(`usage: londiste CONFIG ${key} ${usage.args}`.trimEnd());
   for (const [flag, name] of Object.entries(FLAG_NAMES) as Array<[keyof Flags, string]>) {
-    const given = flag === "destTable" ? flags.destTable !== undefined : flags[flag];
+    const given = flag === "destTable" || flag === "dir" ? flags[flag] !== undefined : flags[flag];
     if (given && !usage.flags?.includes(flag)) throw new UsageError(`${name} does not apply to "${key}"`);
   }
   return { command: key.replace(" ", "."), request: usage.build(args, flags) };
@@ -127,9 +173,10 @@ export function helpText(): string {
     "services (long-running):",
     "  replay [--reset]                 apply the job's batches to the subscriber",
     "  copy                             a copy worker: initial copies and their handover to replay",
+    "  repair-worker                    serves compare and repair (any number, on any host)",
     "  watch [--json]                   print the tables' state changes as they happen (JetStream)",
     "",
-    "admin commands (sent to the job's replay service over NATS):",
+    "admin commands (sent over NATS to the job's replay service; compare and repair to its repair workers):",
   ];
   for (const [name, usage] of Object.entries(LONDISTE_COMMANDS)) {
     lines.push(`  ${`${name} ${usage.args}`.padEnd(40)} ${usage.help}`);

@@ -6,6 +6,9 @@ interface NameOutcome {
   ok: boolean;
   message: string;
   warnings?: string[];
+  /** repair --dry-run: the statements that would fix the table. */
+  statements?: string[];
+  statements_truncated?: boolean;
 }
 
 function isOutcomeList(v: unknown): v is NameOutcome[] {
@@ -22,6 +25,8 @@ function outcomes(list: NameOutcome[]): string {
   for (const o of list) {
     out.push(`${o.name}: ${o.ok ? "" : "FAILED: "}${o.message}`);
     for (const w of o.warnings ?? []) out.push(`  warning: ${w}`);
+    for (const st of o.statements ?? []) out.push(`  ${st}`);
+    if (o.statements_truncated) out.push("  -- ... more statements: run repair without --dry-run for the whole fix file");
   }
   return out.join("\n");
 }

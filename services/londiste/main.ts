@@ -6,11 +6,12 @@
  * Exit codes: 0 done, 1 the command failed (for any table), 2 bad usage
  * or config, 3 no service answered.
  */
+import { resolve } from "node:path";
 import { natsSettingsFrom } from "../../shared/config/common-keys.ts";
 import { ConfigError } from "../../shared/config/load.ts";
 import { loadLondisteConfig, londisteSubjects } from "../../shared/config/londiste.ts";
 import { connectForCli, NoServiceError, requestReply } from "../../shared/cli/request.ts";
-import { type Flags, helpText, parseCommand, UsageError } from "./commands.ts";
+import { type Flags, helpText, parseCommand, REPAIR_COMMANDS, UsageError } from "./commands.ts";
 import { anyFailed, formatResult } from "./format.ts";
 import { watchStateChanges } from "./watch.ts";
 
@@ -25,7 +26,17 @@ export function parseOptions(argv: string[]): Options | "help" {
   const options: Options = {
     json: false,
     timeoutSeconds: undefined,
-    flags: { expectSync: false, skipTruncate: false, force: false, destTable: undefined },
+    flags: {
+      expectSync: false,
+      skipTruncate: false,
+      force: false,
+      destTable: undefined,
+      ranged: false,
+      lock: false,
+      apply: false,
+      dryRun: false,
+      dir: undefined,
+    },
     words: [],
   };
   for (let i = 0; i < argv.length; i++) {
@@ -39,6 +50,15 @@ export function parseOptions(argv: string[]): Options | "help" {
       const value = arg.includes("=") ? arg.slice(arg.indexOf("=") + 1) : argv[++i];
       if (!value) throw new UsageError("--dest-table needs a table name");
       options.flags.destTable = value;
+    } else if (arg === "--ranged") options.flags.ranged = true;
+    else if (arg === "--lock") options.flags.lock = true;
+    else if (arg === "--apply") options.flags.apply = true;
+    else if (arg === "--dry-run") options.flags.dryRun = true;
+    else if (arg === "--dir" || arg.startsWith("--dir=")) {
+      const value = arg.includes("=") ? arg.slice(arg.indexOf("=") + 1) : argv[++i];
+      if (!value) throw new UsageError("--dir needs a directory");
+      // Sent to a worker that may run elsewhere: an absolute path, resolved here.
+      options.flags.dir = resolve(value);
     } else if (arg === "--timeout") {
       const value = Number(argv[++i]);
       if (!Number.isFinite(value) || value <= 0) throw new UsageError("--timeout needs a number of seconds");
@@ -71,12 +91,17 @@ export async function runLondisteCommand(argv: string[]): Promise<number> {
     throw error;
   }
 
-  const timeoutMs = (options.timeoutSeconds ?? config.commandTimeoutMs / 1000) * 1000;
+  const repairWork = REPAIR_COMMANDS.has(command.command);
+  // compare and repair reply when their work is done: minutes to hours on big tables.
+  const timeoutMs = (options.timeoutSeconds ?? (repairWork ? 24 * 3600 : config.commandTimeoutMs / 1000)) * 1000;
   const subject = londisteSubjects(config.subjectPrefix, config.jobName).command(command.command);
+  const howToStart = repairWork
+    ? `start a repair worker with "londiste ${options.words[0]} repair-worker"`
+    : `start replay with "londiste ${options.words[0]} replay"`;
   try {
-    const nc = await connectForCli(natsSettingsFrom(config.values, `londiste cli ${config.jobName}`), timeoutMs);
+    const nc = await connectForCli(natsSettingsFrom(config.values, `londiste cli ${config.jobName}`), Math.min(timeoutMs, config.commandTimeoutMs));
     try {
-      const reply = await requestReply(nc, subject, command.request, timeoutMs, `start replay with "londiste ${options.words[0]} replay"`);
+      const reply = await requestReply(nc, subject, command.request, timeoutMs, howToStart);
       if ("error" in reply) {
         if (options.json) process.stdout.write(`${JSON.stringify(reply)}\n`);
         else process.stderr.write(`londiste: ${command.command.replace(".", " ")} failed (${reply.error.code}): ${reply.error.message}\n`);

@@ -5,24 +5,18 @@
  * --ranged), `repair --dry-run` prints the statements, `repair` writes
  * fix files to --dir, `repair --apply` fixes the subscriber, usage errors
  * exit 2 and no worker exits 3.
- *
- * Runs once the command line knows these commands (services/londiste/
- * commands.ts); skipped before.
  */
 import { existsSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { LONDISTE_COMMANDS } from "../../services/londiste/commands.ts";
 import { expectOk, ServiceProcess, show, useProcessCleanup } from "../ticker/helpers.ts";
 import { createLondisteJob, installJob, LONDISTE_LAUNCHER, type LondisteJob } from "./job.ts";
 
 useProcessCleanup();
 
-const wired = "compare" in LONDISTE_COMMANDS && "repair" in LONDISTE_COMMANDS;
-
 let job: LondisteJob;
 
-describe.skipIf(!wired)("londiste CONF compare / repair / repair-worker", () => {
+describe("londiste CONF compare / repair / repair-worker", () => {
   beforeAll(async () => {
     job = await createLondisteJob({ label: "repcli" });
     await job.startReplay().waitForLog("serving admin commands on NATS");
