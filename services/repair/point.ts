@@ -27,6 +27,7 @@
  * records the second, then the two snapshots, then unlock; at most waitMs
  * from the lock on. For writing the lock is kept until commit.
  */
+import { lockConsumerPosition, recordedTick } from "../../shared/londiste/position.ts";
 import type pg from "pg";
 import { CommandError } from "../../shared/bus/replies.ts";
 import { quoteLiteral } from "../../shared/londiste/compare/sql.ts";
@@ -98,16 +99,6 @@ async function endSubscriber(client: pg.PoolClient, commit: boolean): Promise<vo
   client.release();
 }
 
-async function recordedTick(db: pg.ClientBase | pg.Pool, consumer: string): Promise<number | null> {
-  const { rows } = await db.query<{ t: string | null }>("select londiste.get_last_tick($1) as t", [consumer]);
-  return rows[0]!.t === null ? null : Number(rows[0]!.t);
-}
-
-/** The same lock replay takes around every batch (services/replay/position-lock.ts). */
-async function lockReplayPosition(client: pg.ClientBase, consumer: string): Promise<void> {
-  await client.query("select pg_catalog.pg_advisory_xact_lock(pg_catalog.hashtext('londiste.replay'), pg_catalog.hashtext($1))", [consumer]);
-}
-
 interface QueueRow {
   queue_id: number;
   queue_tick_seq: string;
@@ -163,7 +154,7 @@ async function snapshotAttempt(ctx: RepairContext, queue: QueueRow, options: Poi
     if (options.forWrite) {
       await sub.query("begin");
       await sub.query("set local session_replication_role = replica");
-      await lockReplayPosition(sub, ctx.consumer);
+      await lockConsumerPosition(sub, ctx.consumer);
     } else {
       await sub.query("begin isolation level repeatable read read only");
     }
