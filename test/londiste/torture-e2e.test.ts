@@ -22,7 +22,8 @@
 import pg from "pg";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { adminQuery, quoteIdent, type TestDatabase } from "../support/db.ts";
-import { expectOk, sleep, useProcessCleanup } from "../ticker/helpers.ts";
+import { forceNewTick } from "../../shared/pgq/index.ts";
+import { expectOk, useProcessCleanup } from "../ticker/helpers.ts";
 import { expectTablesEqual, subscriberTableStates, waitCaughtUp } from "./e2e-check.ts";
 import { createLondisteJob, installJob, type LondisteJob } from "./job.ts";
 
@@ -407,7 +408,7 @@ describe("type and identifier torture through the londiste command line", () => 
          ('infinity', '\\x00', '{}', 1e-20, E'tab\\t')`,
       `insert into ${T4} select g, 'row ' || g from generate_series(1, 5) g`,
     );
-    await sleep(300);
+    await forceNewTick(job.provider.pool, job.queue); // one batch per step
 
     // ---- batch: updates, key changes and key swaps, values to NULL and back, grouped runs
     await tx(
@@ -423,7 +424,7 @@ describe("type and identifier torture through the londiste command line", () => 
       `update ${T1} set i4 = coalesce(i4, 0) + 1, vbits = B'11' where "Order" in (1, 2, 3, 60)`,
       `update ${T4} set "x y" = "x y" || ' updated' where id <= 4`,
     );
-    await sleep(300);
+    await forceNewTick(job.provider.pool, job.queue); // one batch per step
 
     // ---- one transaction (so one batch): insert, update (also the key), delete; a rolled back savepoint
     await tx(
@@ -446,7 +447,7 @@ describe("type and identifier torture through the londiste command line", () => 
     await writer.query(`insert into ${T1} ("Order", "a b") values (9, 'rolled back')`);
     await writer.query(`delete from ${T4}`);
     await writer.query("rollback");
-    await sleep(300);
+    await forceNewTick(job.provider.pool, job.queue); // one batch per step
 
     // ---- composite key changes: one part, the other part, both, a swap; timestamptz and bytea keys
     await tx(
@@ -461,16 +462,16 @@ describe("type and identifier torture through the londiste command line", () => 
       `update ${T3} set "key" = "key" || '\\x00'::bytea, "group" = '{"moved": true}' where "key" = '\\x5c'`,
       `delete from ${T3} where "key" = ''`,
     );
-    await sleep(300);
+    await forceNewTick(job.provider.pool, job.queue); // one batch per step
 
     // ---- TRUNCATE followed by inserts (some with the keys from before) in one transaction; then alone
     await tx(
       `truncate ${T2}`,
       `insert into ${T2} ("Order", "a b", "USER", v) values (1, '', 'again', 1), (20, 'both', 'again', 2), (30, 'new', null, null)`,
     );
-    await sleep(300);
+    await forceNewTick(job.provider.pool, job.queue); // one batch per step
     await tx(`truncate ${T4}`);
-    await sleep(300);
+    await forceNewTick(job.provider.pool, job.queue); // one batch per step
     await tx(`insert into ${T4} values (1, 'after truncate'), (2, null), (3, '')`);
 
     // ---- runs long enough to be grouped: inserts, non-key updates, deletes
