@@ -170,7 +170,7 @@ export async function replayWorkloads(ctx: BenchContext): Promise<void> {
     backlogs.push({
       id: "mixed",
       table: "r_mixed",
-      label: "mixed I/U/D backlog (50/25/25 %)",
+      label: "mixed backlog (I/U/D 25/50/25 %)",
       changes: await eventCount(prov, "r_mixed"),
       produceSeconds: mixSeconds,
     });
