@@ -29,7 +29,9 @@
  *   columns get their defaults;
  * - insert → `insert into T (...) overriding system value values (...)`: an
  *   existing key fails with the database's own error (unique_violation);
- * - update → `update only T set <all row columns> where <old key>`;
+ * - update → `update only T set <all row columns> where <old key>`; a GENERATED ALWAYS
+ *   identity column cannot be assigned, so it is matched instead (`is not distinct from` the
+ *   new value): an update that would change it counts as a missed row;
  * - delete → `delete from only T where <key>`;
  * - an update/delete that hits no row: onMissingRow "error" throws
  *   ApplyError naming table, operation and key; "log" counts it in the
@@ -336,6 +338,8 @@ class Applier {
       try {
         // Column errors are raised in order, by the change that has them.
         if (change.op !== "delete" && this.writable(t, change.row).length === 0) break;
+        // Identity ALWAYS columns cannot be assigned by a grouped update (see applyOne).
+        if (change.op === "update" && this.writable(t, change.row).some(([c]) => c.identityAlways)) break;
         if (change.op !== "insert") this.keyColumns(t, change.key);
       } catch {
         break;
@@ -474,13 +478,21 @@ class Applier {
         return;
       }
       case "update": {
-        const sets = this.writable(t, change.row);
+        const written = this.writable(t, change.row);
+        // GENERATED ALWAYS identity columns cannot be assigned: they must already hold the new value,
+        // or the update counts as missed (reported, never silently lost).
+        const sets = written.filter(([c]) => !c.identityAlways);
+        const fixed = written.filter(([c]) => c.identityAlways);
         const keys = this.keyColumns(t, change.key);
         if (sets.length === 0) throw new ApplyError(`${t.shape.name}: update without writable columns`, t.table, "update");
+        const conditions = [
+          ...keys.map(([c], i) => `${ident(c.name)} = $${sets.length + i + 1}::${c.castType}`),
+          ...fixed.map(([c], i) => `${ident(c.name)} is not distinct from $${sets.length + keys.length + i + 1}::${c.castType}`),
+        ];
         const result = await this.query(
           `update ${only(t)}${t.shape.name} set ${sets.map(([c], i) => `${ident(c.name)} = $${i + 1}::${c.castType}`).join(", ")} where ` +
-            keys.map(([c], i) => `${ident(c.name)} = $${sets.length + i + 1}::${c.castType}`).join(" and "),
-          [...sets.map(([, v]) => v), ...keys.map(([, v]) => v)],
+            conditions.join(" and "),
+          [...sets.map(([, v]) => v), ...keys.map(([, v]) => v), ...fixed.map(([, v]) => v)],
         );
         this.counted(t, "update", change.key, result.rowCount ?? 0);
         return;
@@ -545,7 +557,8 @@ class Applier {
     const pk = t.shape.primaryKey;
     const keyed = pk.length === keys.length && keys.every((c) => pk.includes(c.name));
     const sets = first.op === "update" ? this.writable(t, first.row).map(([c]) => c) : [];
-    if (!keyed || (first.op === "update" && sets.length === 0)) return null;
+    // Identity ALWAYS columns cannot be assigned: such updates go row by row (applyOne).
+    if (!keyed || (first.op === "update" && (sets.length === 0 || sets.some((c) => c.identityAlways)))) return null;
     const keyArrays = keys.map((c) => run.map((ch) => (ch.op !== "insert" ? (ch.key.get(c.name) ?? null) : null)));
     const keyAliases = keys.map((_, i) => `k${i + 1}`);
     const match = keys.map((c, i) => `t.${ident(c.name)} = u.k${i + 1}::${c.castType}`).join(" and ");

@@ -792,3 +792,43 @@ describe("the applier session and transaction", () => {
     }
   });
 });
+
+describe("identity ALWAYS columns on the subscriber", () => {
+  it("updates leave them alone (they cannot be assigned) and apply the other columns; a changed identity value counts as missed", async () => {
+    const db = await createTestDatabase("apply_identity");
+    try {
+      await db.query("create table ida (id int primary key, serial_no int generated always as identity, v text)");
+      await db.query("insert into ida (id, v) values (1, 'a'), (2, 'b')");
+      const { rows } = await db.query<{ id: number; serial_no: number }>("select id, serial_no from ida order by id");
+      const client = await db.pool.connect();
+      try {
+        await client.query("begin");
+        const changes: RowChange[] = [1, 2].map((id) => ({
+          op: "update",
+          table: "public.ida",
+          row: new Map([["id", String(id)], ["serial_no", String(rows[id - 1]!.serial_no)], ["v", `new ${id}`]]),
+          key: new Map([["id", String(id)]]),
+        }));
+        const report = await applyChanges(client, changes, { onMissingRow: "log" });
+        expect(report.missedTotal).toBe(0);
+        const changed: RowChange = {
+          op: "update",
+          table: "public.ida",
+          row: new Map([["id", "1"], ["serial_no", "999"], ["v", "lost?"]]),
+          key: new Map([["id", "1"]]),
+        };
+        const second = await applyChanges(client, [changed], { onMissingRow: "log" });
+        expect(second.missedTotal).toBe(1);
+        await client.query("commit");
+      } finally {
+        client.release();
+      }
+      expect((await db.query("select id, v from ida order by id")).rows).toEqual([
+        { id: 1, v: "new 1" },
+        { id: 2, v: "new 2" },
+      ]);
+    } finally {
+      await db.drop();
+    }
+  });
+});
