@@ -14,15 +14,20 @@
  *   replay:  4. P2/P6, replay of an UPDATE backlog and of a mixed I/U/D
  *               backlog, grouped and naive apply, rows/s and peak RSS
  *               (bench/replay-apply.ts);
+ *   copy:    5. P4, the initial copy of a 2M-row table (BENCH_COPY_ROWS) by the
+ *               product, `subscriber add` → ok under a write load, beside a
+ *               raw COPY pipe between the same databases (bench/copy.ts);
  * prints a table and writes bench/results/latest.json, and drops the
  * databases at the end, also on failure.
  *
  * Environment: DATABASE_URL (server; default postgres://postgres@127.0.0.1:5432/postgres),
- * BENCH_QUICK=1, BENCH_ONLY (comma-separated groups: pgq, capture, replay; default all),
+ * BENCH_QUICK=1, BENCH_ONLY (comma-separated groups: pgq, capture, replay, copy; default all),
  * BENCH_EVENTS (read batch size, default 1000000), BENCH_SECONDS (timed length of each
  * insert and capture measurement, default 5), BENCH_FETCH (iterator fetch size, default
  * 1000), BENCH_UPDATE_BACKLOG (default 239000), BENCH_MIXED_BACKLOG (default 1000000),
- * BENCH_PGBENCH=0 (drive the capture workload from Node even when pgbench is installed).
+ * BENCH_PGBENCH=0 (drive the capture workload from Node even when pgbench is installed),
+ * BENCH_COPY_ROWS (table sizes of the copy workload, comma-separated; default 2000000,
+ * quick 200000), BENCH_COPY_WRITES (changes/s during the copy, default 200).
  */
 import { mkdirSync, writeFileSync } from "node:fs";
 import { fileURLToPath } from "node:url";
@@ -55,6 +60,7 @@ import { captureWorkloads } from "./londiste-trigger.ts";
 import { Monitor } from "./monitor.ts";
 import type { ReadMode, ReadReport } from "./read-batch.ts";
 import { replayWorkloads } from "./replay-apply.ts";
+import { copySettings, copyWorkloads } from "./copy.ts";
 
 const QUEUE = "bench";
 const READ_QUEUE = "bench_read";
@@ -357,7 +363,7 @@ function report(ctx: Context, machine: MachineInfo, date: Date, databases: strin
   const groups = [...s.only];
   const lines = [
     `PgQ/Londiste benchmark — ${date.toISOString()}${s.quick ? "  (QUICK smoke run: small sizes, not comparable)" : ""}` +
-      (groups.length < 3 ? `  (only: ${groups.join(", ")})` : ""),
+      (groups.length < 4 ? `  (only: ${groups.join(", ")})` : ""),
     `machine:  ${machine.cpu}, ${machine.cores} cores, ${machine.memoryGiB} GiB RAM, ${machine.os}`,
     `postgres: ${machine.postgres}`,
     `node:     ${machine.node}`,
@@ -370,7 +376,8 @@ function report(ctx: Context, machine: MachineInfo, date: Date, databases: strin
       `default, index on ev_txid) into an ordinary table, same clients and transaction size, same run; ` +
       `capture — the same UPDATEs on an identical table without trigger, same run; ` +
       `replay — the 19k rows/s reference (PostgreSQL logical replication catching up 239k single-row UPDATEs), ` +
-      `and a naive one-statement-per-row apply of the same batch in the same run. ratio = result / baseline`,
+      `and a naive one-statement-per-row apply of the same batch in the same run; ` +
+      `copy — a raw COPY TO STDOUT | COPY FROM STDIN pipe between the same databases (keys dropped and rebuilt), before and after the product run. ratio = result / baseline`,
     "",
     renderTable(ctx.rows),
     "",
@@ -438,6 +445,7 @@ async function main(): Promise<void> {
     }
     if (settings.only.has("capture")) await captureWorkloads(ctx);
     if (settings.only.has("replay")) await replayWorkloads(ctx);
+    if (settings.only.has("copy")) await copyWorkloads(ctx);
 
     const text = report(ctx, machine, date, [...databases], loadBefore);
     process.stdout.write(`${text}\n`);
@@ -457,14 +465,19 @@ async function main(): Promise<void> {
         payloadBytes: PAYLOAD.length + 8,
         updateBacklog: settings.updateBacklog,
         mixedBacklog: settings.mixedBacklog,
+        copy: copySettings(process.env, settings.quick),
       },
       results: ctx.rows,
       disturbance: ctx.disturbances,
       loadAverage: { before: loadBefore, after: loadAverage() },
       table: text,
     };
-    writeFileSync(`${dir}latest.json`, `${JSON.stringify(json, null, 2)}\n`);
-    log(`wrote bench/results/latest.json`);
+    // A copy-only run keeps the full run's latest.json; the copy figures also go to copy.json.
+    const files = [...(settings.only.size === 1 && settings.only.has("copy") ? [] : ["latest.json"]), ...(settings.only.has("copy") ? ["copy.json"] : [])];
+    for (const file of files) {
+      writeFileSync(`${dir}${file}`, `${JSON.stringify(json, null, 2)}\n`);
+      log(`wrote bench/results/${file}`);
+    }
   } finally {
     await dropDatabases();
   }
