@@ -125,7 +125,7 @@ async function runWatch(configPath: string, json: boolean): Promise<number> {
   const config = loadLondisteConfig(configPath);
   let nc;
   try {
-    nc = await connectForCli(natsSettingsFrom(config.values, `londiste watch ${config.jobName}`), config.commandTimeoutMs);
+    nc = await connectForCli(natsSettingsFrom(config.values, `londiste watch ${config.jobName}`), config.commandTimeoutMs, true);
   } catch (error) {
     process.stderr.write(`londiste: ${(error as Error).message}\n`);
     return 3;
@@ -136,7 +136,18 @@ async function runWatch(configPath: string, json: boolean): Promise<number> {
   process.once("SIGTERM", onSignal);
   try {
     if (!json) process.stderr.write(`watching the state changes of job ${config.jobName} (Ctrl-C stops)\n`);
+    // NATS outages are waited out (the ordered consumer resumes where it stopped); say so on stderr.
+    void (async () => {
+      for await (const s of nc.status()) {
+        if (s.type === "disconnect") process.stderr.write("londiste watch: NATS connection lost; reconnecting\n");
+        else if (s.type === "reconnect") process.stderr.write("londiste watch: NATS connection back\n");
+      }
+    })();
     await watchStateChanges(nc, config.subjectPrefix, config.jobName, { json, signal: stop.signal, write: (line) => process.stdout.write(`${line}\n`) });
+    if (!stop.signal.aborted) {
+      process.stderr.write("londiste watch: the NATS connection closed\n");
+      return 3;
+    }
     return 0;
   } finally {
     process.off("SIGINT", onSignal);

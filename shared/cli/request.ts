@@ -14,12 +14,17 @@ export class NoServiceError extends Error {
   }
 }
 
-export async function connectForCli(settings: NatsSettings, timeoutMs: number): Promise<NatsConnection> {
+/**
+ * One-shot commands give up at once when the connection drops; `reconnect`
+ * (long-running watchers) keeps reconnecting forever after the first
+ * connection, like the services.
+ */
+export async function connectForCli(settings: NatsSettings, timeoutMs: number, reconnect = false): Promise<NatsConnection> {
   try {
     return await connect({
       ...natsConnectionOptions(settings),
       waitOnFirstConnect: false,
-      maxReconnectAttempts: 0,
+      maxReconnectAttempts: reconnect ? -1 : 0,
       timeout: timeoutMs,
     });
   } catch (error) {

@@ -94,6 +94,8 @@ export async function dumpTable(db: TestDatabase, table: string, columns: Column
     );
     return { text: text.rows.map((r) => r.r), binary: binary.rows.map((r) => r.r) };
   } finally {
+    // The pooled session goes back with its own settings, not the dump's.
+    await client.query("reset all").catch(() => {});
     client.release();
   }
 }
