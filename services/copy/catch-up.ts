@@ -1,7 +1,8 @@
 /**
  * State catching-up: the copy consumer walks the queue from where it was
  * registered and applies this table's row changes that the copy's snapshot
- * does not contain, one batch per subscriber transaction (the batch's
+ * does not contain, one batch per subscriber transaction (a batch spans
+ * all the ticks waiting, up to a size limit) (the batch's
  * changes and the copy consumer's end tick commit together, so a crash
  * anywhere neither loses nor repeats a change: the position rule of
  * replay decides on the recorded tick). When no batch is left it offers
@@ -14,7 +15,7 @@ import { withTransaction } from "../../shared/db/transaction.ts";
 import { applyChanges } from "../../shared/londiste/apply.ts";
 import { decodeChange, type RowChange } from "../../shared/londiste/change-event.ts";
 import { type TableSync, writeTransition } from "../../shared/londiste/sync-store.ts";
-import { batchEvents, finishBatch, nextBatch, PgqError } from "../../shared/pgq/index.ts";
+import { type BatchInfo, batchEvents, finishBatch, nextBatch, PgqError } from "../../shared/pgq/index.ts";
 import type { CopyContext } from "./context.ts";
 import { consumerPosition, copyConsumerName } from "./copy-consumer.ts";
 import { StepAbandoned, sqlState, TableFailure } from "./errors.ts";
@@ -30,6 +31,10 @@ export type CatchUpStep =
 
 const CHANGE_TYPES = new Set(["I", "U", "D", "R"]);
 const CHUNK = 1000;
+/** Queue events a merged catch-up batch reaches for at most. */
+const MERGE_MAX_EVENTS = 20_000;
+/** Below the span to the newest tick, so that rounding never misses it. */
+const MERGE_SLACK_S = 0.001;
 /** How long the handover waits for replay to finish its batch before trying again later. */
 const REPLAY_LOCK_TIMEOUT = "2s";
 
@@ -38,6 +43,38 @@ function notRegistered(error: unknown, consumer: string): never {
     throw new TableFailure(`the copy consumer ${consumer} is no longer registered on the provider: changes may be missing, resync the table`);
   }
   throw error;
+}
+
+/**
+ * The copy consumer's next batch, spanning every tick up to the newest one
+ * (at most about MERGE_MAX_EVENTS events of the queue): after a long copy
+ * the backlog is many ticks, and one subscriber transaction per tick would
+ * cost more than the changes themselves. A batch already open is returned
+ * as it is (a restart after a crash); when the merged batch cannot be had
+ * (a tick came or went meanwhile), the next single tick.
+ */
+async function nextCatchUpBatch(db: CopyContext["provider"], queue: string, consumer: string): Promise<BatchInfo | null> {
+  const { rows } = await db.query<{ events: string; span: string }>(
+    `select (n.tick_event_seq - p.tick_event_seq)::text as events, extract(epoch from n.tick_time - p.tick_time)::text as span
+       from pgq.queue q
+       join pgq.subscription s on s.sub_queue = q.queue_id
+       join pgq.consumer c on c.co_id = s.sub_consumer
+       join pgq.tick p on p.tick_queue = q.queue_id and p.tick_id = s.sub_last_tick
+       cross join lateral (select t.tick_event_seq, t.tick_time from pgq.tick t
+                            where t.tick_queue = q.queue_id order by t.tick_id desc limit 1) n
+      where q.queue_name = $1 and c.co_name = $2 and s.sub_batch is null`,
+    [queue, consumer],
+  );
+  const span = rows[0] ? Number(rows[0].span) - MERGE_SLACK_S : 0;
+  if (span > 0) {
+    const events = Number(rows[0]!.events);
+    const merged = await nextBatch(db, queue, consumer, {
+      minIntervalSeconds: span,
+      ...(events > MERGE_MAX_EVENTS ? { minCount: MERGE_MAX_EVENTS } : {}),
+    });
+    if (merged) return merged;
+  }
+  return nextBatch(db, queue, consumer);
 }
 
 /** One batch of the copy consumer, or the handover when there is none. */
@@ -57,7 +94,7 @@ export async function catchUpOnce(ctx: CopyContext, table: TableSync, signal: Ab
   try {
     await sub.query("begin");
     await lockConsumerPosition(sub, copyConsumer);
-    const batch = await nextBatch(ctx.provider, queue, copyConsumer).catch((e: unknown) => notRegistered(e, copyConsumer));
+    const batch = await nextCatchUpBatch(ctx.provider, queue, copyConsumer).catch((e: unknown) => notRegistered(e, copyConsumer));
     if (!batch) {
       await sub.query("rollback");
       return await offerHandover(ctx, table, copyConsumer);

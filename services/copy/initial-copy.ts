@@ -12,9 +12,12 @@
  *     reads the snapshot S (asserting the isolation level: Skytools bug 18
  *     lost rows by silently copying in READ COMMITTED); the rows stream from
  *     `COPY (select ...) TO STDOUT` into `COPY ... FROM STDIN`.
- *  4. Indexes and constraints recreated, ANALYZE, a fence tick F taken
- *     after S, the copy consumer's recorded tick cleared, and
+ *  4. Indexes and constraints recreated, a fence tick F taken after S
+ *     (asked for as soon as the rows are in, while the indexes are
+ *     rebuilt), the copy consumer's recorded tick cleared, and
  *     COPY.DONE {S, F} → catching-up, committed with the rows.
+ *  5. ANALYZE of the table after the commit, in the background on the
+ *     copy's connection: the catch-up does not wait for it.
  * Nothing of it is visible until that commit; a failure or a crash leaves
  * the table as it was, still in-copy, for the next try.
  */
@@ -76,6 +79,8 @@ export async function copyTable(ctx: CopyContext, table: TableSync, signal: Abor
   const onAbort = () => void close();
   signal.addEventListener("abort", onAbort, { once: true });
   let progress: CopyProgress | undefined;
+  /** After the commit the connections are left to the background ANALYZE, which closes them. */
+  let handedOff = false;
   try {
     await Promise.all([prov.connect(), sub.connect()]);
     if (signal.aborted) throw new StepAbandoned("stopping");
@@ -122,10 +127,12 @@ export async function copyTable(ctx: CopyContext, table: TableSync, signal: Abor
     );
     progress.stop();
     await prov.query("commit");
+    // The fence tick only has to be newer than the snapshot: ask for it now, while the indexes are rebuilt.
+    const fence = forceNewTick(ctx.provider, queue, { notOlderThan: snapshot, signal });
+    fence.catch(() => {});
 
     await recreateDestObjects(sub, dest.name, saved);
-    await sub.query(`analyze ${dest.name}`);
-    const fenceTick = await forceNewTick(ctx.provider, queue, { notOlderThan: snapshot, signal });
+    const fenceTick = await fence;
     await sub.query("select londiste.set_last_tick($1, null)", [copyConsumer]);
 
     const current = await requireLeaseIn(sub, queue, table.table, ctx.me, "in-copy");
@@ -138,13 +145,32 @@ export async function copyTable(ctx: CopyContext, table: TableSync, signal: Abor
     await sub.query("commit");
     const report = progress.report("done");
     log.info({ rows: counted.rows, bytes: counted.bytes, mbPerS: report.mb_per_s, snapshot, fenceTick }, "copied: catching-up");
+    // Statistics for the new rows, after the commit: the catch-up need not wait for them.
+    void analyzeThenClose(sub, dest.name, log).finally(() => {
+      signal.removeEventListener("abort", onAbort);
+      void close();
+    });
+    handedOff = true;
   } catch (error) {
     progress?.stop();
     await sub.query("rollback").catch(() => {});
     await prov.query("rollback").catch(() => {});
     throw error;
   } finally {
-    signal.removeEventListener("abort", onAbort);
-    await close();
+    if (!handedOff) {
+      signal.removeEventListener("abort", onAbort);
+      await close();
+    }
+  }
+}
+
+/** ANALYZE of the copied table on the copy's own connection (closed afterwards by the caller); a failure is only logged. */
+async function analyzeThenClose(sub: pg.Client, destName: string, log: CopyContext["log"]): Promise<void> {
+  const started = Date.now();
+  try {
+    await sub.query(`analyze ${destName}`);
+    log.debug({ ms: Date.now() - started }, "analyzed the copied table");
+  } catch (error) {
+    log.warn({ err: error }, "could not analyze the copied table");
   }
 }

@@ -22,7 +22,7 @@ import { Lease } from "./lease.ts";
 import { pause } from "./wakeup.ts";
 
 const MAX_BACKOFF_MS = 30_000;
-const WANNA_SYNC_POLL_MS = 100;
+const WANNA_SYNC_POLL_MS = 25;
 
 export async function serveTable(ctx: CopyContext, tableName: string, stop: AbortSignal): Promise<void> {
   const { queue } = ctx.config;
