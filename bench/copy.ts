@@ -221,6 +221,8 @@ export async function copyWorkloads(ctx: BenchContext): Promise<void> {
     throw error;
   } finally {
     await Promise.all(services.map((s) => s.kill()));
+    // BENCH_COPY_LOGS=DIR keeps the services' output (for a look at the copy's timeline).
+    if (process.env.BENCH_COPY_LOGS) for (const s of services) writeFileSync(join(process.env.BENCH_COPY_LOGS, `${s.label}.log`), s.tail(100_000));
     await prov.end();
     await sub.end();
     rmSync(dir, { recursive: true, force: true });

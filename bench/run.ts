@@ -27,7 +27,8 @@
  * 1000), BENCH_UPDATE_BACKLOG (default 239000), BENCH_MIXED_BACKLOG (default 1000000),
  * BENCH_PGBENCH=0 (drive the capture workload from Node even when pgbench is installed),
  * BENCH_COPY_ROWS (table sizes of the copy workload, comma-separated; default 2000000,
- * quick 200000), BENCH_COPY_WRITES (changes/s during the copy, default 200).
+ * quick 200000), BENCH_COPY_WRITES (changes/s during the copy, default 200), BENCH_COPY_LOGS (a
+ * directory to keep the output of the ticker, replay and copy processes in).
  */
 import { mkdirSync, writeFileSync } from "node:fs";
 import { fileURLToPath } from "node:url";

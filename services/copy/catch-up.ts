@@ -27,6 +27,8 @@ export type CatchUpStep =
   | { kind: "applied"; tick: number; changes: number; skippedVisible: number }
   | { kind: "skipped"; tick: number }
   | { kind: "handed-over"; tick: number }
+  /** Replay stands at a later tick than the copy: another batch is there, no need to wait for a tick. */
+  | { kind: "behind"; tick: number; replayTick: number }
   | { kind: "wait"; reason: string };
 
 const CHANGE_TYPES = new Set(["I", "U", "D", "R"]);
@@ -178,6 +180,8 @@ async function offerHandover(ctx: CopyContext, table: TableSync, copyConsumer: s
       if (replayTick === null) return { kind: "wait", reason: "replay's consumer is not registered yet" } as const;
       const current = await requireLeaseIn(client, queue, table.table, ctx.me, "catching-up");
       const copyTick = position.lastTick;
+      // Replay is ahead: its tick is there for the copy too, so go on at once rather than wait for the next one.
+      if (replayTick > copyTick) return { kind: "behind", tick: copyTick, replayTick } as const;
       const result = await writeTransition(client, current, { type: "COPY.CAUGHT_UP", copyTick, replayTick }, "copy");
       if (!result.accepted) return { kind: "wait", reason: `replay at tick ${replayTick}, copy at ${copyTick}: ${result.reason}` } as const;
       return { kind: "handed-over", tick: copyTick } as const;

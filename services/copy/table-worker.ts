@@ -32,6 +32,8 @@ export async function serveTable(ctx: CopyContext, tableName: string, stop: Abor
   const signal = AbortSignal.any([stop, lease.signal]);
   let backoffMs = 1000;
   let waitingFor = "";
+  /** The last handover offer found replay ahead of the copy. */
+  let behind = false;
   const waitOnce = async (reason: string, ms = ctx.config.loopDelayMs) => {
     if (waitingFor !== reason) log.info(reason);
     waitingFor = reason;
@@ -54,11 +56,17 @@ export async function serveTable(ctx: CopyContext, tableName: string, stop: Abor
             break;
           case "catching-up": {
             const step = await catchUpOnce(ctx, table, signal);
+            const behindBefore = behind;
+            behind = step.kind === "behind";
             if (step.kind === "applied") {
               waitingFor = "";
               log.debug(step, "caught up one batch");
             } else if (step.kind === "handed-over") {
               log.info({ tick: step.tick }, "caught up: wanna-sync, waiting for replay to reach the tick");
+            } else if (step.kind === "behind") {
+              // Its next batch should be there now; only when the last look already said so, wait (no busy loop).
+              if (behindBefore) await waitOnce(`replay at tick ${step.replayTick} is ahead of the copy at ${step.tick}`);
+              else log.debug(step, "replay is ahead of the copy: catching up further");
             } else if (step.kind === "wait") {
               await waitOnce(`caught up, not handed over yet: ${step.reason}`);
             }
