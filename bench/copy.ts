@@ -11,7 +11,8 @@
  *      FROM STDIN`, add the primary key, create the index, commit (P4's
  *      baseline);
  *   2. the same raw pipe into the table with its primary key and index
- *      kept;
+ *      kept; and with keys dropped, TRUNCATE and COPY ... WITH (FREEZE)
+ *      in the loading transaction, as the product's copy does it;
  *   3. the product: ticker, replay and one copy worker running as their own
  *      processes (bench/copy-services.ts), `provider add` of the table,
  *      a write load of BENCH_COPY_WRITES (200) single-row changes per
@@ -145,6 +146,8 @@ interface ProductResult {
   seconds: number;
   /** From londiste.sync_outbox: seconds in each state, in order. */
   phases: Array<{ state: string | null; seconds: number }>;
+  /** From the table's first state change (the command reached replay) to ok: without the command line's start-up. */
+  fromRegistration: number | null;
   copyReport: Record<string, unknown> | null;
   changesDuringCopy: number;
 }
@@ -243,14 +246,18 @@ async function copyOneSize(ctx: BenchContext, settings: CopySettings, env: Env, 
   const t = `orders_${rows}`;
   const label = `${(rows / 1e6).toLocaleString("en-US")}M-row table`;
   // The raw pipe copies the provider's orders_N into the subscriber's raw_N (same DDL).
-  const raw = async (dropKeys: boolean): Promise<RawResult> => {
-    const r = await rawPipeTables(providerUrl, subscriberUrl, t, `raw_${rows}`, dropKeys);
+  const raw = async (dropKeys: boolean, freeze = false): Promise<RawResult> => {
+    const r = await rawPipeTables(providerUrl, subscriberUrl, t, `raw_${rows}`, dropKeys, freeze);
     if (r.rows < rows) throw new Error(`raw pipe copied ${r.rows} rows, expected at least ${rows}`);
-    log(`copy ${label}: raw pipe, keys ${dropKeys ? "dropped and rebuilt" : "kept"}: ${r.seconds.toFixed(2)} s (rows ${r.copySeconds.toFixed(2)} s)`);
+    log(
+      `copy ${label}: raw pipe, keys ${dropKeys ? "dropped and rebuilt" : "kept"}${freeze ? ", COPY FREEZE" : ""}: ` +
+        `${r.seconds.toFixed(2)} s (rows ${r.copySeconds.toFixed(2)} s)`,
+    );
     return r;
   };
   const first = await measured(ctx, `copy.raw.${rows}.a`, () => raw(true));
   const kept = await measured(ctx, `copy.raw-kept.${rows}`, () => raw(false));
+  const frozen = await measured(ctx, `copy.raw-freeze.${rows}`, () => raw(true, true));
 
   await londisteCli(conf, "provider", "add", `public.${t}`);
   const load = writeLoad(providerUrl, t, rows, settings.writesPerSecond);
@@ -278,8 +285,9 @@ async function copyOneSize(ctx: BenchContext, settings: CopySettings, env: Env, 
       state: o.to_state,
       seconds: Math.round((outbox[i + 1]!.at.getTime() - o.at.getTime())) / 1000,
     }));
+    const registered = outbox.length > 1 ? (outbox.at(-1)!.at.getTime() - outbox[0]!.at.getTime()) / 1000 : null;
     const done = copyWorker.lines.slice(linesBefore).find((l) => l.msg === "copy finished: rows in place") ?? null;
-    return { seconds, phases, copyReport: done, changesDuringCopy: changes };
+    return { seconds, fromRegistration: registered, phases, copyReport: done, changesDuringCopy: changes };
   });
   const second = await measured(ctx, `copy.raw.${rows}.b`, () => raw(true));
 
@@ -308,7 +316,8 @@ async function copyOneSize(ctx: BenchContext, settings: CopySettings, env: Env, 
   const report = product.copyReport as { rows_per_s?: number; mb_per_s?: number; elapsed_s?: number; total_s?: number } | null;
   log(
     `copy ${label}: subscriber add → ok ${product.seconds.toFixed(2)} s (${formatNumber(productRowsPerS, "rows/s")}, ` +
-      `${(mb / product.seconds).toFixed(1)} MB/s); raw pipe ${base.toFixed(2)} s; ratio ${ratio.toFixed(2)}; ` +
+      `${(mb / product.seconds).toFixed(1)} MB/s; ${product.fromRegistration} s from the registration); raw pipe ${base.toFixed(2)} s; ` +
+      `ratio ${ratio.toFixed(2)}; ` +
       `phases ${product.phases.map((x) => `${x.state}=${x.seconds}s`).join(" ")}`,
   );
   const detail = (extra: Record<string, unknown>) => ({ rows, copyTextMB: Math.round(mb * 10) / 10, ...extra });
@@ -325,6 +334,7 @@ async function copyOneSize(ctx: BenchContext, settings: CopySettings, env: Env, 
       pass: rows === 2_000_000 ? pass : null,
       detail: detail({
         seconds: round(product.seconds),
+        secondsFromRegistration: product.fromRegistration,
         mbPerS: round(mb / product.seconds),
         baselineSeconds: round(base),
         baselineRuns: [round(first.seconds), round(second.seconds)],
@@ -362,12 +372,31 @@ async function copyOneSize(ctx: BenchContext, settings: CopySettings, env: Env, 
       pass: null,
       detail: detail({ seconds: round(kept.seconds), mbPerS: round(mb / kept.seconds) }),
     },
+    {
+      id: `copy.raw-freeze.${rows}`,
+      workload: `copy ${label}: raw COPY pipe, keys dropped+rebuilt, TRUNCATE + COPY FREEZE in the transaction (as the copy)`,
+      value: rows / frozen.seconds,
+      unit: "rows/s",
+      baseline: baseRowsPerS,
+      baselineLabel: "keys dropped+rebuilt",
+      ratio: base / frozen.seconds,
+      target: "— (baseline variant)",
+      pass: null,
+      detail: detail({ seconds: round(frozen.seconds), streamSeconds: round(frozen.copySeconds), mbPerS: round(mb / frozen.seconds) }),
+    },
   ];
   ctx.rows.push(...rowsOut);
 }
 
 /** The raw pipe from the provider's `from` into the subscriber's empty `to` (same DDL), in one subscriber transaction. */
-async function rawPipeTables(providerUrl: string, subscriberUrl: string, from: string, to: string, dropKeys: boolean): Promise<RawResult> {
+async function rawPipeTables(
+  providerUrl: string,
+  subscriberUrl: string,
+  from: string,
+  to: string,
+  dropKeys: boolean,
+  freeze = false,
+): Promise<RawResult> {
   const prov = await connect(providerUrl);
   const sub = await connect(subscriberUrl);
   try {
@@ -375,6 +404,8 @@ async function rawPipeTables(providerUrl: string, subscriberUrl: string, from: s
     await sub.query("checkpoint");
     const start = performance.now();
     await sub.query("begin");
+    // As the product does it: TRUNCATE in the loading transaction, which allows COPY ... WITH (FREEZE).
+    if (freeze) await sub.query(`truncate public.${to}`);
     if (dropKeys) await sub.query(`alter table public.${to} drop constraint ${to}_pkey; drop index public.${to}_account_idx`);
     await prov.query("begin isolation level repeatable read read only");
     let bytes = 0;
@@ -385,7 +416,7 @@ async function rawPipeTables(providerUrl: string, subscriberUrl: string, from: s
       for (let at = chunk.indexOf(10); at !== -1; at = chunk.indexOf(10, at + 1)) rows++;
     });
     const copyStart = performance.now();
-    await pipeline(source, sub.query(copyFrom(`copy public.${to} from stdin`)));
+    await pipeline(source, sub.query(copyFrom(`copy public.${to} from stdin${freeze ? " with (freeze)" : ""}`)));
     const copySeconds = (performance.now() - copyStart) / 1000;
     await prov.query("commit");
     if (dropKeys) {
