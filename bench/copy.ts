@@ -20,6 +20,8 @@
  *      `subscriber add` (no --expect-sync): the time from the command to
  *      merge_state ok, the phases from londiste.sync_outbox, and the
  *      copy's own rows/s and MB/s (its "copy finished" progress report);
+ *      (just before it, with the load and the services running, the raw
+ *      pipe once more: what the load alone costs the pipe);
  *   4. the raw pipe with keys dropped and rebuilt once more; the baseline
  *      is the mean of 1 and 4, so drift weighs on both sides alike.
  * After the product run the write load stops, replay catches up, and the
@@ -262,6 +264,8 @@ async function copyOneSize(ctx: BenchContext, settings: CopySettings, env: Env, 
   await londisteCli(conf, "provider", "add", `public.${t}`);
   const load = writeLoad(providerUrl, t, rows, settings.writesPerSecond);
   await new Promise((r) => setTimeout(r, 1000));
+  // The raw pipe under the same load (capture, ticker, replay and writer sharing the cores): how much of the gap is the load.
+  const loaded = await measured(ctx, `copy.raw-loaded.${rows}`, () => raw(true));
   const product = await measured(ctx, `copy.product.${rows}`, async (): Promise<ProductResult> => {
     await sub.query("checkpoint");
     const linesBefore = copyWorker.lines.length;
@@ -371,6 +375,18 @@ async function copyOneSize(ctx: BenchContext, settings: CopySettings, env: Env, 
       target: "— (baseline variant)",
       pass: null,
       detail: detail({ seconds: round(kept.seconds), mbPerS: round(mb / kept.seconds) }),
+    },
+    {
+      id: `copy.raw-loaded.${rows}`,
+      workload: `copy ${label}: raw COPY pipe, keys dropped+rebuilt, under the same write load (services running)`,
+      value: rows / loaded.seconds,
+      unit: "rows/s",
+      baseline: baseRowsPerS,
+      baselineLabel: "keys dropped+rebuilt, no load",
+      ratio: base / loaded.seconds,
+      target: "— (baseline variant)",
+      pass: null,
+      detail: detail({ seconds: round(loaded.seconds), streamSeconds: round(loaded.copySeconds), mbPerS: round(mb / loaded.seconds) }),
     },
     {
       id: `copy.raw-freeze.${rows}`,
