@@ -202,6 +202,8 @@ export async function copyWorkloads(ctx: BenchContext): Promise<void> {
       const raw = `raw_${rows}`;
       await prov.query(tableSql(t));
       await sub.query(tableSql(t) + tableSql(raw));
+      // The raw pipe's table is loaded four times in a row: no autovacuum of it running into the next measurement.
+      await sub.query(`alter table public.${raw} set (autovacuum_enabled = false)`);
       log(`copy: filling ${rows.toLocaleString("en-US")} rows into ${t}`);
       const chunk = 500_000;
       for (let from = 1; from <= rows; from += chunk) await prov.query(FILL_SQL(t, from, Math.min(rows, from + chunk - 1)));
