@@ -203,8 +203,11 @@ describe("copy worker dies or stops during in-copy", () => {
     expect(Date.now() - startedAt).toBeLessThan(15_000);
     await waitFor(async () => (await tableRow()).state === "ok", { timeoutMs: 60_000, what: "ok" });
     await d.waitForLog("dropped copy consumers left behind", { timeoutMs: 5_000 });
-    const { rows } = await job.provider.query<{ c: string }>("select consumer_name as c from pgq.get_consumer_info($1) order by 1", [job.queue]);
-    expect(rows.map((r) => r.c)).toEqual([job.jobName]);
+    // The copy drops its own consumer just after committing ok.
+    const consumers = async () =>
+      (await job.provider.query<{ c: string }>("select consumer_name as c from pgq.get_consumer_info($1) order by 1", [job.queue])).rows.map((r) => r.c);
+    await waitFor(async () => (await consumers()).length === 1, { timeoutMs: 10_000, what: "only replay's consumer left" });
+    expect(await consumers()).toEqual([job.jobName]);
     expect(copyConsumerName(job.jobName, TABLE)).not.toBe(stale);
     await expectEqualToProvider();
     expect(await objects()).toEqual(before);
