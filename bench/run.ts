@@ -21,7 +21,7 @@
  * databases at the end, also on failure.
  *
  * Environment: DATABASE_URL (server; default postgres://postgres@127.0.0.1:5432/postgres),
- * BENCH_QUICK=1, BENCH_ONLY (comma-separated groups: pgq, capture, replay, copy; default all),
+ * BENCH_QUICK=1, BENCH_ONLY (comma-separated groups: pgq, capture, replay, copy, compare; default all),
  * BENCH_EVENTS (read batch size, default 1000000), BENCH_SECONDS (timed length of each
  * insert and capture measurement, default 5), BENCH_FETCH (iterator fetch size, default
  * 1000), BENCH_UPDATE_BACKLOG (default 239000), BENCH_MIXED_BACKLOG (default 1000000),
@@ -33,6 +33,7 @@
 import { mkdirSync, writeFileSync } from "node:fs";
 import { fileURLToPath } from "node:url";
 import type pg from "pg";
+import { spawn } from "node:child_process";
 import { installPgq } from "../shared/pgq/install.ts";
 import { insertEvent } from "../shared/pgq/producer.ts";
 import { createQueue, tickNow } from "../shared/pgq/queue-admin.ts";
@@ -56,6 +57,7 @@ import {
   runChildJson,
   runPair,
   urlForDatabase,
+  WORKLOAD_GROUPS,
 } from "./lib.ts";
 import { captureWorkloads } from "./londiste-trigger.ts";
 import { Monitor } from "./monitor.ts";
@@ -364,7 +366,7 @@ function report(ctx: Context, machine: MachineInfo, date: Date, databases: strin
   const groups = [...s.only];
   const lines = [
     `PgQ/Londiste benchmark — ${date.toISOString()}${s.quick ? "  (QUICK smoke run: small sizes, not comparable)" : ""}` +
-      (groups.length < 4 ? `  (only: ${groups.join(", ")})` : ""),
+      (groups.length < WORKLOAD_GROUPS.length ? `  (only: ${groups.join(", ")})` : ""),
     `machine:  ${machine.cpu}, ${machine.cores} cores, ${machine.memoryGiB} GiB RAM, ${machine.os}`,
     `postgres: ${machine.postgres}`,
     `node:     ${machine.node}`,
@@ -447,6 +449,8 @@ async function main(): Promise<void> {
     if (settings.only.has("capture")) await captureWorkloads(ctx);
     if (settings.only.has("replay")) await replayWorkloads(ctx);
     if (settings.only.has("copy")) await copyWorkloads(ctx);
+    // P5: its own program with its own report (bench/results/compare.json), run as a child.
+    if (settings.only.has("compare")) await runCompareBench(settings.quick);
 
     const text = report(ctx, machine, date, [...databases], loadBefore);
     process.stdout.write(`${text}\n`);
@@ -473,8 +477,9 @@ async function main(): Promise<void> {
       loadAverage: { before: loadBefore, after: loadAverage() },
       table: text,
     };
-    // A copy-only run keeps the full run's latest.json; the copy figures also go to copy.json.
-    const files = [...(settings.only.size === 1 && settings.only.has("copy") ? [] : ["latest.json"]), ...(settings.only.has("copy") ? ["copy.json"] : [])];
+    // copy and compare have files of their own: a run of only those keeps the full run's latest.json.
+    const ownFile = new Set(["copy", "compare"]);
+    const files = [...([...settings.only].every((g) => ownFile.has(g)) ? [] : ["latest.json"]), ...(settings.only.has("copy") ? ["copy.json"] : [])];
     for (const file of files) {
       writeFileSync(`${dir}${file}`, `${JSON.stringify(json, null, 2)}\n`);
       log(`wrote bench/results/${file}`);
@@ -488,3 +493,14 @@ main().catch((error: unknown) => {
   console.error(error);
   process.exitCode = 1;
 });
+
+/** bench/compare.ts (P5 and repair) in a child process: 5M rows, 200k quick, unless BENCH_COMPARE_ROWS says. */
+function runCompareBench(quick: boolean): Promise<void> {
+  const script = fileURLToPath(new URL("./compare.ts", import.meta.url));
+  const env = { ...process.env, BENCH_COMPARE_ROWS: process.env.BENCH_COMPARE_ROWS ?? (quick ? "200000" : "5000000") };
+  return new Promise((resolve, reject) => {
+    const child = spawn(process.execPath, ["--import", "tsx", script], { env, stdio: "inherit" });
+    child.on("error", reject);
+    child.on("exit", (code: number | null) => (code === 0 ? resolve() : reject(new Error(`bench/compare.ts exited with ${code}`))));
+  });
+}
