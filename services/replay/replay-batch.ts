@@ -29,7 +29,7 @@ import { loadTableSyncs, type TableSync, writeTransition } from "../../shared/lo
 import type { SyncEvent } from "../../shared/londiste/sync-machine.ts";
 import { batchEvents, failEvent, finishBatch, getConsumerInfo, nextBatch } from "../../shared/pgq/index.ts";
 import type { BatchInfo } from "../../shared/pgq/types.ts";
-import { decideBatch, lockConsumerPosition } from "../../shared/londiste/position.ts";
+import { decideBatch, lockConsumerPosition, recordedTick } from "../../shared/londiste/position.ts";
 import { pushSequences } from "./sequences.ts";
 
 /** Applies decoded changes inside the caller's subscriber transaction; destTable maps provider to subscriber names. */
@@ -93,8 +93,7 @@ export async function replayOneBatch(
     // Taken before the batch is opened: an admin command that resets the position waits for us, or we for it.
     await lockConsumerPosition(sub, settings.consumer);
     const batch = await nextBatch(provider, settings.queue, settings.consumer);
-    const recordedText = (await sub.query<{ t: string | null }>("select londiste.get_last_tick($1) as t", [settings.consumer])).rows[0]!.t;
-    const recorded = recordedText === null ? null : Number(recordedText);
+    const recorded = await recordedTick(sub, settings.consumer);
     if (!batch) {
       // Idle: the state steps that need no batch still happen (an idle provider must not stall a handover).
       // Nothing recorded yet: replay's next batch starts where PgQ has its consumer.

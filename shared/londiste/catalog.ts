@@ -3,6 +3,7 @@
  * need, one small query each. Names go in as bind parameters only.
  */
 import type { Queryable } from "../db/queryable.ts";
+import { loadTableSyncs } from "./sync-store.ts";
 import type { TriggerInfo } from "./table-check.ts";
 
 export interface SubscriberTable {
@@ -21,33 +22,18 @@ export interface SubscriberTable {
   copyProgress: Record<string, unknown> | null;
 }
 
+/** The subscriber's tables for listing, from the sync store's read of their rows. */
 export async function subscriberTables(db: Queryable, queue: string): Promise<SubscriberTable[]> {
-  const { rows } = await db.query<{
-    table_name: string;
-    merge_state: string | null;
-    snapshot: string | null;
-    skip_truncate: boolean | null;
-    dest_table: string;
-    last_error: string | null;
-    error_time: Date | null;
-    lease_owner: string | null;
-    copy_progress: Record<string, unknown> | null;
-  }>(
-    `select i.*, t.lease_owner, t.copy_progress
-       from londiste.subscriber_get_table_info($1) i
-       join londiste.subscriber_table t on t.queue_name = $1 and t.table_name = i.table_name`,
-    [queue],
-  );
-  return rows.map((r) => ({
-    table: r.table_name,
-    state: r.merge_state,
-    snapshot: r.snapshot,
-    skipTruncate: r.skip_truncate === true,
-    dest: r.dest_table,
-    lastError: r.last_error,
-    errorTime: r.error_time,
-    leaseOwner: r.lease_owner,
-    copyProgress: r.copy_progress,
+  return (await loadTableSyncs(db, queue)).map((t) => ({
+    table: t.table,
+    state: t.stateText,
+    snapshot: t.snapshot,
+    skipTruncate: t.skipTruncate,
+    dest: t.dest,
+    lastError: t.lastError,
+    errorTime: t.errorTime,
+    leaseOwner: t.leaseOwner,
+    copyProgress: t.copyProgress,
   }));
 }
 

@@ -21,6 +21,11 @@ export interface TableSync {
   leaseOwner: string | null;
   leaseUntil: Date | null;
   copyProgress: Record<string, unknown> | null;
+  /** merge_state, the seed's text form of the state. */
+  stateText: string | null;
+  snapshot: string | null;
+  lastError: string | null;
+  errorTime: Date | null;
 }
 
 export class SyncConflict extends Error {
@@ -36,6 +41,7 @@ interface Row {
   merge_state: string | null;
   snapshot: string | null;
   last_error: string | null;
+  error_time: Date | null;
   sync_state: PersistedSync | null;
   sync_version: string;
   skip_truncate: boolean | null;
@@ -44,7 +50,7 @@ interface Row {
   copy_progress: Record<string, unknown> | null;
 }
 
-const COLUMNS = `table_name, dest_table, merge_state, snapshot, last_error, sync_state, sync_version,
+const COLUMNS = `table_name, dest_table, merge_state, snapshot, last_error, error_time, sync_state, sync_version,
                  skip_truncate, lease_owner, lease_until, copy_progress`;
 
 function fromRow(queue: string, r: Row): TableSync {
@@ -60,6 +66,10 @@ function fromRow(queue: string, r: Row): TableSync {
     leaseOwner: r.lease_owner,
     leaseUntil: r.lease_until,
     copyProgress: r.copy_progress,
+    stateText: r.merge_state,
+    snapshot: r.snapshot,
+    lastError: r.last_error,
+    errorTime: r.error_time,
   };
 }
 
@@ -121,5 +131,8 @@ export async function writeTransition(
      values ($1, $2, $3, $4, $5, $6, clock_timestamp())`,
     [current.queue, current.table, stateText(current.sync), next.state === "removed" ? "removed" : text, JSON.stringify({ ...event, actor }), version],
   );
-  return { accepted: true, table: { ...current, sync: next, version } };
+  return {
+    accepted: true,
+    table: { ...current, sync: next, version, stateText: text, snapshot: next.context.snapshot, lastError: next.context.error },
+  };
 }

@@ -6,6 +6,7 @@ import type { CommandSpec } from "../../../shared/bus/command-service.ts";
 import { subscriberSeqs, subscriberTables } from "../../../shared/londiste/catalog.ts";
 import { londisteSchemaVersion } from "../../../shared/londiste/install.ts";
 import { getConsumerInfo } from "../../../shared/pgq/index.ts";
+import { recordedTick } from "../../../shared/londiste/position.ts";
 import type { AdminContext } from "./context.ts";
 
 export function statusCommand(ctx: AdminContext): CommandSpec {
@@ -23,10 +24,7 @@ export function statusCommand(ctx: AdminContext): CommandSpec {
           : undefined;
       const tables = subscriberVersion > 0 ? await subscriberTables(ctx.subscriber, ctx.queue) : [];
       const seqs = subscriberVersion > 0 ? await subscriberSeqs(ctx.subscriber, ctx.queue) : [];
-      const recorded =
-        subscriberVersion > 0
-          ? (await ctx.subscriber.query<{ t: string | null }>("select londiste.get_last_tick($1) as t", [ctx.consumer])).rows[0]!.t
-          : null;
+      const recorded = subscriberVersion > 0 ? await recordedTick(ctx.subscriber, ctx.consumer) : null;
       return {
         job: ctx.jobName,
         queue: ctx.queue,
@@ -38,7 +36,7 @@ export function statusCommand(ctx: AdminContext): CommandSpec {
         last_seen_s: consumer?.lastSeenSeconds ?? null,
         last_tick: consumer?.lastTick ?? null,
         pending_events: consumer?.pendingEvents ?? null,
-        subscriber_tick: recorded === null ? null : Number(recorded),
+        subscriber_tick: recorded,
         replay: ctx.live(),
         tables: tables.map((t) => ({
           table: t.table,

@@ -24,7 +24,7 @@ import { readTableShape } from "../../../shared/londiste/table-shape.ts";
 import { loadTableSync, loadTableSyncs, writeTransition } from "../../../shared/londiste/sync-store.ts";
 import { stateLabel, type SyncEvent } from "../../../shared/londiste/sync-machine.ts";
 import { registerConsumer, unregisterConsumer } from "../../../shared/pgq/index.ts";
-import { lockConsumerPosition } from "../../../shared/londiste/position.ts";
+import { lockConsumerPosition, recordedTick } from "../../../shared/londiste/position.ts";
 import { type AdminContext, names, type NameOutcome, perName, requireLondiste, requireNames, requireQueue } from "./context.ts";
 
 const TRIGGER_MODES: Record<string, string> = {
@@ -67,7 +67,7 @@ export function subscriberCommands(ctx: AdminContext): Record<string, CommandSpe
       handler: async () => {
         await ready();
         const created = await registerConsumer(ctx.provider, ctx.queue, ctx.consumer);
-        const recorded = await lastTick(sub, ctx.consumer);
+        const recorded = await recordedTick(sub, ctx.consumer);
         ctx.wake();
         return {
           consumer: ctx.consumer,
@@ -361,10 +361,6 @@ async function denyWrites(sub: pg.Pool, ctx: AdminContext, tables: string[], den
   });
 }
 
-async function lastTick(db: pg.Pool, consumer: string): Promise<number | null> {
-  const { rows } = await db.query<{ t: string | null }>("select londiste.get_last_tick($1) as t", [consumer]);
-  return rows[0]!.t === null ? null : Number(rows[0]!.t);
-}
 
 function tableRow(t: Awaited<ReturnType<typeof subscriberTables>>[number]) {
   return {
