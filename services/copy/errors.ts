@@ -1,14 +1,19 @@
 /**
  * What a failure means for the table being copied:
- *  - TableFailure, and data errors (SQLSTATE classes 22 data exception,
- *    23 integrity constraint, 42 syntax/undefined object/privilege; an
- *    ApplyError or a change that cannot be decoded): doing it again gives
- *    the same result, so the table goes to state error with the message;
+ *  - TableFailure, and data errors (shared/londiste/error-kind.ts: any
+ *    database error but a connection, shutdown, deadlock, lock-timeout or
+ *    resource one; an ApplyError or a change that cannot be decoded):
+ *    doing it again gives the same result, so the table goes to state
+ *    error with the message;
  *  - StepAbandoned: the table's row moved on (another state, the lease gone);
  *    the worker re-reads it and decides again;
  *  - anything else (lost connection, server shutdown, deadlock, a timeout):
  *    rolled back and retried after a pause.
  */
+
+import { isDataError as isSharedDataError } from "../../shared/londiste/error-kind.ts";
+
+export { sqlState } from "../../shared/londiste/error-kind.ts";
 
 /** The table cannot be copied as things are: FAIL it with this message. */
 export class TableFailure extends Error {
@@ -30,20 +35,9 @@ export class StepAbandoned extends Error {
   }
 }
 
-const DATA_CLASSES = new Set(["22", "23", "42"]);
-
-export function sqlState(error: unknown): string | undefined {
-  const e = error as { code?: unknown; sqlState?: unknown } | null;
-  if (typeof e?.code === "string" && e.code.length === 5) return e.code;
-  if (typeof e?.sqlState === "string") return e.sqlState;
-  return undefined;
-}
-
+/** Data errors by the rule replay uses too (shared/londiste/error-kind.ts), and TableFailure. */
 export function isDataError(error: unknown): boolean {
-  if (error instanceof TableFailure) return true;
-  if (error instanceof Error && (error.name === "ApplyError" || error.name === "RecordTextError")) return true;
-  const code = sqlState(error);
-  return code !== undefined && DATA_CLASSES.has(code.slice(0, 2));
+  return error instanceof TableFailure || isSharedDataError(error);
 }
 
 export function messageOf(error: unknown): string {

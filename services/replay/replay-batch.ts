@@ -24,6 +24,7 @@
 import type pg from "pg";
 import { providerTables } from "../../shared/londiste/catalog.ts";
 import { decodeChange, type RowChange } from "../../shared/londiste/change-event.ts";
+import { isTransientError } from "../../shared/londiste/error-kind.ts";
 import { parseTextArray } from "../../shared/londiste/record-text.ts";
 import { loadTableSyncs, type TableSync, writeTransition } from "../../shared/londiste/sync-store.ts";
 import type { SyncEvent } from "../../shared/londiste/sync-machine.ts";
@@ -59,15 +60,6 @@ export type ReplayOutcome =
   | { kind: "applied"; batch: BatchInfo; changes: number; failedEvents: number; tableErrors: string[]; copyRequested: string[] };
 
 const CHANGE_TYPES = new Set(["I", "U", "D", "R"]);
-
-/** SQLSTATE classes that say nothing about the data: the batch is retried as a whole. */
-const TRANSIENT_CLASSES = ["08", "40", "53", "57", "58", "XX"];
-
-export function isTransient(error: unknown): boolean {
-  const code = (error as { code?: unknown })?.code;
-  if (typeof code !== "string") return !(error instanceof Error && error.name === "ApplyError");
-  return TRANSIENT_CLASSES.some((c) => code.startsWith(c)) || code === "55P03" || code === "55006";
-}
 
 function messageOf(error: unknown): string {
   return error instanceof Error ? error.message : String(error);
@@ -137,7 +129,7 @@ export async function replayOneBatch(
         await sub.query(`release savepoint ${name}`);
         return undefined;
       } catch (error) {
-        if (isTransient(error)) throw error;
+        if (isTransientError(error)) throw error;
         await sub.query(`rollback to savepoint ${name}`);
         return error;
       }

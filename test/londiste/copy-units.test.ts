@@ -124,3 +124,13 @@ describe("forceNewTick", () => {
     await setQueueConfig(db.pool, "q", "ticker_paused", "false");
   });
 });
+
+describe("error kinds (shared by replay and the copy)", () => {
+  it("data errors stop the table; connection, shutdown, deadlock and lock-timeout errors are retried", async () => {
+    const { isDataError, isTransientError } = await import("../../shared/londiste/error-kind.ts");
+    for (const code of ["23505", "22P02", "42703", "P0001"]) expect(isDataError(Object.assign(new Error(code), { code }))).toBe(true);
+    for (const code of ["08006", "40P01", "40001", "57P01", "53300", "55P03"]) expect(isTransientError(Object.assign(new Error(code), { code }))).toBe(true);
+    expect(isDataError(Object.assign(new Error("x"), { name: "ApplyError" }))).toBe(true);
+    expect(isTransientError(new Error("Connection terminated unexpectedly"))).toBe(true);
+  });
+});
