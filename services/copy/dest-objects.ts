@@ -15,6 +15,7 @@
  * Everything runs in the caller's transaction: a copy that fails leaves
  * the table as it was. Names come from the catalog and are quoted here.
  */
+import { ADVISORY_LOCKS } from "../../shared/db/advisory-locks.ts";
 import type pg from "pg";
 import type { Queryable } from "../../shared/db/queryable.ts";
 
@@ -149,7 +150,7 @@ export interface RestoreOutcome {
  * their common foreign key parked for good.
  */
 export async function restorePendingForeignKeys(client: pg.ClientBase): Promise<RestoreOutcome> {
-  await client.query("select pg_advisory_xact_lock(hashtext('londiste.pending_fkeys'), 0)");
+  await client.query("select pg_advisory_xact_lock($1, 0)", [ADVISORY_LOCKS.pendingFkeys.classId]);
   const { rows } = await client.query<PendingForeignKey>(
     `select p.fkey_name as name, p.from_table as "from", p.to_table as "to", p.fkey_def as definition
        from londiste.subscriber_pending_fkeys p

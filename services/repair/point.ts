@@ -4,7 +4,7 @@
  *
  * Snapshot method (default; no table is locked, writes go on):
  *  1. claim replay's hold row on the subscriber (tick -1 for now);
- *  2. provider connection A: pg_advisory_lock(1886482801, queue_id), the
+ *  2. provider connection A: pg_advisory_lock(queueTick class, queue_id), the
  *     ticker's per-queue lock, so no tick is inserted meanwhile; reserve
  *     the tick id T = nextval(queue_tick_seq); set the hold to T (commit)
  *     BEFORE the tick exists, so replay cannot pass T unnoticed;
@@ -31,11 +31,12 @@ import { lockConsumerPosition, recordedTick } from "../../shared/londiste/positi
 import type pg from "pg";
 import { CommandError } from "../../shared/bus/replies.ts";
 import { quoteLiteral } from "../../shared/londiste/compare/sql.ts";
+import { ADVISORY_LOCKS } from "../../shared/db/advisory-locks.ts";
 import type { RepairContext } from "./context.ts";
 import { ReplayHold } from "./hold.ts";
 
 /** The ticker's per-queue advisory lock class (pgq.ticker_lock). */
-export const TICKER_LOCK_CLASS = 1886482801;
+export const TICKER_LOCK_CLASS = ADVISORY_LOCKS.queueTick.classId;
 
 export type PointMethod = "snapshot" | "lock";
 

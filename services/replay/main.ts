@@ -27,11 +27,12 @@ import { VERSION } from "../../shared/version.ts";
 import type { ReplayLiveState } from "./admin/context.ts";
 import { londisteAdminCommands } from "./admin-commands.ts";
 import { type ApplyChanges, replayOneBatch } from "./replay-batch.ts";
+import { ADVISORY_LOCKS } from "../../shared/db/advisory-locks.ts";
 import { SyncConflict } from "../../shared/londiste/sync-store.ts";
 import { ensureStateStream, relayOutbox } from "../../shared/londiste/state-events.ts";
 
 /** pg_try_advisory_lock(REPLAY_LOCK_CLASS, hash(job)) on the subscriber: the active replay of a job. */
-export const REPLAY_LOCK_CLASS = 1886482804;
+export const REPLAY_LOCK_CLASS = ADVISORY_LOCKS.activeReplay.classId;
 
 /** A stable 32-bit hash of the job name (FNV-1a), as a signed int4. */
 export function jobLockKey(job: string): number {

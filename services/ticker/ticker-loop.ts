@@ -8,11 +8,12 @@
 import { SessionLock } from "../../shared/db/session-lock.ts";
 import type { Logger } from "../../shared/log.ts";
 import type { TickerConfig } from "../../shared/config/pgqadm.ts";
+import { ADVISORY_LOCKS } from "../../shared/db/advisory-locks.ts";
 import { type MaintenanceReport, runMaintenance } from "./maintenance.ts";
 import { type TickResult, tickDueQueues } from "./ticking.ts";
 
 /** pg_try_advisory_lock keys of "the active ticker of this database". */
-export const TICKER_LOCK_KEY = [1886482802, 0] as const;
+export const TICKER_LOCK_KEY = [ADVISORY_LOCKS.activeTicker.classId, 0] as const;
 
 export type TickerState = "starting" | "standby" | "active" | "retrying" | "stopped";
 

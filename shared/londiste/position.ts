@@ -12,10 +12,11 @@
  *    subscriber and the queue disagree, and the consumer stops loudly
  *    rather than skip or repeat changes.
  */
+import { ADVISORY_LOCKS } from "../db/advisory-locks.ts";
 import type { Queryable } from "../db/queryable.ts";
 
 export async function lockConsumerPosition(client: Queryable, consumer: string): Promise<void> {
-  await client.query("select pg_advisory_xact_lock(hashtext('londiste.replay'), hashtext($1))", [consumer]);
+  await client.query("select pg_advisory_xact_lock($1, hashtext($2))", [ADVISORY_LOCKS.replayPosition.classId, consumer]);
 }
 
 /** The recorded end tick of the consumer's last applied batch, null when none. */

@@ -12,6 +12,7 @@
  * per transition (StateChangeMessage as JSON), Nats-Msg-Id
  * `<job>:<queue>:<outbox id>`.
  */
+import { ADVISORY_LOCKS } from "../db/advisory-locks.ts";
 import type { NatsConnection } from "@nats-io/nats-core";
 import { jetstream, jetstreamManager } from "@nats-io/jetstream";
 import type pg from "pg";
@@ -91,8 +92,8 @@ export async function relayOutbox(
   try {
     await client.query("begin");
     const { rows: lock } = await client.query<{ ok: boolean }>(
-      "select pg_try_advisory_xact_lock(hashtext('londiste.outbox'), hashtext($1)) as ok",
-      [queue],
+      "select pg_try_advisory_xact_lock($1, hashtext($2)) as ok",
+      [ADVISORY_LOCKS.outboxRelay.classId, queue],
     );
     if (!lock[0]!.ok) {
       await client.query("rollback");
