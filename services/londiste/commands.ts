@@ -1,13 +1,11 @@
 /**
- * The londiste tool's command words (spec §4.3) and how each becomes a
- * request to the job's replay service. Pure: argument checking only.
+ * The londiste tool's command words (the Skytools 2 `londiste.py` commands,
+ * listed in README.md) and how each becomes a request to the job's replay
+ * service or repair workers. Pure: argument checking only.
  */
-export class UsageError extends Error {
-  constructor(message: string) {
-    super(message);
-    this.name = "UsageError";
-  }
-}
+import { type OptionSpec, UsageError } from "../../shared/cli/args.ts";
+
+export { UsageError };
 
 export interface Flags {
   expectSync: boolean;
@@ -135,17 +133,60 @@ export const LONDISTE_COMMANDS: Record<string, Usage> = {
 /** Commands served by the job's repair workers (`londiste CONFIG repair-worker`) rather than by replay. */
 export const REPAIR_COMMANDS = new Set(["compare", "repair"]);
 
-const FLAG_NAMES: Record<keyof Flags, string> = {
-  expectSync: "--expect-sync",
-  skipTruncate: "--skip-truncate",
-  force: "--force",
-  destTable: "--dest-table",
-  ranged: "--ranged",
-  lock: "--lock",
-  apply: "--apply",
-  dryRun: "--dry-run",
-  dir: "--dir",
+/** Each flag's option name on the command line. */
+const FLAG_OPTIONS: Record<keyof Flags, string> = {
+  expectSync: "expect-sync",
+  skipTruncate: "skip-truncate",
+  force: "force",
+  destTable: "dest-table",
+  ranged: "ranged",
+  lock: "lock",
+  apply: "apply",
+  dryRun: "dry-run",
+  dir: "dir",
 };
+
+/**
+ * The londiste tool's options besides --json/--timeout/--help. `reset`
+ * belongs to the replay service (`londiste CONFIG replay --reset`), which
+ * the launcher starts; an admin command refuses it.
+ */
+export const LONDISTE_OPTIONS: OptionSpec = {
+  "expect-sync": { type: "boolean" },
+  "skip-truncate": { type: "boolean" },
+  force: { type: "boolean" },
+  "dest-table": { type: "string", missing: "--dest-table needs a table name" },
+  ranged: { type: "boolean" },
+  lock: { type: "boolean" },
+  apply: { type: "boolean" },
+  "dry-run": { type: "boolean" },
+  dir: { type: "string", missing: "--dir needs a directory" },
+  reset: { type: "boolean" },
+};
+
+/** The long-running commands the launcher runs in its own process, with the options each takes. */
+export const SERVICE_COMMANDS: Record<string, { usage: string; options: string[] }> = {
+  replay: { usage: "replay [--reset]", options: ["reset"] },
+  copy: { usage: "copy", options: [] },
+  "repair-worker": { usage: "repair-worker", options: [] },
+  watch: { usage: "watch [--json]", options: ["json"] },
+};
+
+/** The admin command flags among parsed options (string options as given, booleans as true/false). */
+export function flagsFrom(options: Record<string, string | true>): Flags {
+  const text = (name: string) => (typeof options[name] === "string" ? options[name] : undefined);
+  return {
+    expectSync: options["expect-sync"] === true,
+    skipTruncate: options["skip-truncate"] === true,
+    force: options.force === true,
+    destTable: text("dest-table"),
+    ranged: options.ranged === true,
+    lock: options.lock === true,
+    apply: options.apply === true,
+    dryRun: options["dry-run"] === true,
+    dir: text("dir"),
+  };
+}
 
 export function parseCommand(words: string[], flags: Flags): CommandLine {
   if (words.length === 0) throw new UsageError("no command given");
@@ -159,9 +200,9 @@ export function parseCommand(words: string[], flags: Flags): CommandLine {
     throw new UsageError(`unknown command "${words.join(" ")}"; run londiste --help for the list`);
   }
   if (args.length < usage.min || args.length > usage.max) throw new UsageError(`usage: londiste CONFIG ${key} ${usage.args}`.trimEnd());
-  for (const [flag, name] of Object.entries(FLAG_NAMES) as Array<[keyof Flags, string]>) {
+  for (const [flag, name] of Object.entries(FLAG_OPTIONS) as Array<[keyof Flags, string]>) {
     const given = flag === "destTable" || flag === "dir" ? flags[flag] !== undefined : flags[flag];
-    if (given && !usage.flags?.includes(flag)) throw new UsageError(`${name} does not apply to "${key}"`);
+    if (given && !usage.flags?.includes(flag)) throw new UsageError(`--${name} does not apply to "${key}"`);
   }
   return { command: key.replace(" ", "."), request: usage.build(args, flags) };
 }

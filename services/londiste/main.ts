@@ -11,77 +11,34 @@ import { natsSettingsFrom } from "../../shared/config/common-keys.ts";
 import { ConfigError } from "../../shared/config/load.ts";
 import { loadLondisteConfig, londisteSubjects } from "../../shared/config/londiste.ts";
 import { connectForCli, NoServiceError, requestReply } from "../../shared/cli/request.ts";
-import { type Flags, helpText, parseCommand, REPAIR_COMMANDS, UsageError } from "./commands.ts";
+import { parseCommandLine } from "../../shared/cli/args.ts";
+import { flagsFrom, helpText, LONDISTE_OPTIONS, parseCommand, REPAIR_COMMANDS, SERVICE_COMMANDS, UsageError } from "./commands.ts";
 import { anyFailed, formatResult } from "./format.ts";
 import { watchStateChanges } from "./watch.ts";
 
-interface Options {
-  json: boolean;
-  timeoutSeconds: number | undefined;
-  flags: Flags;
-  words: string[];
-}
-
-export function parseOptions(argv: string[]): Options | "help" {
-  const options: Options = {
-    json: false,
-    timeoutSeconds: undefined,
-    flags: {
-      expectSync: false,
-      skipTruncate: false,
-      force: false,
-      destTable: undefined,
-      ranged: false,
-      lock: false,
-      apply: false,
-      dryRun: false,
-      dir: undefined,
-    },
-    words: [],
-  };
-  for (let i = 0; i < argv.length; i++) {
-    const arg = argv[i]!;
-    if (arg === "--json") options.json = true;
-    else if (arg === "-h" || arg === "--help") return "help";
-    else if (arg === "--expect-sync") options.flags.expectSync = true;
-    else if (arg === "--skip-truncate") options.flags.skipTruncate = true;
-    else if (arg === "--force") options.flags.force = true;
-    else if (arg === "--dest-table" || arg.startsWith("--dest-table=")) {
-      const value = arg.includes("=") ? arg.slice(arg.indexOf("=") + 1) : argv[++i];
-      if (!value) throw new UsageError("--dest-table needs a table name");
-      options.flags.destTable = value;
-    } else if (arg === "--ranged") options.flags.ranged = true;
-    else if (arg === "--lock") options.flags.lock = true;
-    else if (arg === "--apply") options.flags.apply = true;
-    else if (arg === "--dry-run") options.flags.dryRun = true;
-    else if (arg === "--dir" || arg.startsWith("--dir=")) {
-      const value = arg.includes("=") ? arg.slice(arg.indexOf("=") + 1) : argv[++i];
-      if (!value) throw new UsageError("--dir needs a directory");
-      // Sent to a worker that may run elsewhere: an absolute path, resolved here.
-      options.flags.dir = resolve(value);
-    } else if (arg === "--timeout") {
-      const value = Number(argv[++i]);
-      if (!Number.isFinite(value) || value <= 0) throw new UsageError("--timeout needs a number of seconds");
-      options.timeoutSeconds = value;
-    } else if (arg.startsWith("-") && arg !== "-") throw new UsageError(`unknown option ${arg}`);
-    else options.words.push(arg);
-  }
-  return options;
-}
-
 export async function runLondisteCommand(argv: string[]): Promise<number> {
-  let options: Options | "help";
+  let options;
   let command;
   let config;
   try {
-    options = parseOptions(argv);
+    options = parseCommandLine(argv, LONDISTE_OPTIONS);
     if (options === "help" || options.words.length === 0) {
       process.stdout.write(`${helpText()}\n`);
       return options === "help" ? 0 : 2;
     }
     const [configPath, ...words] = options.words;
-    if (words.length === 1 && words[0] === "watch") return await runWatch(configPath!, options.json);
-    command = parseCommand(words, options.flags);
+    const service = words[0] !== undefined && Object.hasOwn(SERVICE_COMMANDS, words[0]) ? SERVICE_COMMANDS[words[0]]! : undefined;
+    if (service) {
+      // The launcher runs the other services itself; reaching here means extra words or options.
+      const extra = Object.keys(options.options).filter((o) => !service.options.includes(o));
+      if (words[0] === "watch" && words.length === 1 && extra.length === 0) return await runWatch(configPath!, options.json);
+      throw new UsageError(`usage: londiste CONFIG ${service.usage}`);
+    }
+    const flags = flagsFrom(options.options);
+    // Sent to a worker that may run elsewhere: an absolute path, resolved here.
+    if (flags.dir !== undefined) flags.dir = resolve(flags.dir);
+    command = parseCommand(words, flags);
+    if (options.options.reset) throw new UsageError(`--reset does not apply to "${command.command.replace(".", " ")}"`);
     config = loadLondisteConfig(configPath!);
   } catch (error) {
     if (error instanceof UsageError || error instanceof ConfigError) {

@@ -2,6 +2,10 @@
  * pgqadm's command words and how each becomes a request to the ticker
  * service. Pure: argument checking only, no I/O.
  */
+import { UsageError } from "../../shared/cli/args.ts";
+
+export { UsageError };
+
 export interface CommandLine {
   /** Subject suffix (the service's command name). */
   command: string;
@@ -21,12 +25,6 @@ function integer(name: string, value: string): number {
   return Number(value);
 }
 
-export class UsageError extends Error {
-  constructor(message: string) {
-    super(message);
-    this.name = "UsageError";
-  }
-}
 
 export const PGQADM_COMMANDS: Record<string, Usage> = {
   install: { args: "", help: "install or upgrade PgQ in the database", min: 0, max: 0, build: () => ({}) },

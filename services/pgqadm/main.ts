@@ -10,35 +10,14 @@ import { natsSettingsFrom } from "../../shared/config/common-keys.ts";
 import { ConfigError } from "../../shared/config/load.ts";
 import { loadTickerConfig, tickerSubjects } from "../../shared/config/pgqadm.ts";
 import { connectForCli, NoServiceError, requestReply } from "../../shared/cli/request.ts";
+import { parseCommandLine } from "../../shared/cli/args.ts";
 import { helpText, parseCommand, UsageError } from "./commands.ts";
 import { formatResult } from "./format.ts";
 
-interface Options {
-  json: boolean;
-  timeoutSeconds: number | undefined;
-  words: string[];
-}
-
-function parseOptions(argv: string[]): Options | "help" {
-  const options: Options = { json: false, timeoutSeconds: undefined, words: [] };
-  for (let i = 0; i < argv.length; i++) {
-    const arg = argv[i]!;
-    if (arg === "--json") options.json = true;
-    else if (arg === "-h" || arg === "--help") return "help";
-    else if (arg === "--timeout") {
-      const value = Number(argv[++i]);
-      if (!Number.isFinite(value) || value <= 0) throw new UsageError("--timeout needs a number of seconds");
-      options.timeoutSeconds = value;
-    } else if (arg.startsWith("-") && arg !== "-") throw new UsageError(`unknown option ${arg}`);
-    else options.words.push(arg);
-  }
-  return options;
-}
-
 export async function runPgqadmCommand(argv: string[]): Promise<number> {
-  let options: Options | "help";
+  let options;
   try {
-    options = parseOptions(argv);
+    options = parseCommandLine(argv);
     if (options === "help" || options.words.length === 0) {
       process.stdout.write(`${helpText()}\n`);
       return options === "help" ? 0 : 2;
