@@ -5,7 +5,7 @@ import { toPgConfig } from "./dsn.ts";
 import { type ConfigSchema, ConfigError, loadConfigFile } from "./load.ts";
 
 export const LONDISTE_SCHEMA: ConfigSchema = {
-  job_name: { kind: "string", description: "name of this replication job", default: "londiste" },
+  job_name: { kind: "string", description: "name of this replication job, its token in NATS subjects (letters, digits, _ and -)", default: "londiste" },
   provider_db: { kind: "dsn", description: "the database whose tables are replicated", required: true, secret: true },
   subscriber_db: { kind: "dsn", description: "the database the changes are applied to", required: true, secret: true },
   pgq_queue_name: { kind: "string", description: "the provider queue carrying the changes", required: true },
