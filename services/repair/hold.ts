@@ -11,19 +11,9 @@
 import type pg from "pg";
 import { CommandError } from "../../shared/bus/replies.ts";
 import type { Logger } from "../../shared/log.ts";
+import { sleep } from "../../shared/sleep.ts";
 
 export const NO_TICK = -1;
-
-const sleep = (ms: number, signal?: AbortSignal) =>
-  new Promise<void>((resolve) => {
-    const t = setTimeout(done, ms);
-    function done() {
-      clearTimeout(t);
-      signal?.removeEventListener("abort", done);
-      resolve();
-    }
-    signal?.addEventListener("abort", done, { once: true });
-  });
 
 export class ReplayHold {
   private timer: NodeJS.Timeout | undefined;

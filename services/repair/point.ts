@@ -30,8 +30,9 @@
 import { lockConsumerPosition, recordedTick } from "../../shared/londiste/position.ts";
 import type pg from "pg";
 import { CommandError } from "../../shared/bus/replies.ts";
-import { quoteLiteral } from "../../shared/londiste/compare/sql.ts";
+import { quoteLiteral } from "../../shared/db/sql-text.ts";
 import { ADVISORY_LOCKS } from "../../shared/db/advisory-locks.ts";
+import { sleep } from "../../shared/sleep.ts";
 import type { RepairContext } from "./context.ts";
 import { ReplayHold } from "./hold.ts";
 
@@ -64,17 +65,6 @@ export interface ConsistentPoint {
 }
 
 class Retry extends Error {}
-
-const sleep = (ms: number, signal?: AbortSignal) =>
-  new Promise<void>((resolve) => {
-    const t = setTimeout(done, ms);
-    function done() {
-      clearTimeout(t);
-      signal?.removeEventListener("abort", done);
-      resolve();
-    }
-    signal?.addEventListener("abort", done, { once: true });
-  });
 
 /** Ends a client's transaction and gives it back; a client whose connection broke is destroyed. */
 async function finish(client: pg.PoolClient | undefined, sql = "rollback"): Promise<void> {

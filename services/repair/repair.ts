@@ -18,6 +18,8 @@
  * transaction. Replay pauses only for phase 2, whose work is proportional
  * to the number of differences, not to the table. Keys that differ at T2
  * but did not at T are new differences and are left for the next run.
+ * Every fix must change exactly its one row (fixes.ts), else the table's
+ * fixes are rolled back and it is reported failed.
  */
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -42,6 +44,7 @@ import { COMMON_FIELDS, type CommonOptions, commonOptions, failedOutcome, forEac
 import { checksumPair } from "./compare.ts";
 import type { RepairContext } from "./context.ts";
 import { checkDirectory, FixFile, fixFilePath, LineWriter, readChunks } from "./files.ts";
+import { applyFixStatements, type Fix } from "./fixes.ts";
 import type { ConsistentPoint } from "./point.ts";
 import { planAt, type Target } from "./tables.ts";
 
@@ -176,11 +179,11 @@ async function applyFixes(ctx: RepairContext, point: ConsistentPoint, target: Ta
         textRows(point.provider, keyFetchQuery(plan, "provider", keys)),
         textRows(point.subscriber, keyFetchQuery(plan, "subscriber", keys)),
       ]);
-      const statements: string[] = [];
-      for await (const diff of mergeDiff(fromArray(src), fromArray(dst), cmp, counts)) statements.push(fixStatement(plan, diff));
-      if (statements.length === 0) continue;
-      await point.subscriber.query(statements.join("\n"));
-      for (const s of statements) await fix.write(s);
+      const fixes: Fix[] = [];
+      for await (const diff of mergeDiff(fromArray(src), fromArray(dst), cmp, counts)) fixes.push({ diff, statement: fixStatement(plan, diff) });
+      if (fixes.length === 0) continue;
+      await applyFixStatements(point.subscriber, plan, fixes);
+      for (const f of fixes) await fix.write(f.statement);
       ctx.progress({ table: plan.table, phase: "apply", ...countFields(counts) });
     }
     return { counts, file: await fix.commit() };

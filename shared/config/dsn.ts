@@ -4,6 +4,7 @@
  * (`postgres://user@host:5432/db`), turned into a pg client config.
  */
 import type pg from "pg";
+import { settingsNamed, startupOptions } from "../db/value-text.ts";
 
 export class DsnError extends Error {
   constructor(message: string) {
@@ -66,7 +67,6 @@ export function parseKeywordDsn(dsn: string): Map<string, string> {
   return out;
 }
 
-/** A pg client config from either form. */
 /**
  * Settings every service session runs with, whatever the database or role
  * defaults say: the driver parses dates and intervals only in these styles
@@ -74,12 +74,13 @@ export function parseKeywordDsn(dsn: string): Map<string, string> {
  * array parameters carry NULL elements as NULL only with array_nulls on.
  * They come after the user's own `options`, so they win.
  */
-export const PINNED_SESSION_OPTIONS = "-c DateStyle=ISO,YMD -c IntervalStyle=postgres -c array_nulls=on";
+export const PINNED_SESSION_OPTIONS = startupOptions(settingsNamed("DateStyle", "IntervalStyle", "array_nulls"));
 
 function withPinnedOptions(options: string | null | undefined): string {
   return options ? `${options} ${PINNED_SESSION_OPTIONS}` : PINNED_SESSION_OPTIONS;
 }
 
+/** A pg client config from either form. */
 export function toPgConfig(dsn: string): pg.ClientConfig {
   const text = dsn.trim();
   if (text === "") throw new DsnError("connection string is empty");

@@ -261,10 +261,18 @@ describe("plans and fix statements", () => {
     expect(insertStatement(plan, src)).toBe(
       `insert into public."T" ("id", "Name ""q""", "ts") overriding system value values ('1'::integer, 'it''s \\ "x"'::text, NULL);`,
     );
+    // The partitioned subscriber table is written through its partitions (without `only`).
     expect(updateStatement(plan, src, dst)).toBe(
+      `update public."T" set "Name ""q""" = 'it''s \\ "x"'::text, "ts" = NULL where "id" = '1'::integer;`,
+    );
+    expect(deleteStatement(plan, dst)).toBe(`delete from public."T" where "id" = '1'::integer;`);
+    const plain = planTable('public."T"', 'public."T"', "ok", table('public."T"', pCols, ["id"], "p"), table('public."T"', sCols, ["id"]));
+    if (!plain.ok) throw new Error(plain.reason);
+    expect(updateStatement(plain.plan, src, dst)).toBe(
       `update only public."T" set "Name ""q""" = 'it''s \\ "x"'::text, "ts" = NULL where "id" = '1'::integer;`,
     );
-    expect(deleteStatement(plan, dst)).toBe(`delete from only public."T" where "id" = '1'::integer;`);
+    expect(deleteStatement(plain.plan, dst)).toBe(`delete from only public."T" where "id" = '1'::integer;`);
+    expect(mergeQuery(plain.plan, "provider").text).toBe('select "id", "Name ""q""", "ts" from public."T" order by "id"');
     expect(fixStatement(plan, { kind: "delete", dst })).toBe(deleteStatement(plan, dst));
   });
 

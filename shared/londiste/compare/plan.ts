@@ -14,10 +14,16 @@
  *
  * Row checksums: sum(hashtextextended(row(<compared columns>)::text, 0)),
  * order-independent; the record text keeps NULL and '' apart.
+ *
+ * Reads and fixes reach a table's own rows the one way every writer does
+ * (ownRows): `only` keeps inheriting tables out, and a partitioned table
+ * is named without it, which is the only way to reach its partitions.
+ * Each fix statement changes exactly one subscriber row.
  */
 import type { DescribedColumn, DescribedTable } from "./describe.ts";
 import { type KeyKind, keyKind } from "./key-order.ts";
-import { quoteIdent, quoteLiteral, typedLiteral } from "./sql.ts";
+import { ownRows, quoteIdent, quoteLiteral, typedLiteral } from "../../db/sql-text.ts";
+import { setStatements, VALUE_TEXT_SETTINGS } from "../../db/value-text.ts";
 import type { RowDiff } from "./merge.ts";
 
 export type Row = Array<string | null>;
@@ -38,8 +44,10 @@ export interface Query {
 interface SidePlan {
   /** Canonical name. */
   name: string;
-  /** `only <name>` for a plain table, `<name>` for a partitioned one (its rows live in the partitions). */
+  /** The table as reads and fixes name it: `only <name>`, or `<name>` for a partitioned one (ownRows). */
   from: string;
+  /** Only a plain table can be sampled. */
+  partitioned: boolean;
   /** Key expressions for ORDER BY and range conditions (collate "C" where needed). */
   keyExprs: string[];
   /** Cast type of each key column on this side. */
@@ -76,7 +84,8 @@ const COMPARABLE_KINDS = new Set(["r", "p"]);
 function sidePlan(t: DescribedTable, keys: DescribedColumn[]): SidePlan {
   return {
     name: t.name,
-    from: t.relkind === "p" ? t.name : `only ${t.name}`,
+    from: ownRows(t.name, t.relkind),
+    partitioned: t.relkind === "p",
     keyExprs: keys.map((c) => (c.collatable && !c.byteOrdered ? `${quoteIdent(c.name)} collate pg_catalog."C"` : quoteIdent(c.name))),
     keyCast: keys.map((c) => c.castType),
   };
@@ -202,7 +211,7 @@ export function quantileQuery(plan: TablePlan, side: Side, range: KeyRange, step
 
 /** Whether a side's table can be sampled (TABLESAMPLE on a plain table). */
 export function canSample(plan: TablePlan, side: Side): boolean {
-  return plan[side].from.startsWith("only ");
+  return !plan[side].partitioned;
 }
 
 /** The compared columns of a range in merge order, ordered by the key. */
@@ -264,12 +273,12 @@ export function updateStatement(plan: TablePlan, src: Row, dst: Row): string {
   for (let i = 0; i < plan.columns.length; i++) {
     if (src[i] !== dst[i]) sets.push(`${quoteIdent(plan.columns[i]!)} = ${typedLiteral(src[i]!, plan.subscriberCast[i]!)}`);
   }
-  return `update only ${plan.dest} set ${sets.join(", ")} where ${keyMatch(plan, dst)};`;
+  return `update ${plan.subscriber.from} set ${sets.join(", ")} where ${keyMatch(plan, dst)};`;
 }
 
 /** DELETE of a subscriber row the provider does not have. */
 export function deleteStatement(plan: TablePlan, dst: Row): string {
-  return `delete from only ${plan.dest} where ${keyMatch(plan, dst)};`;
+  return `delete from ${plan.subscriber.from} where ${keyMatch(plan, dst)};`;
 }
 
 /** The settings a fix file runs under (the values in it are printed under them). */
@@ -279,8 +288,7 @@ export function fixFileHeader(plan: TablePlan, note: string): string {
     `-- ${note}`,
     "-- The subscriber table may deny writes by anyone but replay: then run as superuser with",
     "-- set session_replication_role = replica;",
-    "set datestyle = 'ISO, YMD'; set intervalstyle = 'postgres'; set timezone = 'UTC';",
-    "set standard_conforming_strings = on; set lc_monetary = 'C'; set array_nulls = on;",
+    `${setStatements(VALUE_TEXT_SETTINGS)};`,
     "",
   ].join("\n");
 }
