@@ -9,27 +9,25 @@
  * Signals: SIGINT/SIGTERM stop between batches (never inside one).
  * Exit codes: 0 stopped, 2 bad config, 1 other failure.
  */
-import { hostname } from "node:os";
-import type { NatsConnection, Subscription } from "@nats-io/nats-core";
-import type { Service } from "@nats-io/services";
-import pg from "pg";
+import type pg from "pg";
 import { startCommandService } from "../../shared/bus/command-service.ts";
-import { connectNats } from "../../shared/bus/connect.ts";
 import { tickNoticeSubject } from "../../shared/bus/subjects.ts";
-import { natsSettingsFrom } from "../../shared/config/common-keys.ts";
-import { loadLondisteConfig, londisteSubjects } from "../../shared/config/londiste.ts";
+import { type LondisteConfig, loadLondisteConfig, londisteSubjects } from "../../shared/config/londiste.ts";
 import { SessionLock } from "../../shared/db/session-lock.ts";
 import { applyChanges } from "../../shared/londiste/apply.ts";
 import { LONDISTE_SCHEMA_VERSION, londisteSchemaVersion } from "../../shared/londiste/install.ts";
-import { startService } from "../../shared/service-start.ts";
+import { runService, type ServiceShell } from "../../shared/service-shell.ts";
 import { registerConsumer } from "../../shared/pgq/index.ts";
 import { VERSION } from "../../shared/version.ts";
 import type { ReplayLiveState } from "./admin/context.ts";
 import { londisteAdminCommands } from "./admin-commands.ts";
 import { type ApplyChanges, replayOneBatch } from "./replay-batch.ts";
 import { ADVISORY_LOCKS } from "../../shared/db/advisory-locks.ts";
-import { SyncConflict } from "../../shared/londiste/sync-store.ts";
-import { ensureStateStream, relayOutbox } from "../../shared/londiste/state-events.ts";
+import { hasTableSyncs, SyncConflict } from "../../shared/londiste/sync-store.ts";
+import { subscriberSeqs } from "../../shared/londiste/catalog.ts";
+import { recordTick } from "../../shared/londiste/position.ts";
+import { startOutboxRelay } from "../../shared/londiste/outbox-relay.ts";
+import { ensureStateStream } from "../../shared/londiste/state-events.ts";
 
 /** pg_try_advisory_lock(REPLAY_LOCK_CLASS, hash(job)) on the subscriber: the active replay of a job. */
 export const REPLAY_LOCK_CLASS = ADVISORY_LOCKS.activeReplay.classId;
@@ -84,39 +82,35 @@ async function hasWork(subscriber: pg.Pool, queue: string): Promise<boolean | "u
   const version = await londisteSchemaVersion(subscriber);
   if (version === 0) return false;
   if (version < LONDISTE_SCHEMA_VERSION) return "upgrade";
-  const { rows } = await subscriber.query(
-    `select 1 from londiste.subscriber_table where queue_name = $1
-      union all select 1 from londiste.subscriber_seq where queue_name = $1 limit 1`,
-    [queue],
-  );
-  return rows.length > 0;
+  return (await hasTableSyncs(subscriber, queue)) || (await subscriberSeqs(subscriber, queue)).length > 0;
 }
 
 export async function runReplayService(configPath: string, options: ReplayOptions = {}): Promise<number> {
-  const started = startService("replay", () => loadLondisteConfig(configPath));
-  if ("exitCode" in started) return started.exitCode;
-  const { config, log, releasePidfile } = started;
+  const live: ReplayLiveState = { role: "starting", batches: 0, changes: 0, lastBatchAt: null, lastError: null };
+  return runService({
+    kind: "replay",
+    load: () => loadLondisteConfig(configPath),
+    stopping: "stopping between batches",
+    body: (shell) => replayBody(shell, live, options),
+    summary: () => ({ batches: live.batches, changes: live.changes }),
+  });
+}
 
-  const stop = new AbortController();
+async function replayBody(shell: ServiceShell<LondisteConfig>, live: ReplayLiveState, options: ReplayOptions): Promise<number> {
+  const { config, log, instance } = shell;
+  const stop = { signal: shell.stopSignal };
   const waker = new Waker();
-  const provider = new pg.Pool({ ...config.provider, max: 3, application_name: `londiste ${config.jobName} replay` });
-  const subscriber = new pg.Pool({ ...config.subscriber, max: 3, application_name: `londiste ${config.jobName} replay` });
-  provider.on("error", (error) => log.warn({ err: error }, "idle provider connection failed"));
-  subscriber.on("error", (error) => log.warn({ err: error }, "idle subscriber connection failed"));
+  const provider = shell.pool("provider", { ...config.provider, max: 3, application_name: `londiste ${config.jobName} replay` });
+  const subscriber = shell.pool("subscriber", { ...config.subscriber, max: 3, application_name: `londiste ${config.jobName} replay` });
 
   const subjects = londisteSubjects(config.subjectPrefix, config.jobName);
-  const live: ReplayLiveState = { role: "starting", batches: 0, changes: 0, lastBatchAt: null, lastError: null };
-  const instance = `${hostname()}:${process.pid}`;
-  let nc: NatsConnection | undefined;
-  let notices: Subscription | undefined;
-  let service: Service | undefined;
-  void connectNats(natsSettingsFrom(config.values, `londiste ${config.jobName} replay`), log)
-    .then(async (conn) => {
-      if (stop.signal.aborted) return conn.close();
-      nc = conn;
-      notices = conn.subscribe(tickNoticeSubject(config.subjectPrefix, config.queue), { callback: () => waker.notify() });
+  shell.connectNatsInBackground(
+    `londiste ${config.jobName} replay`,
+    async (conn) => {
+      const notices = conn.subscribe(tickNoticeSubject(config.subjectPrefix, config.queue), { callback: () => waker.notify() });
+      shell.atExit(() => notices.unsubscribe());
       log.info("waking on tick notices");
-      service = await startCommandService(conn, {
+      const service = await startCommandService(conn, {
         name: "londiste-replay",
         version: VERSION,
         description: `londiste replay and admin commands for job ${config.jobName}`,
@@ -135,43 +129,14 @@ export async function runReplayService(configPath: string, options: ReplayOption
         log,
         stats: () => ({ instance, ...live }),
       });
+      shell.atExit(() => service.stop());
       log.info({ subjects: `${subjects.commandPrefix}.>` }, "serving admin commands on NATS");
       const stream = await ensureStateStream(conn, config.subjectPrefix, config.jobName);
       log.info({ stream }, "relaying table state changes to JetStream");
-      startRelay(conn);
-    })
-    .catch((error: unknown) => log.error({ err: error }, "NATS setup failed; polling every loop_delay, no admin commands"));
-
-  // The outbox relay: every second, and until the backlog is gone (it survives NATS and database outages).
-  let relayTimer: NodeJS.Timeout | undefined;
-  let relayFailedAt = 0;
-  const startRelay = (conn: NatsConnection) => {
-    let running = false;
-    relayTimer = setInterval(() => {
-      if (running || stop.signal.aborted) return;
-      running = true;
-      void (async () => {
-        try {
-          while ((await relayOutbox(subscriber, conn, config.subjectPrefix, config.jobName, config.queue)) > 0);
-        } catch (error) {
-          // Undefined table: londiste not installed yet. Anything else is worth a line, once a minute.
-          if ((error as { code?: string }).code !== "42P01" && Date.now() - relayFailedAt > 60_000) {
-            relayFailedAt = Date.now();
-            log.warn({ err: error }, "relaying state changes failed; retrying");
-          }
-        } finally {
-          running = false;
-        }
-      })();
-    }, 1000);
-  };
-
-  const onStop = (signal: string) => {
-    log.info({ signal }, "stopping between batches");
-    stop.abort();
-  };
-  process.on("SIGINT", onStop);
-  process.on("SIGTERM", onStop);
+      shell.atExit(startOutboxRelay({ subscriber, nc: conn, prefix: config.subjectPrefix, job: config.jobName, queue: config.queue, log }));
+    },
+    "polling every loop_delay, no admin commands",
+  );
 
   const lock = new SessionLock(config.subscriber, [REPLAY_LOCK_CLASS, jobLockKey(config.jobName)]);
   const settings = {
@@ -212,7 +177,7 @@ export async function runReplayService(configPath: string, options: ReplayOption
         if (live.role !== "active") log.info("active: this instance replays the job");
         live.role = "active";
         if (resetPending) {
-          await subscriber.query("select londiste.set_last_tick($1, null)", [config.consumer]);
+          await recordTick(subscriber, config.consumer, null);
           log.warn({ consumer: config.consumer }, "--reset: forgot the subscriber's recorded position");
           resetPending = false;
         }
@@ -234,7 +199,7 @@ export async function runReplayService(configPath: string, options: ReplayOption
         live.lastError = null;
         if (outcome.kind !== "skipped" && outcome.copyRequested.length > 0) {
           log.info({ tables: outcome.copyRequested }, "tables waiting for a copy: in-copy");
-          for (const table of outcome.copyRequested) nc?.publish(subjects.copyRequest, JSON.stringify({ table }));
+          for (const table of outcome.copyRequested) shell.nats?.publish(subjects.copyRequest, JSON.stringify({ table }));
         }
         if (outcome.kind === "idle") {
           await idle(outcome.held ? "held at this tick for a consistent read (compare/repair)" : "caught up: waiting for the next tick");
@@ -261,17 +226,7 @@ export async function runReplayService(configPath: string, options: ReplayOption
       }
     }
   } finally {
-    process.off("SIGINT", onStop);
-    process.off("SIGTERM", onStop);
-    if (relayTimer) clearInterval(relayTimer);
-    notices?.unsubscribe();
-    await service?.stop().catch(() => {});
-    await nc?.drain().catch(() => {});
     await lock.close();
-    await provider.end().catch(() => {});
-    await subscriber.end().catch(() => {});
-    releasePidfile();
-    log.info({ batches: live.batches, changes: live.changes }, "replay stopped");
   }
   return 0;
 }

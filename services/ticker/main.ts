@@ -7,18 +7,13 @@
  * Signals: SIGINT/SIGTERM stop after the current unit of work; SIGHUP
  * reloads the config. Exit codes: 0 stopped, 2 bad config, 1 other failure.
  */
-import { hostname } from "node:os";
-import type { NatsConnection } from "@nats-io/nats-core";
-import type { Service } from "@nats-io/services";
-import pg from "pg";
+import type pg from "pg";
 import { Counter, Gauge } from "prom-client";
 import { type CommandSpec, NO_REPLY, startCommandService } from "../../shared/bus/command-service.ts";
-import { connectNats } from "../../shared/bus/connect.ts";
 import { CommandError } from "../../shared/bus/replies.ts";
 import { tickNoticeSubject, type TickNotice } from "../../shared/bus/subjects.ts";
-import { natsSettingsFrom } from "../../shared/config/common-keys.ts";
 import { createRegistry, type MetricsEndpoint, serveMetrics } from "../../shared/metrics.ts";
-import { startService } from "../../shared/service-start.ts";
+import { runService, type ServiceShell } from "../../shared/service-shell.ts";
 import { getQueueInfo } from "../../shared/pgq/index.ts";
 import { VERSION } from "../../shared/version.ts";
 import { adminCommands } from "./admin-commands.ts";
@@ -39,15 +34,18 @@ function databaseName(db: pg.ClientConfig): string | undefined {
 }
 
 export async function runTickerService(configPath: string): Promise<number> {
-  const started = startService("ticker", () => loadTickerConfig(configPath));
-  if ("exitCode" in started) return started.exitCode;
-  let config: TickerConfig = started.config;
-  const { log, releasePidfile } = started;
+  return runService({
+    kind: "ticker",
+    load: () => loadTickerConfig(configPath),
+    stopping: "stopping after the current unit of work",
+    body: (shell) => tickerBody(shell, configPath),
+  });
+}
 
-  const instance = `${hostname()}-${process.pid}`;
-  const stop = new AbortController();
-  const pool = new pg.Pool({ ...config.db, max: 2, application_name: `pgqadm ${config.jobName} admin` });
-  pool.on("error", (error) => log.warn({ err: error }, "idle admin connection failed"));
+async function tickerBody(shell: ServiceShell<TickerConfig>, configPath: string): Promise<number> {
+  let config = shell.config;
+  const { log, instance } = shell;
+  const pool = shell.pool("admin", { ...config.db, max: 2, application_name: `pgqadm ${config.jobName} admin` });
 
   const registry = createRegistry("ticker", config.jobName);
   const ticks = new Counter({ name: "pgq_ticks_total", help: "ticks made by this instance", labelNames: ["queue"], registers: [registry] });
@@ -65,18 +63,16 @@ export async function runTickerService(configPath: string): Promise<number> {
       }
     },
   });
-  let metrics: MetricsEndpoint | undefined;
   if (config.metricsPort !== undefined) {
-    metrics = await serveMetrics(registry, config.metricsPort);
+    const metrics: MetricsEndpoint = await serveMetrics(registry, config.metricsPort);
+    shell.atExit(() => metrics.close());
     log.info({ port: config.metricsPort }, "serving metrics on /metrics");
   }
 
-  let nc: NatsConnection | undefined;
-  let service: Service | undefined;
   const database = databaseName(config.db);
-
   const loop = new TickerLoop(config, log, {
     onTicks(results) {
+      const nc = shell.nats;
       for (const r of results) {
         ticks.inc({ queue: r.queue });
         if (nc && !nc.isClosed()) {
@@ -102,7 +98,7 @@ export async function runTickerService(configPath: string): Promise<number> {
       return (error as Error).message;
     }
   };
-  const onSighup = () => void reload();
+  shell.onReload(() => void reload());
   const forMe = (r: Record<string, unknown>) => r.instance === undefined || r.instance === instance;
   const control: Record<string, CommandSpec> = {
     stop: {
@@ -111,7 +107,7 @@ export async function runTickerService(configPath: string): Promise<number> {
       everyInstance: true,
       handler: async (r) => {
         if (!forMe(r)) return NO_REPLY;
-        setImmediate(() => stop.abort());
+        setImmediate(() => shell.requestStop("stop command"));
         return { instance, stopping: true };
       },
     },
@@ -135,14 +131,10 @@ export async function runTickerService(configPath: string): Promise<number> {
   };
 
   const subjects = tickerSubjects(config.subjectPrefix, config.jobName);
-  void connectNats(natsSettingsFrom(config.values, `pgqadm ${config.jobName} ${instance}`), log)
-    .then(async (conn) => {
-      if (stop.signal.aborted) {
-        await conn.close();
-        return;
-      }
-      nc = conn;
-      service = await startCommandService(conn, {
+  shell.connectNatsInBackground(
+    `pgqadm ${config.jobName} ${instance}`,
+    async (conn) => {
+      const service = await startCommandService(conn, {
         name: "pgqadm-ticker",
         version: VERSION,
         description: `PgQ ticker and admin commands for job ${config.jobName}`,
@@ -158,31 +150,13 @@ export async function runTickerService(configPath: string): Promise<number> {
           last_maintenance: loop.lastMaintenance?.at.toISOString() ?? null,
         }),
       });
+      shell.atExit(() => service.stop());
       log.info({ subjects: `${subjects.commandPrefix}.*` }, "serving admin commands on NATS");
-    })
-    .catch((error: unknown) => log.error({ err: error }, "NATS setup failed; ticking goes on without it"));
-
-  const onStop = (signal: string) => {
-    log.info({ signal }, "stopping after the current unit of work");
-    stop.abort();
-  };
-  process.on("SIGINT", onStop);
-  process.on("SIGTERM", onStop);
-  process.on("SIGHUP", onSighup);
+    },
+    "ticking goes on without it",
+  );
 
   log.info({ loop_delay_s: config.loopDelayMs / 1000, maint_delay_s: config.maintDelayMs / 1000, instance }, "ticker starting");
-  try {
-    await loop.run(stop.signal);
-  } finally {
-    process.off("SIGINT", onStop);
-    process.off("SIGTERM", onStop);
-    process.off("SIGHUP", onSighup);
-    await service?.stop().catch(() => {});
-    await nc?.drain().catch(() => {});
-    await pool.end().catch(() => {});
-    await metrics?.close();
-    releasePidfile();
-    log.info("ticker stopped");
-  }
+  await loop.run(shell.stopSignal);
   return 0;
 }

@@ -9,6 +9,8 @@ import { SessionLock } from "../../shared/db/session-lock.ts";
 import type { Logger } from "../../shared/log.ts";
 import type { TickerConfig } from "../../shared/config/pgqadm.ts";
 import { ADVISORY_LOCKS } from "../../shared/db/advisory-locks.ts";
+import { isNotInstalledError } from "../../shared/db/failure.ts";
+import { sleep } from "../../shared/sleep.ts";
 import { type MaintenanceReport, runMaintenance } from "./maintenance.ts";
 import { type TickResult, tickDueQueues } from "./ticking.ts";
 
@@ -23,18 +25,6 @@ export interface TickerEvents {
   onError(error: unknown): void;
   onState(state: TickerState): void;
 }
-
-const sleep = (ms: number, signal: AbortSignal) =>
-  new Promise<void>((resolve) => {
-    if (signal.aborted) return resolve();
-    const timer = setTimeout(done, ms);
-    function done() {
-      clearTimeout(timer);
-      signal.removeEventListener("abort", done);
-      resolve();
-    }
-    signal.addEventListener("abort", done, { once: true });
-  });
 
 export class TickerLoop {
   state: TickerState = "starting";
@@ -104,9 +94,8 @@ export class TickerLoop {
       try {
         round = await tickDueQueues(lock.connection);
       } catch (error) {
-        // 42P01/3F000: no pgq schema yet. Not an error of the ticker: wait for the install, quietly.
-        const code = (error as { code?: unknown }).code;
-        if (code !== "42P01" && code !== "3F000") throw error;
+        // No pgq schema yet is not an error of the ticker: wait for the install, quietly.
+        if (!isNotInstalledError(error)) throw error;
         if (!waitingForInstall) this.log.info("PgQ is not installed in this database yet: waiting (pgqadm CONFIG install)");
         waitingForInstall = true;
         await sleep(this.config.loopDelayMs, signal);

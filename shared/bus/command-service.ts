@@ -5,6 +5,7 @@
  * validated before its handler runs; whatever goes wrong becomes an error
  * reply and the service carries on.
  */
+import { isConnectionError } from "../db/failure.ts";
 import { randomBytes } from "node:crypto";
 import type { NatsConnection } from "@nats-io/nats-core";
 import { type Service, type ServiceMsg, Svcm } from "@nats-io/services";
@@ -60,9 +61,6 @@ const PGQ_KIND_CODES: Record<PgqErrorKind, ErrorCode> = {
   database: "internal",
 };
 
-// Connection-level failures, server shutting down or not accepting connections (55000: e.g. ALLOW_CONNECTIONS false).
-const UNAVAILABLE_CODES = new Set(["ECONNREFUSED", "ECONNRESET", "ETIMEDOUT", "EPIPE", "57P01", "57P02", "57P03", "08006", "08001", "08003", "55000"]);
-
 /** Maps anything a handler throws to an error reply. */
 export function errorReply(error: unknown): Reply {
   if (error instanceof CommandError) return { error: { code: error.code, message: error.message } };
@@ -70,10 +68,8 @@ export function errorReply(error: unknown): Reply {
   // Other database errors (also when wrapped as a PgqError of kind "database") by SQLSTATE.
   const code = error instanceof PgqError ? error.sqlState : (error as { code?: unknown })?.code;
   const message = error instanceof Error ? error.message : String(error);
-  if (typeof code === "string" && UNAVAILABLE_CODES.has(code)) return { error: { code: "unavailable", message } };
-  if (/Connection terminated|connect ECONNREFUSED|Client has encountered a connection error/.test(message)) {
-    return { error: { code: "unavailable", message } };
-  }
+  // A database that cannot be reached or is shutting down (also one that refuses connections for now).
+  if (isConnectionError(error instanceof PgqError ? { code, message } : error)) return { error: { code: "unavailable", message } };
   if (code === "23505") return { error: { code: "conflict", message } };
   // Class 22 (data exception: a value that does not convert, is out of range, ...) and syntax errors.
   if (typeof code === "string" && (code.startsWith("22") || code === "42601")) return { error: { code: "bad_request", message } };

@@ -10,6 +10,7 @@
  * handler must tolerate seeing a batch again, e.g. by recording the batch
  * or tick in its own transaction).
  */
+import { sleep } from "../sleep.ts";
 import type pg from "pg";
 import type { Queryable } from "../db/queryable.ts";
 import { withTransaction } from "../db/transaction.ts";
@@ -91,16 +92,6 @@ export class OpenBatch {
   }
 }
 
-const sleep = (ms: number, signal: AbortSignal) =>
-  new Promise<void>((resolve) => {
-    const done = () => {
-      clearTimeout(timer);
-      signal.removeEventListener("abort", done);
-      resolve();
-    };
-    const timer = setTimeout(done, ms);
-    signal.addEventListener("abort", done, { once: true });
-  });
 
 export class Consumer {
   private registered = false;

@@ -1,0 +1,129 @@
+/**
+ * The shell every long-running service runs in, so that each `main.ts`
+ * holds only what is its own: the config and logger (service-start.ts),
+ * an instance id, database pools that log their idle-connection errors
+ * instead of crashing the process, the NATS connection made in the
+ * background (a service starts its database work without waiting for
+ * NATS), the stop signal for SIGINT/SIGTERM, SIGHUP for reload, and the
+ * clean-up in reverse order of set-up: NATS drained, pools ended, the
+ * pidfile released, whatever the body did.
+ */
+import { hostname } from "node:os";
+import type { NatsConnection } from "@nats-io/nats-core";
+import pg from "pg";
+import { connectNats } from "./bus/connect.ts";
+import { type CommonSettings, natsSettingsFrom } from "./config/common-keys.ts";
+import type { Logger } from "./log.ts";
+import { startService } from "./service-start.ts";
+
+export interface ServiceShell<C extends CommonSettings> {
+  readonly config: C;
+  readonly log: Logger;
+  /** Stable for the life of the process: `<host>-<pid>`. */
+  readonly instance: string;
+  /** Aborted on SIGINT/SIGTERM or requestStop(). */
+  readonly stopSignal: AbortSignal;
+  requestStop(reason: string): void;
+  /** A pool whose idle-connection errors are logged (an unhandled one would end the process); ended at exit. */
+  pool(side: string, config: pg.PoolConfig): pg.Pool;
+  /** The NATS connection once made (see connectNatsInBackground), else undefined. */
+  readonly nats: NatsConnection | undefined;
+  /**
+   * Connects to NATS without blocking the caller, then runs `onConnected`;
+   * the connection is drained at exit. `withoutNats` says in the log what
+   * the service does while it has no NATS.
+   */
+  connectNatsInBackground(connectionName: string, onConnected: (nc: NatsConnection) => Promise<void> | void, withoutNats: string): void;
+  /** Connects to NATS and waits for it (for services that serve only over NATS). */
+  connectNatsNow(connectionName: string): Promise<NatsConnection>;
+  /** Runs at exit, before the NATS drain and the pools' end, in reverse order of registration. */
+  atExit(cleanup: () => Promise<unknown> | unknown): void;
+  /** SIGHUP handler (one per service). */
+  onReload(reload: () => void): void;
+}
+
+export interface ServiceSpec<C extends CommonSettings> {
+  /** Logger name: ticker, replay, copy, repair. */
+  kind: string;
+  load: () => C;
+  /** What the service does when asked to stop, for the log line. */
+  stopping: string;
+  body: (shell: ServiceShell<C>) => Promise<number | void>;
+  /** The last log line's details. */
+  summary?: () => Record<string, unknown>;
+}
+
+/** Runs a service in its shell; resolves to the process exit code. */
+export async function runService<C extends CommonSettings>(spec: ServiceSpec<C>): Promise<number> {
+  const started = startService(spec.kind, spec.load);
+  if ("exitCode" in started) return started.exitCode;
+  const { config, log, releasePidfile } = started;
+
+  const stop = new AbortController();
+  const pools: pg.Pool[] = [];
+  const cleanups: (() => Promise<unknown> | unknown)[] = [];
+  let nats: NatsConnection | undefined;
+  let reload: (() => void) | undefined;
+
+  const shell: ServiceShell<C> = {
+    config,
+    log,
+    instance: `${hostname()}-${process.pid}`,
+    stopSignal: stop.signal,
+    requestStop(reason) {
+      if (stop.signal.aborted) return;
+      log.info({ reason }, spec.stopping);
+      stop.abort();
+    },
+    pool(side, poolConfig) {
+      const pool = new pg.Pool(poolConfig);
+      pool.on("error", (error) => log.warn({ err: error }, `idle ${side} connection failed`));
+      pools.push(pool);
+      return pool;
+    },
+    get nats() {
+      return nats;
+    },
+    connectNatsInBackground(connectionName, onConnected, withoutNats) {
+      void connectNats(natsSettingsFrom(config.values, connectionName), log)
+        .then(async (conn) => {
+          if (stop.signal.aborted) return conn.close();
+          nats = conn;
+          await onConnected(conn);
+        })
+        .catch((error: unknown) => log.error({ err: error }, `NATS setup failed; ${withoutNats}`));
+    },
+    async connectNatsNow(connectionName) {
+      nats = await connectNats(natsSettingsFrom(config.values, connectionName), log);
+      return nats;
+    },
+    atExit(cleanup) {
+      cleanups.push(cleanup);
+    },
+    onReload(handler) {
+      reload = handler;
+    },
+  };
+
+  const onSignal = (signal: NodeJS.Signals) => shell.requestStop(signal);
+  const onSighup = () => (reload ? reload() : log.info("SIGHUP: nothing to reload in this service"));
+  process.on("SIGINT", onSignal);
+  process.on("SIGTERM", onSignal);
+  process.on("SIGHUP", onSighup);
+  try {
+    return (await spec.body(shell)) ?? 0;
+  } catch (error) {
+    log.error({ err: error }, `${spec.kind} failed`);
+    return 1;
+  } finally {
+    stop.abort();
+    process.off("SIGINT", onSignal);
+    process.off("SIGTERM", onSignal);
+    process.off("SIGHUP", onSighup);
+    for (const cleanup of cleanups.reverse()) await Promise.resolve().then(cleanup).catch(() => {});
+    await nats?.drain().catch(() => {});
+    for (const pool of pools) await pool.end().catch(() => {});
+    releasePidfile();
+    log.info(spec.summary?.() ?? {}, `${spec.kind} stopped`);
+  }
+}
