@@ -8,6 +8,7 @@ import type pg from "pg";
 import { canonicalName, subscriberTables } from "../../shared/londiste/catalog.ts";
 import { describeTable } from "../../shared/londiste/compare/describe.ts";
 import { planTable, type PlanResult } from "../../shared/londiste/compare/plan.ts";
+import { loadTableSync } from "../../shared/londiste/sync-store.ts";
 
 export interface Target {
   table: string;
@@ -48,10 +49,7 @@ export async function resolveTables(subscriber: pg.Pool, queue: string, requeste
 export async function planAt(provider: pg.ClientBase, subscriber: pg.ClientBase, queue: string, target: Target): Promise<PlanResult> {
   // One query at a time per client.
   const [p, s] = await Promise.all([describeTable(provider, target.table), describeTable(subscriber, target.dest)]);
-  const state = await subscriber.query<{ state: string | null }>(
-    "select merge_state as state from londiste.subscriber_table where queue_name = $1 and table_name = $2",
-    [queue, target.table],
-  );
-  if (state.rows.length === 0) return { ok: false, reason: `${target.table}: no longer replicated by this job` };
-  return planTable(target.table, target.dest, state.rows[0]!.state, p, s);
+  const current = await loadTableSync(subscriber, queue, target.table);
+  if (!current) return { ok: false, reason: `${target.table}: no longer replicated by this job` };
+  return planTable(target.table, target.dest, current.stateText, p, s);
 }

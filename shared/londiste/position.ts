@@ -4,7 +4,9 @@
  *    its tick recorded, and by anyone who must not see that half done
  *    (admin commands; the copy, taking replay's lock, waits for a batch
  *    replay is applying);
- *  - the recorded tick (londiste.get_last_tick);
+ *  - the recorded tick (londiste.get_last_tick / set_last_tick): written
+ *    only here, in the transaction that applied the batch, or cleared to
+ *    forget a position;
  *  - the batch rule of Skytools 2.1.8, without the earlier "at most 5
  *    ticks apart" guess: the batch's end tick recorded means it was
  *    applied and only its finish_batch was lost (skip); its start tick
@@ -25,10 +27,19 @@ export async function recordedTick(client: Queryable, consumer: string): Promise
   return rows[0]!.t === null ? null : Number(rows[0]!.t);
 }
 
+/**
+ * Records the end tick of the batch just applied, in the transaction that
+ * applied it (python-pgq's set_batch_done); null forgets the position.
+ */
+export async function recordTick(client: Queryable, consumer: string, tick: number | null): Promise<void> {
+  await client.query("select londiste.set_last_tick($1, $2)", [consumer, tick]);
+}
+
 export type BatchDecision = { action: "apply" } | { action: "skip" } | { action: "error"; message: string };
 
 const REPLAY_REMEDY = "if the subscriber was restored or the consumer re-registered, reset the position deliberately (replay --reset)";
 
+/** Whether the batch is applied already, to apply, or a lost position (python-pgq's is_batch_done, made strict). */
 export function decideBatch(
   recorded: number | null,
   batch: { prevTickId: number; tickId: number },

@@ -6,6 +6,12 @@
  * since it was read, SyncConflict is thrown and the caller rolls back,
  * re-reads and decides again. Each transition also goes into
  * londiste.sync_outbox in the same transaction, for the JetStream relay.
+ *
+ * The one reader and writer of a table's sync state in TypeScript: no
+ * service reads merge_state or writes the state columns or the outbox
+ * itself. (The SQL functions londiste.subscriber_set_table_state/_error
+ * are kept for compatibility only: they bypass the machine's guards and
+ * the outbox, and no service calls them.)
  */
 import type { Queryable } from "../db/queryable.ts";
 import { decide, fromStateText, type PersistedSync, stateText, type SyncActor, type SyncEvent } from "./sync-machine.ts";
@@ -84,6 +90,24 @@ export async function loadTableSync(db: Queryable, queue: string, table: string)
     [queue, table],
   );
   return rows[0] ? fromRow(queue, rows[0]) : null;
+}
+
+/** Whether the queue has any table in the subscriber's set. */
+export async function hasTableSyncs(db: Queryable, queue: string): Promise<boolean> {
+  const { rows } = await db.query("select 1 from londiste.subscriber_table where queue_name = $1 limit 1", [queue]);
+  return rows.length > 0;
+}
+
+/**
+ * The first entry of a table's history, in the transaction that added it
+ * to the set (londiste.subscriber_add_table): it has no state to come from.
+ */
+export async function recordTableAdded(client: Queryable, added: TableSync, actor: SyncActor): Promise<void> {
+  await client.query(
+    `insert into londiste.sync_outbox (queue_name, table_name, from_state, to_state, event, version)
+     values ($1, $2, null, null, $3, $4)`,
+    [added.queue, added.table, JSON.stringify({ type: "ADDED", actor }), added.version],
+  );
 }
 
 export type TransitionResult =

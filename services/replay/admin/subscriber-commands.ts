@@ -8,6 +8,7 @@
 import type pg from "pg";
 import type { CommandSpec } from "../../../shared/bus/command-service.ts";
 import { CommandError } from "../../../shared/bus/replies.ts";
+import { quoteIdent } from "../../../shared/db/sql-text.ts";
 import { withTransaction } from "../../../shared/db/transaction.ts";
 import {
   canonicalName,
@@ -21,10 +22,10 @@ import {
 import { installLondiste } from "../../../shared/londiste/install.ts";
 import { checkTablePair } from "../../../shared/londiste/table-check.ts";
 import { readTableShape } from "../../../shared/londiste/table-shape.ts";
-import { loadTableSync, loadTableSyncs, writeTransition } from "../../../shared/londiste/sync-store.ts";
+import { loadTableSync, loadTableSyncs, recordTableAdded, writeTransition } from "../../../shared/londiste/sync-store.ts";
 import { stateLabel, type SyncEvent } from "../../../shared/londiste/sync-machine.ts";
 import { registerConsumer, unregisterConsumer } from "../../../shared/pgq/index.ts";
-import { lockConsumerPosition, recordedTick } from "../../../shared/londiste/position.ts";
+import { lockConsumerPosition, recordedTick, recordTick } from "../../../shared/londiste/position.ts";
 import { type AdminContext, names, type NameOutcome, perName, requireLondiste, requireNames, requireQueue } from "./context.ts";
 
 const TRIGGER_MODES: Record<string, string> = {
@@ -34,10 +35,6 @@ const TRIGGER_MODES: Record<string, string> = {
   disable: "disable trigger",
 };
 const MODE_OF_TGENABLED: Record<string, string> = { A: "always", R: "replica", O: "origin", D: "disable" };
-
-function quoteIdent(name: string): string {
-  return `"${name.replace(/"/g, '""')}"`;
-}
 
 export function subscriberCommands(ctx: AdminContext): Record<string, CommandSpec> {
   const sub = ctx.subscriber;
@@ -92,7 +89,7 @@ export function subscriberCommands(ctx: AdminContext): Record<string, CommandSpe
           for (const t of await loadTableSyncs(client, ctx.queue)) {
             if ((await writeTransition(client, t, { type: "RESYNC" }, "admin")).accepted) reset++;
           }
-          await client.query("select londiste.set_last_tick($1, null)", [ctx.consumer]);
+          await recordTick(client, ctx.consumer, null);
           await unregisterConsumer(ctx.provider, ctx.queue, ctx.consumer).catch((error: unknown) => {
             if ((error as { kind?: string }).kind !== "consumer_not_registered") throw error;
           });
@@ -136,11 +133,7 @@ export function subscriberCommands(ctx: AdminContext): Record<string, CommandSpe
             if (r.skip_truncate) await client.query("select londiste.subscriber_set_skip_truncate($1, $2, true)", [ctx.queue, table]);
             const added = (await loadTableSync(client, ctx.queue, table))!;
             // The first entry of the table's history; --expect-sync goes straight to ok.
-            await client.query(
-              `insert into londiste.sync_outbox (queue_name, table_name, from_state, to_state, event, version)
-               values ($1, $2, null, null, '{"type":"ADDED","actor":"admin"}', $3)`,
-              [ctx.queue, table, added.version],
-            );
+            await recordTableAdded(client, added, "admin");
             if (r.expect_sync) await writeTransition(client, added, { type: "EXPECT_SYNC" }, "admin");
           });
           const warnings = [...check.warnings, ...(check.errors.length > 0 ? check.errors.map((e) => `forced: ${e}`) : [])];

@@ -56,8 +56,12 @@ $$ language plpgsql;
 -- Function: londiste.subscriber_set_table_error(i_queue_name, i_table, i_message)
 --
 --      Stops applying one table: state 'error' with the reason.  The
---      other tables go on; `subscriber resync` (or a repair) brings it
---      back.
+--      other tables go on; `subscriber resync` brings it back.
+--
+--      Compatibility only (Skytools scripts and hand repairs): it skips
+--      the table-sync machine's guards and writes no londiste.sync_outbox
+--      entry, so nobody hears of the change.  No service calls it; they
+--      change states through shared/londiste/sync-store.ts.
 --
 -- Returns:
 --      1

@@ -73,6 +73,11 @@ $$ language sql stable;
 --      the arguments).  State 'ok' also clears skip_truncate; any state
 --      set here clears a recorded error.
 --
+--      Compatibility only (Skytools scripts and hand repairs): it skips
+--      the table-sync machine's guards and writes no londiste.sync_outbox
+--      entry, so nobody hears of the change.  No service calls it; they
+--      change states through shared/londiste/sync-store.ts.
+--
 -- Returns:
 --      1
 --
