@@ -4,16 +4,21 @@
  * an instance id, database pools that log their idle-connection errors
  * instead of crashing the process, the NATS connection made in the
  * background (a service starts its database work without waiting for
- * NATS), the stop signal for SIGINT/SIGTERM, SIGHUP for reload, and the
- * clean-up in reverse order of set-up: NATS drained, pools ended, the
- * pidfile released, whatever the body did.
+ * NATS), the stop signal for SIGINT/SIGTERM, SIGHUP for reload, the
+ * metrics registry with /metrics, /healthz and /readyz on metrics_port
+ * (readiness: every database of the service answers, and NATS is
+ * connected where the service needs it), and the clean-up in reverse order
+ * of set-up: NATS drained, pools ended, the pidfile released, whatever the
+ * body did.
  */
 import { hostname } from "node:os";
 import type { NatsConnection } from "@nats-io/nats-core";
 import pg from "pg";
+import { Gauge, type Registry } from "prom-client";
 import { connectNats } from "./bus/connect.ts";
 import { type CommonSettings, natsSettingsFrom } from "./config/common-keys.ts";
 import type { Logger } from "./log.ts";
+import { createRegistry, type MetricsEndpoint, serveMetrics } from "./metrics.ts";
 import { startService } from "./service-start.ts";
 
 export interface ServiceShell<C extends CommonSettings> {
@@ -40,7 +45,12 @@ export interface ServiceShell<C extends CommonSettings> {
   atExit(cleanup: () => Promise<unknown> | unknown): void;
   /** SIGHUP handler (one per service). */
   onReload(reload: () => void): void;
+  /** The service's Prometheus registry, served on metrics_port. */
+  readonly metrics: Registry;
 }
+
+/** How long a readiness probe waits for a database. */
+const READY_PROBE_TIMEOUT_MS = 3000;
 
 export interface ServiceSpec<C extends CommonSettings> {
   /** Logger name: ticker, replay, copy, repair. */
@@ -51,6 +61,8 @@ export interface ServiceSpec<C extends CommonSettings> {
   body: (shell: ServiceShell<C>) => Promise<number | void>;
   /** The last log line's details. */
   summary?: () => Record<string, unknown>;
+  /** Not ready without NATS (a service that serves only over NATS). */
+  needsNats?: boolean;
 }
 
 /** Runs a service in its shell; resolves to the process exit code. */
@@ -60,7 +72,9 @@ export async function runService<C extends CommonSettings>(spec: ServiceSpec<C>)
   const { config, log, releasePidfile } = started;
 
   const stop = new AbortController();
-  const pools: pg.Pool[] = [];
+  const pools: { side: string; config: pg.PoolConfig; pool: pg.Pool }[] = [];
+  const registry = createRegistry(spec.kind, config.jobName);
+  let natsUp = false;
   const cleanups: (() => Promise<unknown> | unknown)[] = [];
   let nats: NatsConnection | undefined;
   let reload: (() => void) | undefined;
@@ -78,7 +92,7 @@ export async function runService<C extends CommonSettings>(spec: ServiceSpec<C>)
     pool(side, poolConfig) {
       const pool = new pg.Pool(poolConfig);
       pool.on("error", (error) => log.warn({ err: error }, `idle ${side} connection failed`));
-      pools.push(pool);
+      pools.push({ side, config: poolConfig, pool });
       return pool;
     },
     get nats() {
@@ -88,14 +102,15 @@ export async function runService<C extends CommonSettings>(spec: ServiceSpec<C>)
       void connectNats(natsSettingsFrom(config.values, connectionName), log)
         .then(async (conn) => {
           if (stop.signal.aborted) return conn.close();
-          nats = conn;
+          watchNats(conn);
           await onConnected(conn);
         })
         .catch((error: unknown) => log.error({ err: error }, `NATS setup failed; ${withoutNats}`));
     },
     async connectNatsNow(connectionName) {
-      nats = await connectNats(natsSettingsFrom(config.values, connectionName), log);
-      return nats;
+      const conn = await connectNats(natsSettingsFrom(config.values, connectionName), log);
+      watchNats(conn);
+      return conn;
     },
     atExit(cleanup) {
       cleanups.push(cleanup);
@@ -103,14 +118,71 @@ export async function runService<C extends CommonSettings>(spec: ServiceSpec<C>)
     onReload(handler) {
       reload = handler;
     },
+    metrics: registry,
   };
+
+  function watchNats(conn: NatsConnection): void {
+    nats = conn;
+    natsUp = true;
+    void (async () => {
+      for await (const status of conn.status()) {
+        if (status.type === "disconnect") natsUp = false;
+        else if (status.type === "reconnect") natsUp = true;
+      }
+    })().catch(() => {});
+    void conn.closed().then(() => (natsUp = false));
+  }
+
+  /** One short connection per database and probe: a busy pool must not make the service look down. */
+  async function probe(poolConfig: pg.PoolConfig): Promise<string> {
+    const client = new pg.Client({ ...poolConfig, connectionTimeoutMillis: READY_PROBE_TIMEOUT_MS, query_timeout: READY_PROBE_TIMEOUT_MS });
+    client.on("error", () => {});
+    try {
+      await client.connect();
+      await client.query("select 1");
+      return "ok";
+    } catch (error) {
+      return (error as Error).message || String(error);
+    } finally {
+      await client.end().catch(() => {});
+    }
+  }
+  const readiness = async (): Promise<Record<string, string>> => {
+    const checks: Record<string, string> = {};
+    for (const p of pools) checks[`database:${p.side}`] = await probe(p.config);
+    // Without NATS a ticker still ticks, replay still replays and a copy still copies: only the repair worker needs it.
+    if (spec.needsNats || natsUp) checks.nats = natsUp ? "ok" : "not connected";
+    return checks;
+  };
+  new Gauge({
+    name: "skytools_database_up",
+    help: "1 when a fresh connection to the database answers (probed at scrape time)",
+    labelNames: ["side"],
+    registers: [registry],
+    async collect() {
+      for (const p of pools) this.set({ side: p.side }, (await probe(p.config)) === "ok" ? 1 : 0);
+    },
+  });
+  new Gauge({
+    name: "skytools_nats_connected",
+    help: "1 while the service is connected to NATS",
+    registers: [registry],
+    collect() {
+      this.set(natsUp ? 1 : 0);
+    },
+  });
 
   const onSignal = (signal: NodeJS.Signals) => shell.requestStop(signal);
   const onSighup = () => (reload ? reload() : log.info("SIGHUP: nothing to reload in this service"));
   process.on("SIGINT", onSignal);
   process.on("SIGTERM", onSignal);
   process.on("SIGHUP", onSighup);
+  let endpoint: MetricsEndpoint | undefined;
   try {
+    if (config.metricsPort !== undefined) {
+      endpoint = await serveMetrics(registry, config.metricsPort, config.metricsHost, readiness);
+      log.info({ port: config.metricsPort, host: config.metricsHost }, "serving /metrics, /healthz and /readyz");
+    }
     return (await spec.body(shell)) ?? 0;
   } catch (error) {
     log.error({ err: error }, `${spec.kind} failed`);
@@ -122,7 +194,8 @@ export async function runService<C extends CommonSettings>(spec: ServiceSpec<C>)
     process.off("SIGHUP", onSighup);
     for (const cleanup of cleanups.reverse()) await Promise.resolve().then(cleanup).catch(() => {});
     await nats?.drain().catch(() => {});
-    for (const pool of pools) await pool.end().catch(() => {});
+    for (const p of pools) await p.pool.end().catch(() => {});
+    await endpoint?.close().catch(() => {});
     releasePidfile();
     log.info(spec.summary?.() ?? {}, `${spec.kind} stopped`);
   }

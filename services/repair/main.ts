@@ -37,6 +37,7 @@ export async function runRepairService(configPath: string): Promise<number> {
     stopping: "stopping: aborting the running requests",
     body: (shell) => repairBody(shell, counts),
     summary: () => ({ served: counts.served }),
+    needsNats: true,
   });
 }
 

@@ -12,7 +12,6 @@ import { Counter, Gauge } from "prom-client";
 import { type CommandSpec, NO_REPLY, startCommandService } from "../../shared/bus/command-service.ts";
 import { CommandError } from "../../shared/bus/replies.ts";
 import { tickNoticeSubject, type TickNotice } from "../../shared/bus/subjects.ts";
-import { createRegistry, type MetricsEndpoint, serveMetrics } from "../../shared/metrics.ts";
 import { runService, type ServiceShell } from "../../shared/service-shell.ts";
 import { getQueueInfo } from "../../shared/pgq/index.ts";
 import { VERSION } from "../../shared/version.ts";
@@ -47,7 +46,7 @@ async function tickerBody(shell: ServiceShell<TickerConfig>, configPath: string)
   const { log, instance } = shell;
   const pool = shell.pool("admin", { ...config.db, max: 2, application_name: `pgqadm ${config.jobName} admin` });
 
-  const registry = createRegistry("ticker", config.jobName);
+  const registry = shell.metrics;
   const ticks = new Counter({ name: "pgq_ticks_total", help: "ticks made by this instance", labelNames: ["queue"], registers: [registry] });
   const errors = new Counter({ name: "pgq_ticker_errors_total", help: "database errors in the tick loop", registers: [registry] });
   const maintenances = new Counter({ name: "pgq_maintenance_runs_total", help: "maintenance runs", registers: [registry] });
@@ -63,11 +62,6 @@ async function tickerBody(shell: ServiceShell<TickerConfig>, configPath: string)
       }
     },
   });
-  if (config.metricsPort !== undefined) {
-    const metrics: MetricsEndpoint = await serveMetrics(registry, config.metricsPort);
-    shell.atExit(() => metrics.close());
-    log.info({ port: config.metricsPort }, "serving metrics on /metrics");
-  }
 
   const database = databaseName(config.db);
   const loop = new TickerLoop(config, log, {

@@ -25,7 +25,8 @@ export const COMMON_KEYS: ConfigSchema = {
   nats_tls_cert: { kind: "string", description: "client certificate file for NATS TLS" },
   nats_tls_key: { kind: "string", description: "client key file for NATS TLS" },
   subject_prefix: { kind: "string", description: "first token(s) of every NATS subject", default: "skytools" },
-  metrics_port: { kind: "integer", description: "serve Prometheus metrics on this port (off when unset)", min: 1 },
+  metrics_port: { kind: "integer", description: "serve /metrics, /healthz and /readyz on this port (off when unset)", min: 1 },
+  metrics_host: { kind: "string", description: "address the metrics and health endpoints listen on", default: "127.0.0.1" },
   command_timeout: { kind: "number", description: "seconds a command-line tool waits for a service reply", default: "10", min: 0.1 },
 };
 
@@ -63,6 +64,7 @@ export interface CommonSettings {
   subjectPrefix: string;
   commandTimeoutMs: number;
   metricsPort: number | undefined;
+  metricsHost: string;
   logLevel: string;
   logfile: string | undefined;
   pidfile: string | undefined;
@@ -78,6 +80,7 @@ export function commonSettingsFrom(values: ConfigValues, path: string, section: 
     subjectPrefix: values.subject_prefix as string,
     commandTimeoutMs: (values.command_timeout as number) * 1000,
     metricsPort: values.metrics_port as number | undefined,
+    metricsHost: values.metrics_host as string,
     logLevel: values.log_level as string,
     logfile: values.logfile as string | undefined,
     pidfile: values.pidfile as string | undefined,
