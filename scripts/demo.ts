@@ -350,7 +350,7 @@ async function main(): Promise<number> {
     return 1;
   }
   say(`${stamp()} Done: the subscriber is an exact replica of the provider (demo ran ${secondsSince(demoStart)} s).`);
-  say("Next: README.md, section \"Londiste: replicating tables\", for the commands and the config keys.");
+  say("Next: docs/londiste.md for the commands, docs/configuration.md for the config keys.");
   return 0;
 }
 

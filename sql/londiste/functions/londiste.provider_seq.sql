@@ -1,6 +1,6 @@
 -- ----------------------------------------------------------------------
--- Provider sequence registrations (spec §4.1, §4.7): subscribers that
--- opt in get these sequences' values pushed with every batch.
+-- Provider sequence registrations: subscribers that opt in get these
+-- sequences' values pushed with every batch (docs/londiste.md).
 -- ----------------------------------------------------------------------
 
 -- ----------------------------------------------------------------------

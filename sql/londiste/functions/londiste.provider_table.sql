@@ -1,5 +1,5 @@
 -- ----------------------------------------------------------------------
--- Provider table registrations (spec §4.1): add, remove, refresh, list.
+-- Provider table registrations: add, remove, refresh, list.
 -- Table names are stored in londiste.quote_table form (schema.table,
 -- quoted only where needed); a name without a schema means public.
 -- ----------------------------------------------------------------------

@@ -1,5 +1,5 @@
 -- ----------------------------------------------------------------------
--- Subscriber table details beyond the seed's list: where a table's
+-- Subscriber table details beyond Skytools 2's table list: where a table's
 -- changes go (table redirection) and why replay stopped applying it.
 -- ----------------------------------------------------------------------
 
@@ -7,9 +7,10 @@
 -- Function: londiste.subscriber_get_table_info(i_queue_name)
 --
 -- Returns:
---      One row per registered table, in add order: the seed's columns
---      plus dest_table (the subscriber table written; table_name when not
---      redirected), last_error and error_time (merge_state 'error').
+--      One row per registered table, in add order: the columns of
+--      londiste.subscriber_get_table_list, plus dest_table (the
+--      subscriber table written; table_name when not redirected),
+--      last_error and error_time (merge_state 'error').
 -- ----------------------------------------------------------------------
 create or replace function londiste.subscriber_get_table_info(
     in i_queue_name text,

@@ -1,5 +1,6 @@
 -- ----------------------------------------------------------------------
--- Subscriber sequence registrations (spec §4.1, §4.7).
+-- Subscriber sequence registrations: the provider sequences whose values
+-- replay copies with every applied batch, never moving one back.
 -- ----------------------------------------------------------------------
 
 -- ----------------------------------------------------------------------

@@ -1,5 +1,5 @@
 -- ----------------------------------------------------------------------
--- Subscriber table registrations (spec §4.1).  Names are stored in
+-- Subscriber table registrations and their states.  Names are stored in
 -- londiste.canonical_name form.
 -- ----------------------------------------------------------------------
 

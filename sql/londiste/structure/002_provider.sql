@@ -1,4 +1,4 @@
--- Migration 2: provider registrations (spec §4.1).
+-- Migration 2: provider registrations (the Skytools 2 londiste tables).
 do $migration$
 begin
     if exists (select 1 from londiste.schema_migration where version = 2) then

@@ -1,4 +1,5 @@
--- Migration 3: subscriber registrations and position (spec §4.1).
+-- Migration 3: subscriber registrations and position (the Skytools 2
+-- londiste tables; docs/londiste.md).
 do $migration$
 begin
     if exists (select 1 from londiste.schema_migration where version = 3) then

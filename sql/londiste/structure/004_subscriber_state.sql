@@ -1,4 +1,4 @@
--- Migration 4: what a subscriber table needs beyond the seed's columns:
+-- Migration 4: what a subscriber table needs beyond Skytools 2's columns:
 -- a destination name (table redirection), a visible per-table error, and
 -- the foreign keys set aside while a table is not in sync.
 do $migration$
