@@ -1,5 +1,5 @@
 /**
- * compare/repair benchmark (issue 6), standalone:
+ * compare/repair benchmark (target P5 in docs/benchmarks.md), standalone:
  *
  *   npx tsx bench/compare.ts                 # 5,000,000 rows
  *   BENCH_COMPARE_ROWS=1000000 npx tsx bench/compare.ts
@@ -22,7 +22,8 @@
  *      (must be equal).
  *
  * Prints a table, writes bench/results/compare.json, drops the databases
- * (also on failure). Not part of `npm run bench`.
+ * (also on failure). `npm run bench` runs it as a child for its compare
+ * group (BENCH_ONLY=compare).
  */
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";

@@ -1,6 +1,6 @@
 /**
- * P4 and issue 5 §6, the initial copy. Two throwaway databases on the same
- * server, a provider and a subscriber; for each size in BENCH_COPY_ROWS
+ * The initial copy (target P4 in docs/benchmarks.md). Two throwaway
+ * databases on the same server, a provider and a subscriber; for each size in BENCH_COPY_ROWS
  * (default 2M, quick 200k; e.g. BENCH_COPY_ROWS=2000000,5000000) a table
  * of that many rows (int8 primary key, ints, text, numeric, timestamptz:
  * about 110 bytes of COPY text a row) with a secondary index, filled and
@@ -8,7 +8,7 @@
  *   1. the raw pipe, primary key and index dropped and rebuilt: in one
  *      subscriber transaction TRUNCATE, drop both, `COPY (select * from
  *      only t) TO STDOUT` piped (pg-copy-streams, in Node) into `COPY t
- *      FROM STDIN`, add the primary key, create the index, commit (P4's
+ *      FROM STDIN`, add the primary key, create the index, commit (the
  *      baseline);
  *   2. the same raw pipe into the table with its primary key and index
  *      kept; and with keys dropped, TRUNCATE and COPY ... WITH (FREEZE)
@@ -26,7 +26,7 @@
  *      is the mean of 1 and 4, so drift weighs on both sides alike.
  * After the product run the write load stops, replay catches up, and the
  * subscriber table must equal the provider's (count and md5 of the rows).
- * P4: `subscriber add` → ok at ≥ 0.95× the raw pipe's speed, i.e. the
+ * Target: `subscriber add` → ok at ≥ 0.95× the raw pipe's speed, i.e. the
  * raw pipe's seconds / the product's seconds ≥ 0.95.
  */
 import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
@@ -216,7 +216,7 @@ export async function copyWorkloads(ctx: BenchContext): Promise<void> {
     await replay.waitForLog("active: this instance replays the job", 30_000);
     await londisteCli(conf, "provider", "install");
     await londisteCli(conf, "subscriber", "install");
-    // Ticks every 100 ms while rows change (P3's tick), as a lagging table's handover needs them.
+    // Ticks every 100 ms while rows change (the tick of the end-to-end lag target), as a lagging table's handover needs them.
     await prov.query("select pgq.set_queue_config($1, 'ticker_max_lag', '0.1 seconds')", [QUEUE]);
     const copyWorker = new ServiceChild("copy", ["londiste", conf, "copy"]);
     services.push(copyWorker);

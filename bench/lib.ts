@@ -22,9 +22,9 @@ export interface BenchSettings {
   warmupMs: number;
   /** Rows per cursor fetch for the iterator read. */
   fetchSize: number;
-  /** Single-row UPDATE transactions in the replay UPDATE backlog (P2). */
+  /** Single-row UPDATE transactions in the replay UPDATE backlog (docs/benchmarks.md, P2). */
   updateBacklog: number;
-  /** Row changes in the mixed insert/update/delete replay backlog (P2, P6). */
+  /** Row changes in the mixed insert/update/delete replay backlog (docs/benchmarks.md, P2 and P6). */
   mixedBacklog: number;
   /** Workload groups to run: pgq, capture, replay, copy, compare (BENCH_ONLY, comma-separated; default all). */
   only: Set<WorkloadGroup>;

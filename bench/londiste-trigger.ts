@@ -1,5 +1,5 @@
 /**
- * P1, capture overhead: pgbench-style single-row UPDATE transactions on a
+ * Capture overhead (target P1 in docs/benchmarks.md): pgbench-style single-row UPDATE transactions on a
  * 100k-row table (pgbench_accounts' shape, random ids, 4 clients,
  * synchronous_commit=off) captured by Londiste (londiste.provider_add_table,
  * i.e. the generated trigger writing one PgQ event per row), beside the same

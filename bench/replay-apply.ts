@@ -1,15 +1,15 @@
 /**
- * P2 and P6, replay apply speed and memory. Two throwaway databases on the
- * same server: a provider with PgQ and Londiste, where two 100k-row tables
+ * Replay apply speed and memory (targets P2 and P6 in docs/benchmarks.md).
+ * Two throwaway databases on the same server: a provider with PgQ and Londiste, where two 100k-row tables
  * of pgbench_accounts' shape are captured (londiste.provider_add_table) into
  * one queue, and a subscriber with the same tables in state ok. Two backlogs
  * are produced through the real capture trigger, one batch each:
  *   1. BENCH_UPDATE_BACKLOG (239k) single-row UPDATE transactions on random
- *      ids: P2's "backlog of single-row UPDATEs";
+ *      ids: the backlog of single-row UPDATEs;
  *   2. BENCH_MIXED_BACKLOG (1M) single-row transactions, each an UPDATE
  *      (50 %), INSERT (25 %) or DELETE (25 %) of a random live row (new
- *      ids for inserts), in random order: P2's mixed backlog, and P6's
- *      1M-event batch.
+ *      ids for inserts), in random order: the mixed backlog, which is
+ *      also the 1M-event batch of the memory target.
  * Each batch is then replayed twice, by two consumers, each time from the
  * same subscriber table contents: once with grouped apply (applyChanges'
  * default) and once with a naive one-statement-per-row apply

@@ -4,7 +4,7 @@
  * grouped or per-row — of the next batch of a consumer, and a report as a
  * single JSON line on stdout: changes applied, seconds, statements sent and
  * the process's peak RSS. Run in its own process so that the peak RSS
- * belongs to this replay alone (P6).
+ * belongs to this replay alone (the memory target, P6 in docs/benchmarks.md).
  *
  *   node --import tsx bench/replay-child.ts --provider URL --subscriber URL \
  *        --queue Q --consumer C --group 1|0

@@ -9,16 +9,17 @@
  *            2. the read of one batch of BENCH_EVENTS events: the batchEvents
  *               iterator, pgq.get_batch_events and a COPY floor, each in a
  *               child process that reports its peak RSS;
- *   capture: 3. P1, Londiste capture overhead on single-row UPDATEs beside
+ *   capture: 3. Londiste capture overhead on single-row UPDATEs beside
  *               the same table without trigger (bench/londiste-trigger.ts);
- *   replay:  4. P2/P6, replay of an UPDATE backlog and of a mixed I/U/D
+ *   replay:  4. replay of an UPDATE backlog and of a mixed I/U/D
  *               backlog, grouped and naive apply, rows/s and peak RSS
  *               (bench/replay-apply.ts);
- *   copy:    5. P4, the initial copy of a 2M-row table (BENCH_COPY_ROWS) by the
+ *   copy:    5. the initial copy of a 2M-row table (BENCH_COPY_ROWS) by the
  *               product, `subscriber add` → ok under a write load, beside a
  *               raw COPY pipe between the same databases (bench/copy.ts);
  * prints a table and writes bench/results/latest.json, and drops the
- * databases at the end, also on failure.
+ * databases at the end, also on failure. docs/benchmarks.md describes the
+ * targets (the P labels of the output) and keeps the latest figures.
  *
  * Environment: DATABASE_URL (server; default postgres://postgres@127.0.0.1:5432/postgres),
  * BENCH_QUICK=1, BENCH_ONLY (comma-separated groups: pgq, capture, replay, copy, compare; default all),
@@ -449,7 +450,7 @@ async function main(): Promise<void> {
     if (settings.only.has("capture")) await captureWorkloads(ctx);
     if (settings.only.has("replay")) await replayWorkloads(ctx);
     if (settings.only.has("copy")) await copyWorkloads(ctx);
-    // P5: its own program with its own report (bench/results/compare.json), run as a child.
+    // compare/repair: its own program with its own report (bench/results/compare.json), run as a child.
     if (settings.only.has("compare")) await runCompareBench(settings.quick);
 
     const text = report(ctx, machine, date, [...databases], loadBefore);
@@ -494,7 +495,7 @@ main().catch((error: unknown) => {
   process.exitCode = 1;
 });
 
-/** bench/compare.ts (P5 and repair) in a child process: 5M rows, 200k quick, unless BENCH_COMPARE_ROWS says. */
+/** bench/compare.ts (compare and repair) in a child process: 5M rows, 200k quick, unless BENCH_COMPARE_ROWS says. */
 function runCompareBench(quick: boolean): Promise<void> {
   const script = fileURLToPath(new URL("./compare.ts", import.meta.url));
   const env = { ...process.env, BENCH_COMPARE_ROWS: process.env.BENCH_COMPARE_ROWS ?? (quick ? "200000" : "5000000") };
