@@ -1,27 +1,29 @@
 /**
  * State catching-up: the copy consumer walks the queue from where it was
- * registered and applies this table's row changes that the copy's snapshot
- * does not contain, one batch per subscriber transaction (a batch spans
- * all the ticks waiting, up to a size limit) (the batch's
- * changes and the copy consumer's end tick commit together, so a crash
- * anywhere neither loses nor repeats a change: the position rule of
- * replay decides on the recorded tick). When no batch is left it offers
- * the handover (COPY.CAUGHT_UP) under replay's position lock, so replay is
+ * registered and applies this table's row changes that the copy's
+ * snapshot does not contain. Each batch (spanning all the ticks waiting,
+ * up to a size limit) goes through the serial batch protocol
+ * (shared/londiste/serial-batch.ts), the one replay runs: its changes and
+ * the copy consumer's end tick commit together, so a crash anywhere
+ * neither loses nor repeats a change. When no batch is left it offers the
+ * handover (COPY.CAUGHT_UP) under replay's position lock, so replay is
  * not in the middle of a batch; the machine accepts it when the copy has
  * passed the fence tick and replay is not ahead: wanna-sync:<copy tick>.
  */
 import type pg from "pg";
+import { sqlState } from "../../shared/db/failure.ts";
 import { withTransaction } from "../../shared/db/transaction.ts";
 import { applyChanges } from "../../shared/londiste/apply.ts";
-import { decodeChange, type RowChange } from "../../shared/londiste/change-event.ts";
+import { isChangeEvent, isTruncateEvent } from "../../shared/londiste/change-event.ts";
+import { lockConsumerPosition, recordedTick } from "../../shared/londiste/position.ts";
+import { type BatchRound, runSerialBatch } from "../../shared/londiste/serial-batch.ts";
 import { type TableSync, writeTransition } from "../../shared/londiste/sync-store.ts";
-import { type BatchInfo, batchEvents, finishBatch, nextBatch, PgqError } from "../../shared/pgq/index.ts";
+import { type BatchInfo, nextBatch, PgqError } from "../../shared/pgq/index.ts";
 import type { CopyContext } from "./context.ts";
 import { consumerPosition, copyConsumerName } from "./copy-consumer.ts";
-import { StepAbandoned, sqlState, TableFailure } from "./errors.ts";
+import { StepAbandoned, TableFailure } from "./errors.ts";
 import { requireLeaseIn } from "./lease.ts";
-import { decideBatch, lockConsumerPosition, recordedTick } from "../../shared/londiste/position.ts";
-import { parseSnapshot, visibleIn } from "./snapshot.ts";
+import { parseSnapshot, type TxidSnapshot, visibleIn } from "./snapshot.ts";
 
 export type CatchUpStep =
   | { kind: "applied"; tick: number; changes: number; skippedVisible: number }
@@ -31,7 +33,6 @@ export type CatchUpStep =
   | { kind: "behind"; tick: number; replayTick: number }
   | { kind: "wait"; reason: string };
 
-const CHANGE_TYPES = new Set(["I", "U", "D", "R"]);
 const CHUNK = 1000;
 /** Queue events a merged catch-up batch reaches for at most. */
 const MERGE_MAX_EVENTS = 20_000;
@@ -87,73 +88,63 @@ export async function catchUpOnce(ctx: CopyContext, table: TableSync, signal: Ab
   if (!snapshotText) throw new TableFailure(`${table.table}: catching-up without the copy's snapshot; resync the table`);
   const snapshot = parseSnapshot(snapshotText);
 
-  const sub = await ctx.subscriber.connect();
-  let subBroken: Error | undefined;
-  let reader: pg.PoolClient | undefined;
-  let readerBroken: Error | undefined;
-  let step: CatchUpStep;
-  let batchId = -1;
-  try {
-    await sub.query("begin");
-    await lockConsumerPosition(sub, copyConsumer);
-    const batch = await nextCatchUpBatch(ctx.provider, queue, copyConsumer).catch((e: unknown) => notRegistered(e, copyConsumer));
-    if (!batch) {
-      await sub.query("rollback");
-      return await offerHandover(ctx, table, copyConsumer);
-    }
-    batchId = batch.batchId;
-    const decision = decideBatch(await recordedTick(sub, copyConsumer), batch, "the copy cannot go on from here: resync the table");
-    if (decision.action === "error") throw new TableFailure(decision.message);
-    if (decision.action === "skip") {
-      await sub.query("rollback");
-      step = { kind: "skipped", tick: batch.tickId };
-    } else {
-      let changes = 0;
-      let skippedVisible = 0;
-      let chunk: RowChange[] = [];
-      const flush = async () => {
-        if (chunk.length === 0) return;
-        const report = await applyChanges(sub, chunk, {
-          destTable: () => table.dest,
-          onMissingRow: ctx.config.onMissingRow,
-          log: (msg, details) => ctx.log.warn({ table: table.table, ...details }, msg),
-        });
-        if (report.missedTotal > 0) ctx.log.warn({ table: table.table, missed: report.missedTotal }, "updates/deletes that found no row");
-        changes += chunk.length;
-        chunk = [];
-      };
-      reader = await ctx.provider.connect();
-      await reader.query("begin read only");
-      for await (const ev of batchEvents(reader, batch.batchId)) {
-        if (signal.aborted) throw new StepAbandoned("stopping");
-        if (ev.extra1 !== table.table || ev.type === null || !CHANGE_TYPES.has(ev.type)) continue;
-        if (ev.type === "R" && ctx.config.ignoreTruncate) continue;
-        // In the copied rows already.
-        if (visibleIn(ev.txid, snapshot)) {
-          skippedVisible++;
-          continue;
-        }
-        chunk.push(decodeChange(ev));
-        if (chunk.length >= CHUNK) await flush();
-      }
-      await reader.query("commit");
-      await flush();
-      await sub.query("select londiste.set_last_tick($1, $2)", [copyConsumer, batch.tickId]);
-      await requireLeaseIn(sub, queue, table.table, ctx.me, "catching-up");
-      await sub.query("commit");
-      step = { kind: "applied", tick: batch.tickId, changes, skippedVisible };
-    }
-  } catch (error) {
-    await sub.query("rollback").catch((e: unknown) => (subBroken = e as Error));
-    await reader?.query("rollback").catch((e: unknown) => (readerBroken = e as Error));
-    throw error;
-  } finally {
-    sub.release(subBroken);
-    reader?.release(readerBroken);
+  const outcome = await runSerialBatch(ctx.provider, ctx.subscriber, {
+    consumer: copyConsumer,
+    chunkSize: CHUNK,
+    nextBatch: () => nextCatchUpBatch(ctx.provider, queue, copyConsumer).catch((e: unknown) => notRegistered(e, copyConsumer)),
+    lostPosition: { remedy: "the copy cannot go on from here: resync the table", error: (message) => new TableFailure(message) },
+    begin: async (sub) => catchUpRound(ctx, sub, table, snapshot, signal),
+  });
+  switch (outcome.kind) {
+    case "idle":
+    case "held":
+      return offerHandover(ctx, table, copyConsumer);
+    case "skipped":
+      return { kind: "skipped", tick: outcome.batch.tickId };
+    case "applied":
+      return { kind: "applied", tick: outcome.batch.tickId, ...outcome.result };
   }
-  // The subscriber has the batch (or had it already): close it on the provider.
-  await finishBatch(ctx.provider, batchId);
-  return step;
+}
+
+/**
+ * The copy's hooks for one batch: only this table's row changes, less
+ * those visible in the copy's snapshot (in the copied rows already),
+ * applied as they are; the lease is checked before the commit.
+ */
+function catchUpRound(
+  ctx: CopyContext,
+  sub: pg.ClientBase,
+  table: TableSync,
+  snapshot: TxidSnapshot,
+  signal: AbortSignal,
+): BatchRound<{ changes: number; skippedVisible: number }> {
+  let changes = 0;
+  let skippedVisible = 0;
+  return {
+    select(ev) {
+      if (signal.aborted) throw new StepAbandoned("stopping");
+      if (ev.extra1 !== table.table || !isChangeEvent(ev.type)) return "skip";
+      if (isTruncateEvent(ev.type) && ctx.config.ignoreTruncate) return "skip";
+      if (visibleIn(ev.txid, snapshot)) {
+        skippedVisible++;
+        return "skip";
+      }
+      return "apply";
+    },
+    async apply(chunk) {
+      const report = await applyChanges(sub, chunk, {
+        destTable: () => table.dest,
+        onMissingRow: ctx.config.onMissingRow,
+        log: (msg, details) => ctx.log.warn({ table: table.table, ...details }, msg),
+      });
+      if (report.missedTotal > 0) ctx.log.warn({ table: table.table, missed: report.missedTotal }, "updates/deletes that found no row");
+      changes += chunk.length;
+    },
+    async end() {
+      await requireLeaseIn(sub, ctx.config.queue, table.table, ctx.me, "catching-up");
+      return { changes, skippedVisible };
+    },
+  };
 }
 
 /**

@@ -16,6 +16,3 @@ export interface CopyContext {
   /** Publishes a JSON message when NATS is connected; drops it otherwise. */
   publish(subject: string, payload: unknown): void;
 }
-
-/** The states in which a copy worker has something to do (or to wait for). */
-export const COPY_STATES: ReadonlySet<string> = new Set(["in-copy", "catching-up", "wanna-sync", "do-sync"]);

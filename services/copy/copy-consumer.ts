@@ -14,9 +14,11 @@
 import { createHash } from "node:crypto";
 import type pg from "pg";
 import { withTransaction } from "../../shared/db/transaction.ts";
+import { recordTick } from "../../shared/londiste/position.ts";
+import { isCopyState } from "../../shared/londiste/sync-machine.ts";
 import { loadTableSync, loadTableSyncs } from "../../shared/londiste/sync-store.ts";
 import { getConsumerInfo, registerConsumer, unregisterConsumer } from "../../shared/pgq/index.ts";
-import { COPY_STATES, type CopyContext } from "./context.ts";
+import type { CopyContext } from "./context.ts";
 
 export function copyConsumerName(consumer: string, table: string): string {
   return `${consumer}_copy_${createHash("sha256").update(table).digest("hex").slice(0, 10)}`;
@@ -60,8 +62,8 @@ export async function dropCopyConsumer(ctx: CopyContext, table: string): Promise
   return withTransaction(ctx.subscriber, async (client) => {
     await client.query("select 1 from londiste.subscriber_table where queue_name = $1 and table_name = $2 for update", [queue, table]);
     const t = await loadTableSync(client, queue, table);
-    if (t && COPY_STATES.has(t.sync.state)) return false;
-    await client.query("select londiste.set_last_tick($1, null)", [name]);
+    if (t && isCopyState(t.sync.state)) return false;
+    await recordTick(client, name, null);
     return unregisterIfRegistered(ctx.provider, queue, name);
   });
 }
@@ -76,11 +78,11 @@ export async function dropStaleCopyConsumers(ctx: CopyContext): Promise<string[]
   const dropped: string[] = [];
   for (const name of names) {
     const t = tableOf.get(name);
-    if (t && COPY_STATES.has(t.sync.state)) continue;
+    if (t && isCopyState(t.sync.state)) continue;
     const gone = t
       ? await dropCopyConsumer(ctx, t.table)
       : await withTransaction(ctx.subscriber, async (client) => {
-          await client.query("select londiste.set_last_tick($1, null)", [name]);
+          await recordTick(client, name, null);
           return unregisterIfRegistered(ctx.provider, queue, name);
         });
     if (gone) dropped.push(name);

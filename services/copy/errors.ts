@@ -1,19 +1,14 @@
 /**
- * What a failure means for the table being copied:
- *  - TableFailure, and data errors (shared/londiste/error-kind.ts: any
- *    database error but a connection, shutdown, deadlock, lock-timeout or
- *    resource one; an ApplyError or a change that cannot be decoded):
- *    doing it again gives the same result, so the table goes to state
- *    error with the message;
- *  - StepAbandoned: the table's row moved on (another state, the lease gone);
- *    the worker re-reads it and decides again;
- *  - anything else (lost connection, server shutdown, deadlock, a timeout):
- *    rolled back and retried after a pause.
+ * The copy's own failures. What any failure means for the table being
+ * copied is shared/db/failure.ts's rule, the one replay uses too:
+ *  - data (a TableFailure below, a database error about the data, a
+ *    change that cannot be decoded or applied): doing it again gives the
+ *    same result, so the table goes to state error with the message;
+ *  - StepAbandoned: the table's row moved on (another state, the lease
+ *    gone); the worker re-reads it and decides again;
+ *  - anything else (lost connection, server shutdown, deadlock, a timeout,
+ *    a missing privilege): rolled back and retried after a pause.
  */
-
-import { isDataError as isSharedDataError } from "../../shared/londiste/error-kind.ts";
-
-export { sqlState } from "../../shared/londiste/error-kind.ts";
 
 /** The table cannot be copied as things are: FAIL it with this message. */
 export class TableFailure extends Error {
@@ -33,11 +28,6 @@ export class StepAbandoned extends Error {
     super(message);
     this.name = "StepAbandoned";
   }
-}
-
-/** Data errors by the rule replay uses too (shared/londiste/error-kind.ts), and TableFailure. */
-export function isDataError(error: unknown): boolean {
-  return error instanceof TableFailure || isSharedDataError(error);
 }
 
 export function messageOf(error: unknown): string {

@@ -9,13 +9,14 @@
  *    the copy consumer goes away.
  */
 import { withTransaction } from "../../shared/db/transaction.ts";
+import { isCopyState } from "../../shared/londiste/sync-machine.ts";
 import { writeTransition } from "../../shared/londiste/sync-store.ts";
-import { COPY_STATES, type CopyContext } from "./context.ts";
+import type { CopyContext } from "./context.ts";
 import { consumerPosition, copyConsumerName, dropCopyConsumer } from "./copy-consumer.ts";
 import { restorePendingForeignKeys } from "./dest-objects.ts";
 import { StepAbandoned, TableFailure } from "./errors.ts";
 import { requireLease, requireLeaseIn } from "./lease.ts";
-import { recordedTick } from "../../shared/londiste/position.ts";
+import { recordedTick, recordTick } from "../../shared/londiste/position.ts";
 
 export async function finishTable(ctx: CopyContext, tableName: string): Promise<void> {
   const { queue, consumer } = ctx.config;
@@ -29,7 +30,7 @@ export async function finishTable(ctx: CopyContext, tableName: string): Promise<
     }
     const result = await writeTransition(client, current, { type: "COPY.FINISHED", copyTick }, "copy");
     if (!result.accepted) throw new StepAbandoned(result.reason);
-    await client.query("select londiste.set_last_tick($1, null)", [copyConsumer]);
+    await recordTick(client, copyConsumer, null);
     return restorePendingForeignKeys(client);
   });
   const log = ctx.log.child({ table: tableName });
@@ -44,7 +45,7 @@ export async function failTable(ctx: CopyContext, tableName: string, message: st
   const { queue } = ctx.config;
   const written = await withTransaction(ctx.subscriber, async (client) => {
     const current = await requireLease(client, queue, tableName, ctx.me);
-    if (!COPY_STATES.has(current.sync.state)) return false;
+    if (!isCopyState(current.sync.state)) return false;
     return (await writeTransition(client, current, { type: "FAIL", message: message.slice(0, 2000) }, "copy")).accepted;
   });
   if (written) ctx.log.error({ table: tableName, error: message }, "table stopped: state error");

@@ -23,6 +23,7 @@
  */
 import pg from "pg";
 import { APPLY_SETTINGS_SQL } from "../../shared/londiste/apply.ts";
+import { recordTick } from "../../shared/londiste/position.ts";
 import { writeTransition, type TableSync } from "../../shared/londiste/sync-store.ts";
 import { readTableShape, type TableShape } from "../../shared/londiste/table-shape.ts";
 import { forceNewTick } from "../../shared/pgq/index.ts";
@@ -133,7 +134,7 @@ export async function copyTable(ctx: CopyContext, table: TableSync, signal: Abor
 
     await recreateDestObjects(sub, dest.name, saved);
     const fenceTick = await fence;
-    await sub.query("select londiste.set_last_tick($1, null)", [copyConsumer]);
+    await recordTick(sub, copyConsumer, null);
 
     const current = await requireLeaseIn(sub, queue, table.table, ctx.me, "in-copy");
     const position = await consumerPosition(ctx.provider, queue, copyConsumer);

@@ -12,12 +12,31 @@
  */
 import type pg from "pg";
 import type { Queryable } from "../../shared/db/queryable.ts";
+import { COPY_STATES, type SyncStateName, stateTextForm } from "../../shared/londiste/sync-machine.ts";
 import { loadTableSync, type TableSync } from "../../shared/londiste/sync-store.ts";
 import type { Logger } from "../../shared/log.ts";
 import { StepAbandoned } from "./errors.ts";
 
-/** merge_state of the states a copy worker serves (context.ts COPY_STATES). */
-const IN_COPY_STATE = "(merge_state in ('in-copy', 'catching-up') or merge_state ~ '^(wanna|do)-sync:')";
+function sqlLiteral(text: string): string {
+  return `'${text.replace(/'/g, "''")}'`;
+}
+
+/**
+ * The SQL condition on merge_state that holds for the given states, built
+ * from the machine's text form of each (a state stored as NULL cannot be
+ * told from another one that is, so it is refused).
+ */
+export function mergeStateCondition(states: readonly SyncStateName[]): string {
+  const terms = states.map((state) => {
+    const form = stateTextForm(state);
+    if (!form) throw new Error(`state ${state} has no text in merge_state`);
+    return form.withTick ? `merge_state ~ ${sqlLiteral(`^${form.text}:[0-9]+$`)}` : `merge_state = ${sqlLiteral(form.text)}`;
+  });
+  return terms.length === 0 ? "false" : `(${terms.join(" or ")})`;
+}
+
+/** merge_state of the states a copy worker serves. */
+export const IN_COPY_STATE = mergeStateCondition(COPY_STATES);
 
 /** Tables in a copy state whose lease is free, expired or ours, oldest first. */
 export async function claimableTables(db: Queryable, queue: string, me: string): Promise<string[]> {

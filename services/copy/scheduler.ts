@@ -6,6 +6,7 @@
  * its own tables is done, and claims them one by one (claimTable: whoever
  * updates the row first has it).
  */
+import { isNotInstalledError } from "../../shared/db/failure.ts";
 import type { CopyContext } from "./context.ts";
 import { claimableTables, claimTable } from "./lease.ts";
 import { serveTable } from "./table-worker.ts";
@@ -61,10 +62,8 @@ export class CopyScheduler {
         this.lastError = "";
       } catch (error) {
         const message = (error as Error).message ?? String(error);
-        // Undefined table/schema: londiste is not installed on the subscriber yet.
-        const code = (error as { code?: string }).code;
         if (message !== this.lastError) {
-          if (code === "42P01" || code === "3F000") this.ctx.log.info("waiting for londiste on the subscriber (subscriber install)");
+          if (isNotInstalledError(error)) this.ctx.log.info("waiting for londiste on the subscriber (subscriber install)");
           else this.ctx.log.error({ err: error }, "looking for tables to copy failed; retrying");
         }
         this.lastError = message;

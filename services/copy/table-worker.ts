@@ -11,15 +11,17 @@
  * work, and the copy consumer is dropped. The lease heartbeats meanwhile;
  * losing it, or the service stopping, aborts the step (rolled back).
  */
+import { isDataError } from "../../shared/db/failure.ts";
+import { isCopyState } from "../../shared/londiste/sync-machine.ts";
 import { SyncConflict, loadTableSync } from "../../shared/londiste/sync-store.ts";
+import { sleep } from "../../shared/sleep.ts";
 import { catchUpOnce } from "./catch-up.ts";
-import { COPY_STATES, type CopyContext } from "./context.ts";
+import type { CopyContext } from "./context.ts";
 import { dropCopyConsumer } from "./copy-consumer.ts";
-import { isDataError, messageOf, StepAbandoned } from "./errors.ts";
+import { messageOf, StepAbandoned } from "./errors.ts";
 import { failTable, finishTable } from "./finish.ts";
 import { copyTable } from "./initial-copy.ts";
 import { Lease } from "./lease.ts";
-import { pause } from "./wakeup.ts";
 
 const MAX_BACKOFF_MS = 30_000;
 const WANNA_SYNC_POLL_MS = 25;
@@ -44,7 +46,7 @@ export async function serveTable(ctx: CopyContext, tableName: string, stop: Abor
     while (!signal.aborted) {
       try {
         const table = await loadTableSync(ctx.subscriber, queue, tableName);
-        if (!table || !COPY_STATES.has(table.sync.state)) break;
+        if (!table || !isCopyState(table.sync.state)) break;
         if (table.leaseOwner !== ctx.me) {
           log.info({ owner: table.leaseOwner }, "the table has another copy worker now");
           break;
@@ -95,13 +97,13 @@ export async function serveTable(ctx: CopyContext, tableName: string, stop: Abor
           } catch (failError) {
             if (failError instanceof StepAbandoned && failError.leaseLost) break;
             log.error({ err: failError, error: messageOf(error) }, "could not put the table into state error; retrying");
-            await pause(backoffMs, signal);
+            await sleep(backoffMs, signal);
             backoffMs = Math.min(backoffMs * 2, MAX_BACKOFF_MS);
           }
           continue;
         }
         log.error({ err: error, retryInMs: backoffMs }, "copy step failed; retrying");
-        await pause(backoffMs, signal);
+        await sleep(backoffMs, signal);
         backoffMs = Math.min(backoffMs * 2, MAX_BACKOFF_MS);
       }
     }

@@ -27,8 +27,3 @@ export class Wakeup {
     });
   }
 }
-
-/** Sleeps ms, or less when the signal fires. */
-export function pause(ms: number, signal?: AbortSignal): Promise<void> {
-  return new Wakeup().wait(ms, signal);
-}

@@ -1,36 +1,32 @@
 /**
- * One replay round (spec §4.4 with the 2.1.8 position rule): under the
- * consumer's lock on the subscriber, open the next batch on the provider;
- * decide from the subscriber's recorded tick whether it is applied
- * already; stream its events, apply the row changes of tables in state
- * `ok`, push the followed sequences, and record the batch's end tick, in
- * ONE subscriber transaction; then, on the provider, mark events of
- * unknown type failed and finish the batch in one transaction.
- *
- * A crash anywhere is safe: before the subscriber commit the batch comes
- * back (sticky) and is applied; after it, its end tick is recorded and the
- * batch is skipped and finished. Memory stays flat: events are read
- * through a cursor and applied in chunks.
+ * One replay round: the serial batch protocol (shared/londiste/serial-batch.ts:
+ * position lock, recorded-tick decision, events through a cursor in
+ * chunks, end tick recorded in the same subscriber transaction, then the
+ * batch finished on the provider with the events of unknown type marked
+ * failed) with replay's hooks: the machine's steps for replay at the
+ * batch's start tick (or, idle, at its position), the row changes of the
+ * tables replay applies (ok, do-sync), the table list of a 'T' event, and
+ * the followed sequences.
  *
  * A change that cannot be applied (bad data, a missing column, a
  * duplicate key, a row that is not there with on_missing_row = error)
  * stops only its table: each chunk runs in a savepoint; when one fails it
  * is rolled back and replayed table-run by table-run to find the table,
  * which is put in state `error` with the message, in the same
- * transaction; the batch goes on without it. Failures of the connection
- * or the server (lost connection, deadlock, shutdown) fail the batch
- * instead, and replay retries it.
+ * transaction; the batch goes on without it. Any other failure (lost
+ * connection, deadlock, shutdown, a missing privilege) fails the batch
+ * instead, and replay retries it (shared/db/failure.ts says which is which).
  */
 import type pg from "pg";
+import { isDataError } from "../../shared/db/failure.ts";
 import { providerTables } from "../../shared/londiste/catalog.ts";
-import { decodeChange, type RowChange } from "../../shared/londiste/change-event.ts";
-import { isTransientError } from "../../shared/londiste/error-kind.ts";
+import { isChangeEvent, isTableListEvent, isTruncateEvent, type RowChange } from "../../shared/londiste/change-event.ts";
 import { parseTextArray } from "../../shared/londiste/record-text.ts";
+import { type BatchRound, runSerialBatch } from "../../shared/londiste/serial-batch.ts";
 import { loadTableSyncs, type TableSync, writeTransition } from "../../shared/londiste/sync-store.ts";
-import type { SyncEvent } from "../../shared/londiste/sync-machine.ts";
-import { batchEvents, failEvent, finishBatch, getConsumerInfo, nextBatch } from "../../shared/pgq/index.ts";
+import { replayApplies, type SyncEvent } from "../../shared/londiste/sync-machine.ts";
+import { getConsumerInfo, nextBatch } from "../../shared/pgq/index.ts";
 import type { BatchInfo } from "../../shared/pgq/types.ts";
-import { decideBatch, lockConsumerPosition, recordedTick } from "../../shared/londiste/position.ts";
 import { pushSequences } from "./sequences.ts";
 
 /** Applies decoded changes inside the caller's subscriber transaction; destTable maps provider to subscriber names. */
@@ -59,8 +55,6 @@ export type ReplayOutcome =
   | { kind: "skipped"; batch: BatchInfo }
   | { kind: "applied"; batch: BatchInfo; changes: number; failedEvents: number; tableErrors: string[]; copyRequested: string[] };
 
-const CHANGE_TYPES = new Set(["I", "U", "D", "R"]);
-
 function messageOf(error: unknown): string {
   return error instanceof Error ? error.message : String(error);
 }
@@ -71,70 +65,90 @@ export async function replayOneBatch(
   settings: ReplaySettings,
   apply: ApplyChanges,
 ): Promise<ReplayOutcome> {
-  const chunkSize = settings.chunkSize ?? 1000;
-  const failed: Array<{ id: number; reason: string }> = [];
-  let applied = 0;
-  let outcome: Extract<ReplayOutcome, { kind: "applied" }>;
-
-  const sub = await subscriber.connect();
-  let subBroken: Error | undefined;
-  let reader: pg.PoolClient | undefined;
-  let readerBroken: Error | undefined;
-  try {
-    await sub.query("begin");
-    // Taken before the batch is opened: an admin command that resets the position waits for us, or we for it.
-    await lockConsumerPosition(sub, settings.consumer);
-    const batch = await nextBatch(provider, settings.queue, settings.consumer);
-    const recorded = await recordedTick(sub, settings.consumer);
-    if (!batch) {
-      // Idle: the state steps that need no batch still happen (an idle provider must not stall a handover).
+  const outcome = await runSerialBatch(provider, subscriber, {
+    consumer: settings.consumer,
+    chunkSize: settings.chunkSize,
+    nextBatch: () => nextBatch(provider, settings.queue, settings.consumer),
+    // Idle: the state steps that need no batch still happen (an idle provider must not stall a handover).
+    idle: async (sub, recorded) => {
       // Nothing recorded yet: replay's next batch starts where PgQ has its consumer.
       const position = recorded ?? (await getConsumerInfo(provider, settings.queue, settings.consumer))[0]?.lastTick ?? null;
-      const steps = await replaySteps(sub, settings.queue, position);
-      await sub.query("commit");
-      return { kind: "idle", copyRequested: steps.copyRequested };
-    }
-    if (await heldAt(sub, settings.consumer, recorded)) {
-      // A consistent read of both sides is going on at this tick: leave the batch (it stays open) for later.
-      await sub.query("rollback");
+      return (await replaySteps(sub, settings.queue, position)).copyRequested;
+    },
+    // A consistent read of both sides is going on at this tick: leave the batch (it stays open) for later.
+    hold: (sub, recorded) => heldAt(sub, settings.consumer, recorded),
+    begin: (sub, batch) => replayRound(provider, sub, settings, apply, batch),
+    afterCommit: settings.afterSubscriberCommit,
+  });
+  switch (outcome.kind) {
+    case "idle":
+      return { kind: "idle", copyRequested: outcome.result ?? [] };
+    case "held":
       return { kind: "idle", copyRequested: [], held: true };
-    }
-    const decision = decideBatch(recorded, batch);
-    if (decision.action === "error") throw new Error(decision.message);
-    if (decision.action === "skip") {
-      await sub.query("rollback");
-      await finishBatch(provider, batch.batchId);
-      return { kind: "skipped", batch };
-    }
+    case "skipped":
+      return { kind: "skipped", batch: outcome.batch };
+    case "applied":
+      return { kind: "applied", batch: outcome.batch, failedEvents: outcome.failedEvents, ...outcome.result };
+  }
+}
 
-    const steps = await replaySteps(sub, settings.queue, batch.prevTickId);
-    const tables = steps.tables;
-    const dest = new Map([...tables.values()].filter((t) => REPLAY_APPLIES.has(t.sync.state)).map((t) => [t.table, t.dest]));
-    const destOf = (table: string) => dest.get(table) ?? table;
-    const tableErrors: string[] = [];
-    const stopTable = async (table: string, error: unknown) => {
-      const message = messageOf(error);
-      dest.delete(table);
-      tableErrors.push(table);
-      const current = tables.get(table);
-      if (current) await step(sub, tables, current, { type: "FAIL", message: message.slice(0, 2000) });
-      settings.onTableError?.(table, message);
-    };
-    let savepoints = 0;
-    const attempt = async (changes: RowChange[]): Promise<unknown> => {
-      const name = `londiste_sp${++savepoints}`;
-      await sub.query(`savepoint ${name}`);
-      try {
-        await apply(sub, changes, destOf);
-        await sub.query(`release savepoint ${name}`);
-        return undefined;
-      } catch (error) {
-        if (isTransientError(error)) throw error;
-        await sub.query(`rollback to savepoint ${name}`);
-        return error;
+/**
+ * Replay's hooks for one batch: the state steps at its start tick, the
+ * event filter (tables replay applies; the table list; events of unknown
+ * type failed on the provider), and the apply step that stops only the
+ * table at fault.
+ */
+async function replayRound(
+  provider: pg.Pool,
+  sub: pg.ClientBase,
+  settings: ReplaySettings,
+  apply: ApplyChanges,
+  batch: BatchInfo,
+): Promise<BatchRound<{ changes: number; tableErrors: string[]; copyRequested: string[] }>> {
+  const steps = await replaySteps(sub, settings.queue, batch.prevTickId);
+  const tables = steps.tables;
+  const dest = new Map([...tables.values()].filter((t) => replayApplies(t.sync.state)).map((t) => [t.table, t.dest]));
+  const destOf = (table: string) => dest.get(table) ?? table;
+  const tableErrors: string[] = [];
+  let applied = 0;
+  let tableList: string[] | undefined;
+
+  const stopTable = async (table: string, error: unknown) => {
+    const message = messageOf(error);
+    dest.delete(table);
+    tableErrors.push(table);
+    const current = tables.get(table);
+    if (current) await step(sub, tables, current, { type: "FAIL", message: message.slice(0, 2000) });
+    settings.onTableError?.(table, message);
+  };
+  let savepoints = 0;
+  const attempt = async (changes: RowChange[]): Promise<unknown> => {
+    const name = `londiste_sp${++savepoints}`;
+    await sub.query(`savepoint ${name}`);
+    try {
+      await apply(sub, changes, destOf);
+      await sub.query(`release savepoint ${name}`);
+      return undefined;
+    } catch (error) {
+      // Anything but the data's fault fails the batch, which is retried (a privilege error waits for a GRANT).
+      if (!isDataError(error)) throw error;
+      await sub.query(`rollback to savepoint ${name}`);
+      return error;
+    }
+  };
+
+  return {
+    select(ev) {
+      if (isTableListEvent(ev.type)) {
+        tableList = parseTextArray(ev.data ?? "{}");
+        return "skip";
       }
-    };
-    const flush = async (chunk: RowChange[]) => {
+      if (!isChangeEvent(ev.type)) return { fail: "Unknown operation" };
+      if (!ev.extra1 || !dest.has(ev.extra1)) return "skip";
+      if (isTruncateEvent(ev.type) && settings.ignoreTruncate) return "skip";
+      return "apply";
+    },
+    async apply(chunk) {
       const live = chunk.filter((c) => dest.has(c.table));
       if (live.length === 0) return;
       if ((await attempt(live)) === undefined) {
@@ -154,71 +168,15 @@ export async function replayOneBatch(
         }
         start = end;
       }
-    };
-
-    let tableList: string[] | undefined;
-    let chunk: RowChange[] = [];
-    reader = await provider.connect();
-    await reader.query("begin read only");
-    for await (const ev of batchEvents(reader, batch.batchId)) {
-      if (ev.type === "T") {
-        tableList = parseTextArray(ev.data ?? "{}");
-        continue;
-      }
-      if (ev.type === null || !CHANGE_TYPES.has(ev.type)) {
-        failed.push({ id: ev.id, reason: "Unknown operation" });
-        continue;
-      }
-      if (!ev.extra1 || !dest.has(ev.extra1)) continue;
-      if (ev.type === "R" && settings.ignoreTruncate) continue;
-      let change: RowChange;
-      try {
-        change = decodeChange(ev);
-      } catch (error) {
-        await flush(chunk);
-        chunk = [];
-        await stopTable(ev.extra1, error);
-        continue;
-      }
-      chunk.push(change);
-      if (chunk.length >= chunkSize) {
-        await flush(chunk);
-        chunk = [];
-      }
-    }
-    await reader.query("commit");
-    await flush(chunk);
-
-    if (tableList) await dropRemovedTables(sub, provider, settings, tables, tableList);
-    await pushSequences(provider, sub, settings.queue, settings.onNotice);
-    await sub.query("select londiste.set_last_tick($1, $2)", [settings.consumer, batch.tickId]);
-    await sub.query("commit");
-    outcome = { kind: "applied", batch, changes: applied, failedEvents: failed.length, tableErrors, copyRequested: steps.copyRequested };
-  } catch (error) {
-    await sub.query("rollback").catch((e: unknown) => (subBroken = e as Error));
-    await reader?.query("rollback").catch((e: unknown) => (readerBroken = e as Error));
-    throw error;
-  } finally {
-    sub.release(subBroken);
-    reader?.release(readerBroken);
-  }
-
-  const batch = outcome.batch;
-  await settings.afterSubscriberCommit?.(batch);
-  // The subscriber has the batch; now close it on the provider.
-  const client = await provider.connect();
-  try {
-    await client.query("begin");
-    for (const f of failed) await failEvent(client, batch.batchId, f.id, f.reason);
-    await finishBatch(client, batch.batchId);
-    await client.query("commit");
-  } catch (error) {
-    await client.query("rollback").catch(() => {});
-    throw error;
-  } finally {
-    client.release();
-  }
-  return outcome;
+    },
+    // select() took only events with a table name.
+    undecodable: (ev, error) => stopTable(ev.extra1!, error),
+    async end() {
+      if (tableList) await dropRemovedTables(sub, provider, settings, tables, tableList);
+      await pushSequences(provider, sub, settings.queue, settings.onNotice);
+      return { changes: applied, tableErrors, copyRequested: steps.copyRequested };
+    },
+  };
 }
 
 /** Whether a live hold (londiste.replay_hold) stops replay at the tick it stands at. */
@@ -230,9 +188,6 @@ async function heldAt(sub: pg.ClientBase, consumer: string, recorded: number | n
   );
   return rows.length > 0;
 }
-
-/** States whose row changes replay applies: ok, and do-sync (replay took the table over at its tick). */
-const REPLAY_APPLIES = new Set(["ok", "do-sync"]);
 
 /** Writes one transition in the batch's transaction and keeps the in-memory row in step. */
 async function step(sub: pg.ClientBase, tables: Map<string, TableSync>, current: TableSync, event: SyncEvent): Promise<boolean> {

@@ -3,7 +3,7 @@
  * from the machine definition itself (docs/table-sync-machine.md is this
  * output; a test keeps the two in step). Pure.
  */
-import { STATE_OWNER, type SyncStateName, syncMachine } from "./sync-machine.ts";
+import { stateFacts, stateTextForm, type SyncStateName, syncMachine } from "./sync-machine.ts";
 
 interface Edge {
   from: string;
@@ -50,13 +50,15 @@ export function machineMarkdown(): string {
     "",
     "## States",
     "",
-    "| state | text in `merge_state` | owner | work |",
-    "|---|---|---|---|",
+    "| state | text in `merge_state` | owner | work | copy worker holds it | replay applies it |",
+    "|---|---|---|---|---|---|",
   ];
-  for (const [name, node] of Object.entries(syncMachine.root.states)) {
-    const meta = (node.meta ?? {}) as { work?: string };
-    const text = name === "none" || name === "removed" ? "NULL" + (name === "removed" ? " (row deleted)" : "") : name === "wanna-sync" || name === "do-sync" ? `${name}:<tick>` : name;
-    lines.push(`| ${name} | ${text} | ${STATE_OWNER[name as SyncStateName] ?? "-"} | ${meta.work ?? ""} |`);
+  const yes = (b: boolean) => (b ? "yes" : "");
+  for (const name of Object.keys(syncMachine.root.states) as SyncStateName[]) {
+    const facts = stateFacts(name);
+    const form = stateTextForm(name);
+    const text = form ? (form.withTick ? `${form.text}:<tick>` : form.text) : name === "removed" ? "NULL (row deleted)" : "NULL";
+    lines.push(`| ${name} | ${text} | ${facts.owner ?? "-"} | ${facts.work} | ${yes(facts.copyServes)} | ${yes(facts.replayApplies)} |`);
   }
   lines.push("", "## Transitions", "", "| from | event | to | guard |", "|---|---|---|---|");
   for (const e of edges()) lines.push(`| ${e.from} | ${e.event} | ${e.to} | ${e.guard ? GUARD_TEXT[e.guard] ?? e.guard : ""} |`);

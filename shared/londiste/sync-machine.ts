@@ -50,23 +50,74 @@ export type SyncEvent =
   | { type: "REPLAY.REACHED"; replayTick: number }
   | { type: "COPY.FINISHED"; copyTick: number }
   | { type: "FAIL"; message: string }
-  | { type: "REPAIRED" }
   | { type: "RESYNC" }
   | { type: "REMOVE" };
 
 export const EMPTY_CONTEXT: SyncContext = { tick: null, snapshot: null, fenceTick: null, error: null, errorIn: null };
 
-/** Who acts in each state (the seed's "owner" column). */
-export const STATE_OWNER: Record<SyncStateName, SyncActor | null> = {
-  none: "replay",
-  "in-copy": "copy",
-  "catching-up": "copy",
-  "wanna-sync": "replay",
-  "do-sync": "copy",
-  ok: "replay",
-  error: "admin",
-  removed: null,
+/** What the rest of the system needs to know about a state. */
+export interface StateFacts {
+  /** Who acts in the state (the seed's "owner" column). */
+  owner: SyncActor | null;
+  /** A copy worker holds the table: it works in the state, or waits in it for replay. */
+  copyServes: boolean;
+  /** Replay applies the table's row changes (in do-sync because replay took the table over at its tick). */
+  replayApplies: boolean;
+  /** How merge_state holds the state: NULL, the state's name, or the name and the handover tick (`wanna-sync:12`). */
+  mergeState: "null" | "name" | "name:tick";
+  /** The owner's work, for the generated doc. */
+  work: string;
+}
+
+/** The one table of state facts: the machine's meta, the predicates below and the doc are read from it. */
+const STATE_FACTS: Record<SyncStateName, StateFacts> = {
+  none: { owner: "replay", copyServes: false, replayApplies: false, mergeState: "null", work: "request a copy" },
+  "in-copy": {
+    owner: "copy",
+    copyServes: true,
+    replayApplies: false,
+    mergeState: "name",
+    work: "copy the rows under a snapshot, take a fence tick",
+  },
+  "catching-up": {
+    owner: "copy",
+    copyServes: true,
+    replayApplies: false,
+    mergeState: "name",
+    work: "apply the table's events past the snapshot until caught up",
+  },
+  "wanna-sync": { owner: "replay", copyServes: true, replayApplies: false, mergeState: "name:tick", work: "reach the tick, take the table over" },
+  "do-sync": { owner: "copy", copyServes: true, replayApplies: true, mergeState: "name:tick", work: "finish: drop the copy consumer" },
+  ok: { owner: "replay", copyServes: false, replayApplies: true, mergeState: "name", work: "apply the table's events" },
+  error: { owner: "admin", copyServes: false, replayApplies: false, mergeState: "name", work: "wait for a resync" },
+  removed: { owner: null, copyServes: false, replayApplies: false, mergeState: "null", work: "none: no longer replicated" },
 };
+
+/** Every state, in the protocol's order. */
+export const SYNC_STATES = Object.keys(STATE_FACTS) as SyncStateName[];
+
+export function stateFacts(state: SyncStateName): StateFacts {
+  return STATE_FACTS[state];
+}
+
+/** The states a copy worker serves, in the protocol's order. */
+export const COPY_STATES: readonly SyncStateName[] = SYNC_STATES.filter((s) => STATE_FACTS[s].copyServes);
+
+/** A copy worker holds the table in this state (claims it, keeps its copy consumer). */
+export function isCopyState(state: SyncStateName): boolean {
+  return STATE_FACTS[state].copyServes;
+}
+
+/** Replay applies the table's row changes in this state. */
+export function replayApplies(state: SyncStateName): boolean {
+  return STATE_FACTS[state].replayApplies;
+}
+
+/** How a state is written in merge_state: its text, followed by `:<tick>` when withTick; null when the column is NULL. */
+export function stateTextForm(state: SyncStateName): { text: string; withTick: boolean } | null {
+  const form = STATE_FACTS[state].mergeState;
+  return form === "null" ? null : { text: state, withTick: form === "name:tick" };
+}
 
 const cleared = { tick: null, snapshot: null, fenceTick: null, error: null, errorIn: null };
 
@@ -95,14 +146,14 @@ export const syncMachine = setup({
   },
   states: {
     none: {
-      meta: { owner: STATE_OWNER.none, work: "request a copy" },
+      meta: STATE_FACTS.none,
       on: {
         "COPY.REQUESTED": { target: "in-copy" },
         EXPECT_SYNC: { target: "ok" },
       },
     },
     "in-copy": {
-      meta: { owner: STATE_OWNER["in-copy"], work: "copy the rows under a snapshot, take a fence tick" },
+      meta: STATE_FACTS["in-copy"],
       on: {
         "COPY.DONE": {
           target: "catching-up",
@@ -112,7 +163,7 @@ export const syncMachine = setup({
       },
     },
     "catching-up": {
-      meta: { owner: STATE_OWNER["catching-up"], work: "apply the table's events past the snapshot until caught up" },
+      meta: STATE_FACTS["catching-up"],
       on: {
         "COPY.CAUGHT_UP": {
           guard: "caughtUpPastFence",
@@ -123,14 +174,14 @@ export const syncMachine = setup({
       },
     },
     "wanna-sync": {
-      meta: { owner: STATE_OWNER["wanna-sync"], work: "reach the tick, take the table over" },
+      meta: STATE_FACTS["wanna-sync"],
       on: {
         "REPLAY.REACHED": { guard: "replayAtTick", target: "do-sync" },
         FAIL: { target: "error", actions: assign(({ event }) => ({ error: event.message, errorIn: "wanna-sync" as const })) },
       },
     },
     "do-sync": {
-      meta: { owner: STATE_OWNER["do-sync"], work: "finish: drop the copy consumer" },
+      meta: STATE_FACTS["do-sync"],
       on: {
         "COPY.FINISHED": {
           guard: "copyAtTick",
@@ -141,16 +192,13 @@ export const syncMachine = setup({
       },
     },
     ok: {
-      meta: { owner: STATE_OWNER.ok, work: "apply the table's events" },
+      meta: STATE_FACTS.ok,
       on: {
         FAIL: { target: "error", actions: assign(({ event }) => ({ error: event.message, errorIn: "ok" as const })) },
       },
     },
-    error: {
-      meta: { owner: STATE_OWNER.error, work: "wait for resync or repair" },
-      on: { REPAIRED: { target: "ok", actions: assign(cleared) } },
-    },
-    removed: { type: "final", meta: { owner: null, work: "none: no longer replicated" } },
+    error: { meta: STATE_FACTS.error },
+    removed: { type: "final", meta: STATE_FACTS.removed },
   },
 });
 
@@ -180,28 +228,22 @@ export function decide(current: PersistedSync, event: SyncEvent): Decision {
 
 /** The seed's text form (londiste.subscriber_table.merge_state): NULL for none. */
 export function stateText(p: PersistedSync): string | null {
-  switch (p.state) {
-    case "none":
-    case "removed":
-      return null;
-    case "wanna-sync":
-    case "do-sync":
-      return `${p.state}:${p.context.tick}`;
-    default:
-      return p.state;
-  }
+  const form = stateTextForm(p.state);
+  if (!form) return null;
+  return form.withTick ? `${form.text}:${p.context.tick}` : form.text;
 }
 
 /** Reads the text form back (for rows written through the SQL functions); `?` is the legacy ok. */
 export function fromStateText(text: string | null, snapshot: string | null = null, error: string | null = null): PersistedSync {
   const context: SyncContext = { ...EMPTY_CONTEXT, snapshot };
   if (text === null) return { state: "none", context };
-  if (text === "ok" || text === "?") return { state: "ok", context };
-  if (text === "in-copy" || text === "catching-up") return { state: text, context };
-  if (text === "error") return { state: "error", context: { ...context, error } };
-  const m = /^(wanna-sync|do-sync):(\d+)$/.exec(text);
-  if (m) return { state: m[1] as SyncStateName, context: { ...context, tick: Number(m[2]) } };
-  throw new Error(`Bad table state: ${text}`);
+  if (text === "?") return { state: "ok", context };
+  const m = /^([a-z-]+)(?::(\d+))?$/.exec(text);
+  const state = SYNC_STATES.find((name) => stateTextForm(name)?.text === m?.[1]);
+  const form = state && stateTextForm(state);
+  if (!m || !state || !form || form.withTick !== (m[2] !== undefined)) throw new Error(`Bad table state: ${text}`);
+  if (state === "error") return { state, context: { ...context, error } };
+  return { state, context: form.withTick ? { ...context, tick: Number(m[2]) } : context };
 }
 
 /** The state for people: the text form, "(none)" or "removed". */

@@ -15,6 +15,7 @@
  */
 import pg from "pg";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { lockConsumerPosition } from "../../shared/londiste/position.ts";
 import { loadTableSync, writeTransition } from "../../shared/londiste/sync-store.ts";
 import { copyConsumerName } from "../../services/copy/copy-consumer.ts";
 import { expectOk, lastTickId, ServiceProcess, sleep, useProcessCleanup, waitFor, waitForTickAfter } from "../ticker/helpers.ts";
@@ -115,7 +116,7 @@ describe("copy worker without replay", () => {
     replayLock.on("error", () => {});
     await replayLock.connect();
     await replayLock.query("begin");
-    await replayLock.query("select pg_advisory_xact_lock(hashtext('londiste.replay'), hashtext($1))", [job.jobName]);
+    await lockConsumerPosition(replayLock, job.jobName);
 
     let stopping = false;
     const counters = { committed: 0 };

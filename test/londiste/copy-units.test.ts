@@ -3,11 +3,15 @@
  * position rule, the column check, copy consumer names, and the fence tick
  * helper (shared/pgq forceNewTick) against a real PgQ: a tick made after
  * the call, also when the ticker is paused for a while, never an older
- * tick that turns up meanwhile, and a timeout when no tick comes.
+ * tick that turns up meanwhile, and a timeout when no tick comes; the
+ * lease's SQL condition on merge_state, built from the machine, holds for
+ * exactly the states a copy worker serves.
  */
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { copyConsumerName } from "../../services/copy/copy-consumer.ts";
 import { copyColumns } from "../../services/copy/initial-copy.ts";
+import { IN_COPY_STATE, mergeStateCondition } from "../../services/copy/lease.ts";
+import { EMPTY_CONTEXT, isCopyState, stateText, SYNC_STATES } from "../../shared/londiste/sync-machine.ts";
 import { decideBatch } from "../../shared/londiste/position.ts";
 import { parseSnapshot, visibleIn } from "../../services/copy/snapshot.ts";
 import type { TableShape } from "../../shared/londiste/table-shape.ts";
@@ -126,11 +130,43 @@ describe("forceNewTick", () => {
 });
 
 describe("error kinds (shared by replay and the copy)", () => {
-  it("data errors stop the table; connection, shutdown, deadlock and lock-timeout errors are retried", async () => {
-    const { isDataError, isTransientError } = await import("../../shared/londiste/error-kind.ts");
+  it("data errors stop the table; connection, shutdown, deadlock, lock-timeout and privilege errors are retried", async () => {
+    const { isDataError, isTransientError } = await import("../../shared/db/failure.ts");
+    const { TableFailure } = await import("../../services/copy/errors.ts");
+    expect(isDataError(new TableFailure("no such table on the provider"))).toBe(true);
+    for (const code of ["42501", "28000"]) expect(isDataError(Object.assign(new Error(code), { code }))).toBe(false);
     for (const code of ["23505", "22P02", "42703", "P0001"]) expect(isDataError(Object.assign(new Error(code), { code }))).toBe(true);
     for (const code of ["08006", "40P01", "40001", "57P01", "53300", "55P03"]) expect(isTransientError(Object.assign(new Error(code), { code }))).toBe(true);
     expect(isDataError(Object.assign(new Error("x"), { name: "ApplyError" }))).toBe(true);
     expect(isTransientError(new Error("Connection terminated unexpectedly"))).toBe(true);
+  });
+});
+
+describe("the lease's condition on merge_state", () => {
+  let db: TestDatabase;
+  beforeAll(async () => {
+    db = await createTestDatabase("copy_lease_sql");
+  });
+  afterAll(async () => {
+    await db?.drop();
+  });
+
+  it("is built from the machine's text forms", () => {
+    expect(IN_COPY_STATE).toBe("(merge_state = 'in-copy' or merge_state = 'catching-up' or merge_state ~ '^wanna-sync:[0-9]+$' or merge_state ~ '^do-sync:[0-9]+$')");
+    expect(mergeStateCondition([])).toBe("false");
+    expect(() => mergeStateCondition(["none"])).toThrow("no text");
+  });
+
+  it("holds in Postgres for exactly the states a copy worker serves", async () => {
+    const cases: Array<[string | null, boolean]> = SYNC_STATES.map((state) => [
+      stateText({ state, context: { ...EMPTY_CONTEXT, tick: 42 } }),
+      isCopyState(state),
+    ]);
+    cases.push(["?", false], ["wanna-sync:", false], ["in-copy-x", false], ["xdo-sync:5", false]);
+    expect(cases.filter(([, copy]) => copy)).toHaveLength(4);
+    for (const [text, copy] of cases) {
+      const { rows } = await db.query<{ m: boolean | null }>(`select ${IN_COPY_STATE} as m from (values ($1::text)) v(merge_state)`, [text]);
+      expect([text, rows[0]!.m === true]).toEqual([text, copy]);
+    }
   });
 });

@@ -107,6 +107,26 @@ describe("one replay round", () => {
     expect(await rows(subscriber, "data1")).toEqual(await rows(provider, "data1"));
   });
 
+  it("a missing privilege fails the batch (retried until a GRANT), it does not stop the table", async () => {
+    await provider.query("insert into data1 values (100, 'granted')");
+    const tick = await tickNow(provider.pool, "replika");
+    let calls = 0;
+    const denied: ApplyChanges = async (client, changes, dest) => {
+      if (++calls === 1) throw Object.assign(new Error("permission denied for table data1"), { code: "42501" });
+      await apply(client, changes, dest);
+    };
+    await expect(replayOneBatch(provider.pool, subscriber.pool, settings, denied)).rejects.toMatchObject({ code: "42501" });
+    const state = await subscriber.query("select merge_state from londiste.subscriber_table where table_name = 'public.data1'");
+    expect(state.rows[0].merge_state).toBe("ok");
+    expect((await subscriber.query("select londiste.get_last_tick('job') as t")).rows[0].t).not.toBe(String(tick));
+    expect(await replayOneBatch(provider.pool, subscriber.pool, settings, denied)).toMatchObject({
+      kind: "applied",
+      batch: { tickId: tick },
+      tableErrors: [],
+    });
+    expect(await rows(subscriber, "data1")).toEqual(await rows(provider, "data1"));
+  });
+
   it("stops loudly when the subscriber's position does not match the batch (scenario 40)", async () => {
     await provider.query("insert into data1 values (7, 'g')");
     await tickNow(provider.pool, "replika");

@@ -2,18 +2,25 @@
  * The table-sync machine without a database: every event in every state,
  * the legal ones lead where the seed's table says, every other one is
  * rejected and leaves the state as it was; the guards at their edges; the
- * text form of the state column; the generated doc is current.
+ * text form of the state column; the facts each state carries; the
+ * generated doc is current.
  */
 import { readFileSync } from "node:fs";
 import { describe, expect, it } from "vitest";
 import {
+  COPY_STATES,
   decide,
   EMPTY_CONTEXT,
   fromStateText,
+  isCopyState,
   type PersistedSync,
+  replayApplies,
+  stateFacts,
   stateText,
+  SYNC_STATES,
   type SyncEvent,
   type SyncStateName,
+  syncMachine,
 } from "../../shared/londiste/sync-machine.ts";
 import { machineMarkdown } from "../../shared/londiste/sync-machine-doc.ts";
 
@@ -43,7 +50,6 @@ const EVENTS: SyncEvent[] = [
   { type: "REPLAY.REACHED", replayTick: 12 },
   { type: "COPY.FINISHED", copyTick: 12 },
   { type: "FAIL", message: "bad data" },
-  { type: "REPAIRED" },
   { type: "RESYNC" },
   { type: "REMOVE" },
 ];
@@ -56,11 +62,17 @@ const LEGAL: Partial<Record<SyncStateName, Record<string, SyncStateName>>> = {
   "wanna-sync": { "REPLAY.REACHED": "do-sync", FAIL: "error", RESYNC: "none", REMOVE: "removed" },
   "do-sync": { "COPY.FINISHED": "ok", FAIL: "error", RESYNC: "none", REMOVE: "removed" },
   ok: { FAIL: "error", RESYNC: "none", REMOVE: "removed" },
-  error: { REPAIRED: "ok", RESYNC: "none", REMOVE: "removed" },
+  error: { RESYNC: "none", REMOVE: "removed" },
   removed: {},
 };
 
 describe("table-sync machine", () => {
+  it("the tables below name every state and every event the machine knows", () => {
+    expect(new Set(Object.keys(STATES))).toEqual(new Set(SYNC_STATES));
+    expect(new Set(Object.keys(syncMachine.root.states))).toEqual(new Set(SYNC_STATES));
+    expect(new Set(EVENTS.map((e) => e.type))).toEqual(new Set(syncMachine.root.events));
+  });
+
   for (const [name, state] of Object.entries(STATES) as Array<[SyncStateName, PersistedSync]>) {
     for (const event of EVENTS) {
       const expected = LEGAL[name]?.[event.type];
@@ -120,6 +132,26 @@ describe("table-sync machine", () => {
     expect(fromStateText("?").state).toBe("ok");
     expect(() => fromStateText("copying")).toThrow("Bad table state: copying");
     expect(() => fromStateText("wanna-sync:x")).toThrow("Bad table state");
+    expect(() => fromStateText("wanna-sync")).toThrow("Bad table state");
+    expect(() => fromStateText("ok:12")).toThrow("Bad table state");
+    expect(() => fromStateText("none")).toThrow("Bad table state");
+    expect(fromStateText("error", null, "boom").context.error).toBe("boom");
+  });
+
+  it("knows which states the copy worker holds and in which replay applies the table's changes", () => {
+    expect(COPY_STATES).toEqual(["in-copy", "catching-up", "wanna-sync", "do-sync"]);
+    expect(SYNC_STATES.filter(isCopyState)).toEqual(COPY_STATES);
+    expect(SYNC_STATES.filter(replayApplies)).toEqual(["do-sync", "ok"]);
+    expect(Object.fromEntries(SYNC_STATES.map((s) => [s, stateFacts(s).owner]))).toEqual({
+      none: "replay",
+      "in-copy": "copy",
+      "catching-up": "copy",
+      "wanna-sync": "replay",
+      "do-sync": "copy",
+      ok: "replay",
+      error: "admin",
+      removed: null,
+    });
   });
 
   it("docs/table-sync-machine.md is generated from the current machine (npm run docs:machine)", () => {
