@@ -19,8 +19,10 @@
 --      Composite text is each column's own output function, written
 --      under fixed settings (DateStyle ISO, IntervalStyle postgres,
 --      extra_float_digits 3, TimeZone UTC, bytea_output hex,
---      lc_monetary C), so it reads back into the same value whatever the
---      writer's or the applier's session settings: NULL and '' differ,
+--      lc_monetary C: the output half of the value-text contract, owned by
+--      shared/db/value-text.ts, which test/db/value-text.test.ts checks
+--      this function against), so it reads back into the same value
+--      whatever the writer's or the applier's session settings: NULL and '' differ,
 --      -0, NaN and Infinity survive, arrays, composites, enums, json and
 --      bytea travel as their exact text.
 --      The generated function pins (with SET clauses, which cost time on
