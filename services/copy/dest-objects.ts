@@ -18,6 +18,7 @@
 import { ADVISORY_LOCKS } from "../../shared/db/advisory-locks.ts";
 import type pg from "pg";
 import type { Queryable } from "../../shared/db/queryable.ts";
+import { quoteIdent } from "../../shared/db/sql-text.ts";
 
 export interface SavedConstraint {
   name: string;
@@ -46,10 +47,6 @@ export interface DestObjects {
   constraints: SavedConstraint[];
   indexes: SavedIndex[];
   foreignKeys: PendingForeignKey[];
-}
-
-export function ident(name: string): string {
-  return `"${name.replace(/"/g, '""')}"`;
 }
 
 async function foreignKeysOf(client: Queryable, oid: number): Promise<PendingForeignKey[]> {
@@ -115,19 +112,19 @@ export async function setAsideDestObjects(client: Queryable, dest: { name: strin
        on conflict (from_table, fkey_name) do update set to_table = excluded.to_table, fkey_def = excluded.fkey_def`,
       [fk.from, fk.to, fk.name, fk.definition],
     );
-    await client.query(`alter table ${fk.from} drop constraint ${ident(fk.name)}`);
+    await client.query(`alter table ${fk.from} drop constraint ${quoteIdent(fk.name)}`);
   }
-  for (const c of constraints) await client.query(`alter table ${dest.name} drop constraint ${ident(c.name)}`);
+  for (const c of constraints) await client.query(`alter table ${dest.name} drop constraint ${quoteIdent(c.name)}`);
   for (const i of indexes) await client.query(`drop index ${i.qualifiedName}`);
   return { constraints, indexes, foreignKeys };
 }
 
 /** Recreates the dropped constraints and indexes (not the parked foreign keys). */
 export async function recreateDestObjects(client: Queryable, destName: string, saved: DestObjects): Promise<void> {
-  for (const c of saved.constraints) await client.query(`alter table ${destName} add constraint ${ident(c.name)} ${c.definition}`);
+  for (const c of saved.constraints) await client.query(`alter table ${destName} add constraint ${quoteIdent(c.name)} ${c.definition}`);
   for (const i of saved.indexes) {
     await client.query(i.definition);
-    if (i.clustered) await client.query(`alter table ${destName} cluster on ${ident(i.name)}`);
+    if (i.clustered) await client.query(`alter table ${destName} cluster on ${quoteIdent(i.name)}`);
   }
 }
 
@@ -164,7 +161,7 @@ export async function restorePendingForeignKeys(client: pg.ClientBase): Promise<
   for (const fk of rows) {
     await client.query("savepoint londiste_fkey");
     try {
-      await client.query(`alter table ${fk.from} add constraint ${ident(fk.name)} ${fk.definition}`);
+      await client.query(`alter table ${fk.from} add constraint ${quoteIdent(fk.name)} ${fk.definition}`);
       await client.query("delete from londiste.subscriber_pending_fkeys where from_table = $1 and fkey_name = $2", [fk.from, fk.name]);
       await client.query("release savepoint londiste_fkey");
       outcome.restored.push(fk);

@@ -22,6 +22,8 @@
  * the table as it was, still in-copy, for the next try.
  */
 import pg from "pg";
+import { ownRows, quoteIdent } from "../../shared/db/sql-text.ts";
+import { setStatements, VALUE_TEXT_SETTINGS } from "../../shared/db/value-text.ts";
 import { APPLY_SETTINGS_SQL } from "../../shared/londiste/apply.ts";
 import { recordTick } from "../../shared/londiste/position.ts";
 import { writeTransition, type TableSync } from "../../shared/londiste/sync-store.ts";
@@ -29,7 +31,7 @@ import { readTableShape, type TableShape } from "../../shared/londiste/table-sha
 import { forceNewTick } from "../../shared/pgq/index.ts";
 import type { CopyContext } from "./context.ts";
 import { consumerPosition, copyConsumerName, registerFresh } from "./copy-consumer.ts";
-import { ident, recreateDestObjects, setAsideDestObjects } from "./dest-objects.ts";
+import { recreateDestObjects, setAsideDestObjects } from "./dest-objects.ts";
 import { StepAbandoned, TableFailure } from "./errors.ts";
 import { requireLeaseIn } from "./lease.ts";
 import { withTransaction } from "../../shared/db/transaction.ts";
@@ -37,9 +39,7 @@ import { CopyProgress } from "./progress.ts";
 import { streamRows } from "./row-stream.ts";
 
 /** Output settings of the provider session: values leave as the text the subscriber reads back exactly. */
-const PROVIDER_SESSION_SQL =
-  "set datestyle = 'ISO, YMD'; set intervalstyle = 'postgres'; set timezone = 'UTC'; set extra_float_digits = 3; " +
-  "set bytea_output = 'hex'; set lc_monetary = 'C'; set statement_timeout = 0; set idle_in_transaction_session_timeout = 0";
+const PROVIDER_SESSION_SQL = `${setStatements(VALUE_TEXT_SETTINGS)}; set statement_timeout = 0; set idle_in_transaction_session_timeout = 0`;
 
 /** The columns to copy, in the provider's order; a provider column missing on the subscriber fails the table. */
 export function copyColumns(provider: TableShape, dest: TableShape): string[] {
@@ -98,7 +98,7 @@ export async function copyTable(ctx: CopyContext, table: TableSync, signal: Abor
       "indexes and constraints set aside",
     );
     const truncated = !table.skipTruncate;
-    if (truncated) await sub.query(`truncate ${dest.relkind === "p" ? "" : "only "}${dest.name}`);
+    if (truncated) await sub.query(`truncate ${ownRows(dest.name, dest.relkind)}`);
 
     await prov.query(PROVIDER_SESSION_SQL);
     await prov.query("begin isolation level repeatable read read only");
@@ -112,7 +112,7 @@ export async function copyTable(ctx: CopyContext, table: TableSync, signal: Abor
     const { rows: est } = await prov.query<{ n: number }>("select reltuples::float8 as n from pg_class where oid = $1", [providerShape.oid]);
     const estimated = est[0] && est[0].n >= 0 ? Math.round(est[0].n) : null;
 
-    const list = columns.map(ident).join(", ");
+    const list = columns.map(quoteIdent).join(", ");
     progress = new CopyProgress(ctx, table.table, estimated);
     progress.start();
     log.info({ snapshot, columns: columns.length, estimatedRows: estimated }, "copying rows");
@@ -120,7 +120,7 @@ export async function copyTable(ctx: CopyContext, table: TableSync, signal: Abor
       prov,
       sub,
       {
-        copyOut: `copy (select ${list} from ${providerShape.relkind === "p" ? "" : "only "}${providerShape.name}) to stdout`,
+        copyOut: `copy (select ${list} from ${ownRows(providerShape.name, providerShape.relkind)}) to stdout`,
         copyIn: `copy ${dest.name} (${list}) from stdin${truncated && dest.relkind === "r" ? " with (freeze)" : ""}`,
       },
       (bytes, n) => progress!.add(bytes, n),

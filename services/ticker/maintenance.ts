@@ -5,6 +5,7 @@
  * (autocommit), so a failure leaves every earlier step done.
  */
 import type { Queryable } from "../../shared/db/queryable.ts";
+import { qualifiedName } from "../../shared/db/sql-text.ts";
 
 export interface MaintenanceReport {
   rotated: string[];
@@ -42,8 +43,7 @@ export async function runMaintenance(db: Queryable): Promise<MaintenanceReport> 
   const tables = await db.query<{ t: string }>("select t from pgq.maint_tables_to_vacuum() t");
   for (const { t } of tables.rows) {
     const [schema, table] = t.split(".");
-    const name = `"${schema!.replace(/"/g, '""')}"."${table!.replace(/"/g, '""')}"`;
-    await db.query(`vacuum ${name}`);
+    await db.query(`vacuum ${qualifiedName(schema!, table!)}`);
     report.vacuumed.push(t);
   }
   return report;
