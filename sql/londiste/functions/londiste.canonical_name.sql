@@ -8,6 +8,12 @@
 --
 -- Errors:
 --      'bad name: <name>'
+--
+-- Calls:
+--      None
+--
+-- Tables directly manipulated:
+--      None
 -- ----------------------------------------------------------------------
 create or replace function londiste.canonical_name(i_name text)
 returns text as $$

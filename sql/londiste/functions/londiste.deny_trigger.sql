@@ -9,6 +9,12 @@
 --
 --      Trigger function: raises for any INSERT, UPDATE, DELETE or
 --      TRUNCATE.
+--
+-- Calls:
+--      None
+--
+-- Tables directly manipulated:
+--      None
 -- ----------------------------------------------------------------------
 create or replace function londiste.deny_trigger()
 returns trigger as $$
@@ -30,6 +36,14 @@ $$ language plpgsql;
 --
 -- Errors:
 --      'no such table: <t>'
+--
+-- Calls:
+--      londiste.resolve_name(i_table, 'r'); the triggers it creates call
+--      londiste.deny_trigger()
+--
+-- Tables directly manipulated:
+--      create/drop trigger - londiste_deny_writes, londiste_deny_truncate on
+--                            i_table
 -- ----------------------------------------------------------------------
 create or replace function londiste.subscriber_deny_writes(i_table text, i_deny boolean)
 returns integer as $$

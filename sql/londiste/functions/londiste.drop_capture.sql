@@ -6,6 +6,13 @@
 --
 -- Returns:
 --      1
+--
+-- Calls:
+--      None
+--
+-- Tables directly manipulated:
+--      drop trigger - the capture triggers on i_table
+--      drop function - londiste.capture_<table oid>_<queue id>
 -- ----------------------------------------------------------------------
 create or replace function londiste.drop_capture(i_queue_name text, i_table regclass)
 returns integer as $$

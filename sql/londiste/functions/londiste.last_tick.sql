@@ -9,6 +9,12 @@
 --
 -- Returns:
 --      The tick id, NULL when none is recorded.
+--
+-- Calls:
+--      None
+--
+-- Tables directly manipulated:
+--      None
 -- ----------------------------------------------------------------------
 create or replace function londiste.get_last_tick(i_consumer text)
 returns bigint as $$
@@ -22,6 +28,12 @@ $$ language sql stable;
 --
 -- Returns:
 --      1
+--
+-- Calls:
+--      None
+--
+-- Tables directly manipulated:
+--      insert, update, delete - londiste.completed
 -- ----------------------------------------------------------------------
 create or replace function londiste.set_last_tick(i_consumer text, i_tick_id bigint)
 returns integer as $$

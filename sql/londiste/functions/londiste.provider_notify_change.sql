@@ -11,6 +11,12 @@
 --
 -- Returns:
 --      The event id.
+--
+-- Calls:
+--      pgq.insert_event(i_queue_name, 'T', ...)
+--
+-- Tables directly manipulated:
+--      None
 -- ----------------------------------------------------------------------
 create or replace function londiste.provider_notify_change(i_queue_name text)
 returns bigint as $$

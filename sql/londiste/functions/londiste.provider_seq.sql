@@ -12,6 +12,12 @@
 -- Errors:
 --      'no such event queue: <q>', 'seq not found: <s>', and a unique
 --      violation when it is registered already.
+--
+-- Calls:
+--      londiste.resolve_name(i_seq_name, 'S'), londiste.quote_table(seq)
+--
+-- Tables directly manipulated:
+--      insert - londiste.provider_seq
 -- ----------------------------------------------------------------------
 create or replace function londiste.provider_add_seq(i_queue_name text, i_seq_name text)
 returns integer as $$
@@ -40,6 +46,12 @@ $$ language plpgsql;
 --
 -- Errors:
 --      'seq not attached: <s>'
+--
+-- Calls:
+--      londiste.resolve_name(i_seq_name, 'S'), londiste.quote_table(seq)
+--
+-- Tables directly manipulated:
+--      delete - londiste.provider_seq
 -- ----------------------------------------------------------------------
 create or replace function londiste.provider_remove_seq(i_queue_name text, i_seq_name text)
 returns integer as $$
@@ -62,6 +74,12 @@ $$ language plpgsql;
 --
 -- Returns:
 --      The queue's sequences, in the order they were added.
+--
+-- Calls:
+--      None
+--
+-- Tables directly manipulated:
+--      None
 -- ----------------------------------------------------------------------
 create or replace function londiste.provider_get_seq_list(i_queue_name text)
 returns setof text as $$

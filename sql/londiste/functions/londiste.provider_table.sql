@@ -17,6 +17,13 @@
 --      'no such event queue: <q>', 'no such table: <t>',
 --      'need key column: <t> has no primary key', and a unique violation
 --      when the table is registered already.
+--
+-- Calls:
+--      londiste.resolve_name(i_table_name, 'r'),
+--      londiste.create_capture(i_queue_name, table), londiste.quote_table(table)
+--
+-- Tables directly manipulated:
+--      insert - londiste.provider_table
 -- ----------------------------------------------------------------------
 create or replace function londiste.provider_add_table(i_queue_name text, i_table_name text)
 returns integer as $$
@@ -49,6 +56,13 @@ $$ language plpgsql;
 --
 -- Errors:
 --      'no such table registered: <t>'
+--
+-- Calls:
+--      londiste.resolve_name(i_table_name, 'r'), londiste.quote_table(table),
+--      londiste.drop_capture(i_queue_name, table)
+--
+-- Tables directly manipulated:
+--      delete - londiste.provider_table
 -- ----------------------------------------------------------------------
 create or replace function londiste.provider_remove_table(i_queue_name text, i_table_name text)
 returns integer as $$
@@ -82,6 +96,13 @@ $$ language plpgsql;
 --
 -- Errors:
 --      'no such table registered: <t>'
+--
+-- Calls:
+--      londiste.resolve_name(i_table_name, 'r'), londiste.quote_table(table),
+--      londiste.create_capture(i_queue_name, table)
+--
+-- Tables directly manipulated:
+--      None
 -- ----------------------------------------------------------------------
 create or replace function londiste.provider_refresh_trigger(i_queue_name text, i_table_name text)
 returns integer as $$
@@ -105,6 +126,12 @@ $$ language plpgsql;
 -- Returns:
 --      (table_name, trigger_name) of the queue's tables, in the order
 --      they were added.
+--
+-- Calls:
+--      None
+--
+-- Tables directly manipulated:
+--      None
 -- ----------------------------------------------------------------------
 create or replace function londiste.provider_get_table_list(
     in i_queue_name text, out table_name text, out trigger_name text)

@@ -4,6 +4,12 @@
 --      The canonical name of a table in events and registrations:
 --      schema.table, each part quoted only when it needs to be
 --      (public.data1, public."Order Lines").
+--
+-- Calls:
+--      None
+--
+-- Tables directly manipulated:
+--      None
 -- ----------------------------------------------------------------------
 create or replace function londiste.quote_table(i_table regclass)
 returns text as $$

@@ -11,6 +11,12 @@
 --
 -- Errors:
 --      'bad name: <name>' for text that is not a (qualified) identifier.
+--
+-- Calls:
+--      londiste.canonical_name(i_name)
+--
+-- Tables directly manipulated:
+--      None
 -- ----------------------------------------------------------------------
 create or replace function londiste.resolve_name(i_name text, i_kind "char")
 returns oid as $$

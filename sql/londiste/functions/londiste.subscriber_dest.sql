@@ -11,6 +11,12 @@
 --      londiste.subscriber_get_table_list, plus dest_table (the
 --      subscriber table written; table_name when not redirected),
 --      last_error and error_time (merge_state 'error').
+--
+-- Calls:
+--      None
+--
+-- Tables directly manipulated:
+--      None
 -- ----------------------------------------------------------------------
 create or replace function londiste.subscriber_get_table_info(
     in i_queue_name text,
@@ -36,6 +42,12 @@ $$ language sql stable;
 --
 -- Errors:
 --      'no such table: <t>', 'bad name: <dest>'
+--
+-- Calls:
+--      londiste.canonical_name(i_table), londiste.canonical_name(i_dest)
+--
+-- Tables directly manipulated:
+--      update - londiste.subscriber_table
 -- ----------------------------------------------------------------------
 create or replace function londiste.subscriber_set_dest_table(
     i_queue_name text, i_table text, i_dest text)

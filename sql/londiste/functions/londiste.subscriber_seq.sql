@@ -10,6 +10,12 @@
 --
 -- Returns:
 --      0.  A unique violation when registered already.
+--
+-- Calls:
+--      londiste.canonical_name(i_seq_name)
+--
+-- Tables directly manipulated:
+--      insert - londiste.subscriber_seq
 -- ----------------------------------------------------------------------
 create or replace function londiste.subscriber_add_seq(i_queue_name text, i_seq_name text)
 returns integer as $$
@@ -28,6 +34,12 @@ $$ language plpgsql;
 --
 -- Errors:
 --      'no such seq?'
+--
+-- Calls:
+--      londiste.canonical_name(i_seq_name)
+--
+-- Tables directly manipulated:
+--      delete - londiste.subscriber_seq
 -- ----------------------------------------------------------------------
 create or replace function londiste.subscriber_remove_seq(i_queue_name text, i_seq_name text)
 returns integer as $$
@@ -46,6 +58,12 @@ $$ language plpgsql;
 --
 -- Returns:
 --      The registered sequences, in the order they were added.
+--
+-- Calls:
+--      None
+--
+-- Tables directly manipulated:
+--      None
 -- ----------------------------------------------------------------------
 create or replace function londiste.subscriber_get_seq_list(i_queue_name text)
 returns setof text as $$

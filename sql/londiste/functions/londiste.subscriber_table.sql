@@ -14,6 +14,12 @@
 --
 -- Errors:
 --      a unique violation when the table is registered already.
+--
+-- Calls:
+--      londiste.canonical_name(i_table)
+--
+-- Tables directly manipulated:
+--      insert - londiste.subscriber_table
 -- ----------------------------------------------------------------------
 create or replace function londiste.subscriber_add_table(i_queue_name text, i_table text)
 returns integer as $$
@@ -34,6 +40,12 @@ $$ language plpgsql;
 --
 -- Errors:
 --      'no such table: <t>'
+--
+-- Calls:
+--      londiste.canonical_name(i_table)
+--
+-- Tables directly manipulated:
+--      delete - londiste.subscriber_table
 -- ----------------------------------------------------------------------
 create or replace function londiste.subscriber_remove_table(i_queue_name text, i_table text)
 returns integer as $$
@@ -53,6 +65,12 @@ $$ language plpgsql;
 -- Returns:
 --      (table_name, merge_state, snapshot, trigger_name, skip_truncate),
 --      in the order the tables were added.
+--
+-- Calls:
+--      None
+--
+-- Tables directly manipulated:
+--      None
 -- ----------------------------------------------------------------------
 create or replace function londiste.subscriber_get_table_list(
     in i_queue_name text,
@@ -117,6 +135,12 @@ $$ language plpgsql;
 --
 -- Errors:
 --      'no such table: <t>'
+--
+-- Calls:
+--      londiste.canonical_name(i_table)
+--
+-- Tables directly manipulated:
+--      update - londiste.subscriber_table
 -- ----------------------------------------------------------------------
 create or replace function londiste.subscriber_set_skip_truncate(
     i_queue_name text, i_table text, i_value boolean)

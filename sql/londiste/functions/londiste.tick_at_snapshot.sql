@@ -44,6 +44,12 @@
 --      was not handed out by the queue's tick sequence, and
 --      pgq.insert_tick's 'Invalid PgQ state: ...' when the snapshot is
 --      older than the previous tick's.
+--
+-- Calls:
+--      pgq.seq_getval(queue_tick_seq), pgq.insert_tick(queue_id, tick_id)
+--
+-- Tables directly manipulated:
+--      None
 -- ----------------------------------------------------------------------
 create or replace function londiste.tick_at_snapshot(i_queue_name text, i_tick_id int8 default null)
 returns int8 as $$

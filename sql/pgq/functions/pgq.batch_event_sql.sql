@@ -23,6 +23,12 @@
 --
 -- Errors:
 --      'batch not found'
+--
+-- Calls:
+--      pgq.batch_event_tables(x_batch_id)
+--
+-- Tables directly manipulated:
+--      None
 -- ----------------------------------------------------------------------
 create or replace function pgq.batch_event_sql(x_batch_id bigint)
 returns text as $$

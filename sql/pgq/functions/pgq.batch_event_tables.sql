@@ -21,6 +21,12 @@
 --
 -- Errors:
 --      'batch not found'
+--
+-- Calls:
+--      None
+--
+-- Tables directly manipulated:
+--      None
 -- ----------------------------------------------------------------------
 create or replace function pgq.batch_event_tables(x_batch_id bigint)
 returns setof text as $$

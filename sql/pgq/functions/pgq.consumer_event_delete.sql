@@ -10,6 +10,12 @@
 --
 -- Errors:
 --      'no such queue/consumer', 'event not found'
+--
+-- Calls:
+--      pgq.failed_subscription(i_queue_name, i_consumer_name)
+--
+-- Tables directly manipulated:
+--      delete - pgq.retry_queue, pgq.failed_queue
 -- ----------------------------------------------------------------------
 create or replace function pgq.consumer_event_delete(
     i_queue_name text, i_consumer_name text, i_event_id bigint)

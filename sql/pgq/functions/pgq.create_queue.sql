@@ -15,8 +15,14 @@
 -- Errors:
 --      'Invalid NULL value'
 --
--- Tables:
---      pgq.queue, pgq.tick
+-- Calls:
+--      pgq.grant_perms(i_queue_name)
+--
+-- Tables directly manipulated:
+--      insert - pgq.queue, pgq.tick
+--      create - pgq.event_<id> (a partition of pgq.event_template), its
+--               slot tables pgq.event_<id>_<n>, the sequences
+--               pgq.event_<id>_id_seq and pgq.event_<id>_tick_seq
 -- ----------------------------------------------------------------------
 create or replace function pgq.create_queue(i_queue_name text)
 returns integer as $$

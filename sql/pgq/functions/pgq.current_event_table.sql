@@ -13,6 +13,12 @@
 --
 -- Errors:
 --      'Event queue not found'
+--
+-- Calls:
+--      None
+--
+-- Tables directly manipulated:
+--      None
 -- ----------------------------------------------------------------------
 create or replace function pgq.current_event_table(x_queue_name text)
 returns text as $$

@@ -13,8 +13,13 @@
 --      'Invalid NULL value', 'No such event queue',
 --      'cannot drop queue, consumers still attached'
 --
--- Tables:
---      pgq.queue, pgq.tick, pgq.subscription
+-- Calls:
+--      pgq.ticker_lock(queue_id)
+--
+-- Tables directly manipulated:
+--      delete - pgq.tick, pgq.queue
+--      drop - pgq.event_<id> with its slot tables, pgq.event_<id>_id_seq,
+--             pgq.event_<id>_tick_seq
 -- ----------------------------------------------------------------------
 create or replace function pgq.drop_queue(i_queue_name text)
 returns integer as $$

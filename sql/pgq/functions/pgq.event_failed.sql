@@ -15,8 +15,11 @@
 -- Errors:
 --      'batch not found', 'event not found'
 --
--- Tables:
---      pgq.failed_queue
+-- Calls:
+--      pgq.batch_event_sql(x_batch_id)
+--
+-- Tables directly manipulated:
+--      insert - pgq.failed_queue
 -- ----------------------------------------------------------------------
 create or replace function pgq.event_failed(
     x_batch_id bigint, x_event_id bigint, x_reason text)

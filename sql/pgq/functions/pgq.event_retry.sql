@@ -20,8 +20,11 @@
 -- Errors:
 --      'batch not found', 'event not found'
 --
--- Tables:
---      pgq.retry_queue
+-- Calls:
+--      pgq.batch_event_sql(x_batch_id)
+--
+-- Tables directly manipulated:
+--      insert - pgq.retry_queue
 -- ----------------------------------------------------------------------
 create or replace function pgq.event_retry(
     x_batch_id bigint, x_event_id bigint, x_retry_time timestamptz)
@@ -58,6 +61,12 @@ $$ language plpgsql;
 -- Function: pgq.event_retry(x_batch_id, x_event_id, x_retry_seconds)
 --
 --      As above, redelivering after x_retry_seconds.
+--
+-- Calls:
+--      pgq.event_retry(x_batch_id, x_event_id, x_retry_time)
+--
+-- Tables directly manipulated:
+--      None
 -- ----------------------------------------------------------------------
 create or replace function pgq.event_retry(
     x_batch_id bigint, x_event_id bigint, x_retry_seconds integer)

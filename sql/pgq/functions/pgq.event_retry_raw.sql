@@ -22,8 +22,11 @@
 -- Errors:
 --      'consumer not registered'
 --
--- Tables:
---      pgq.retry_queue
+-- Calls:
+--      None
+--
+-- Tables directly manipulated:
+--      insert - pgq.retry_queue
 -- ----------------------------------------------------------------------
 create or replace function pgq.event_retry_raw(
     x_queue text, x_consumer text, x_retry_after timestamptz,

@@ -9,6 +9,12 @@
 --
 -- Returns:
 --      The subscription id.
+--
+-- Calls:
+--      None
+--
+-- Tables directly manipulated:
+--      None
 -- ----------------------------------------------------------------------
 create or replace function pgq.failed_subscription(x_queue_name text, x_consumer_name text)
 returns int4 as $$
@@ -35,6 +41,13 @@ $$ language plpgsql stable;
 --      The consumer's failed events in ev_id order: ev_failed_reason,
 --      ev_failed_time, ev_id, ev_time, ev_txid, ev_owner, ev_retry,
 --      ev_type, ev_data, ev_extra1..4.
+--
+-- Calls:
+--      pgq.failed_subscription(x_queue_name, x_consumer_name);
+--      the two-argument form calls the four-argument one
+--
+-- Tables directly manipulated:
+--      None
 -- ----------------------------------------------------------------------
 create or replace function pgq.failed_event_list(
     in x_queue_name text, in x_consumer_name text, in x_count integer, in x_offset integer,
@@ -67,6 +80,12 @@ $$ language sql stable;
 --
 -- Returns:
 --      Number of the consumer's failed events.
+--
+-- Calls:
+--      pgq.failed_subscription(x_queue_name, x_consumer_name)
+--
+-- Tables directly manipulated:
+--      None
 -- ----------------------------------------------------------------------
 create or replace function pgq.failed_event_count(x_queue_name text, x_consumer_name text)
 returns integer as $$
@@ -79,6 +98,12 @@ $$ language sql stable;
 --
 -- Returns:
 --      1.  Errors: 'event not found'.
+--
+-- Calls:
+--      pgq.failed_subscription(x_queue_name, x_consumer_name)
+--
+-- Tables directly manipulated:
+--      delete - pgq.failed_queue
 -- ----------------------------------------------------------------------
 create or replace function pgq.failed_event_delete(
     x_queue_name text, x_consumer_name text, x_event_id bigint)
@@ -103,6 +128,13 @@ $$ language plpgsql;
 --
 -- Returns:
 --      The event id.  Errors: 'event not found'.
+--
+-- Calls:
+--      pgq.failed_subscription(x_queue_name, x_consumer_name),
+--      pgq.insert_event_raw(...)
+--
+-- Tables directly manipulated:
+--      delete - pgq.failed_queue
 -- ----------------------------------------------------------------------
 create or replace function pgq.failed_event_retry(
     x_queue_name text, x_consumer_name text, x_event_id bigint)

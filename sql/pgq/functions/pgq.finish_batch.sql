@@ -11,8 +11,11 @@
 --      1 when closed; 0 with WARNING 'finish_batch: batch <id> not found'
 --      when no consumer has that batch open (e.g. finished already).
 --
--- Tables:
---      pgq.subscription
+-- Calls:
+--      None
+--
+-- Tables directly manipulated:
+--      update - pgq.subscription
 -- ----------------------------------------------------------------------
 create or replace function pgq.finish_batch(x_batch_id bigint)
 returns integer as $$

@@ -14,6 +14,12 @@
 --
 -- Errors:
 --      'queue not found or ticks not allowed'
+--
+-- Calls:
+--      None
+--
+-- Tables directly manipulated:
+--      None
 -- ----------------------------------------------------------------------
 create or replace function pgq.force_tick(i_queue_name text)
 returns bigint as $$

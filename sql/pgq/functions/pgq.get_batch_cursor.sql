@@ -17,6 +17,12 @@
 --
 -- Errors:
 --      'batch not found'
+--
+-- Calls:
+--      pgq.batch_event_sql(i_batch_id)
+--
+-- Tables directly manipulated:
+--      None
 -- ----------------------------------------------------------------------
 create or replace function pgq.get_batch_cursor(
     in i_batch_id bigint, in i_cursor_name text, in i_quick_limit int4,

@@ -15,6 +15,12 @@
 --
 -- Errors:
 --      'batch not found'
+--
+-- Calls:
+--      pgq.batch_event_sql(x_batch_id)
+--
+-- Tables directly manipulated:
+--      None
 -- ----------------------------------------------------------------------
 create or replace function pgq.get_batch_events(
     in x_batch_id bigint,

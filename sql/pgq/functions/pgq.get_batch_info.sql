@@ -10,6 +10,12 @@
 --      queue_name, consumer_name, batch_start (time of the start tick),
 --      batch_end (time of the end tick), prev_tick_id, tick_id,
 --      lag (now - batch_end).  No row when the batch is not open.
+--
+-- Calls:
+--      None
+--
+-- Tables directly manipulated:
+--      None
 -- ----------------------------------------------------------------------
 create or replace function pgq.get_batch_info(
     in x_batch_id bigint,

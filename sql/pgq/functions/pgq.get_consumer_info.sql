@@ -14,6 +14,13 @@
 --      pending_events (events between the consumer's last tick and the
 --      queue's newest tick, by the event sequence).
 --      No rows for unknown names.
+--
+-- Calls:
+--      None; the shorter forms call
+--      pgq.get_consumer_info(i_queue_name, i_consumer_name)
+--
+-- Tables directly manipulated:
+--      None
 -- ----------------------------------------------------------------------
 create or replace function pgq.get_consumer_info(
     in i_queue_name text, in i_consumer_name text,

@@ -15,6 +15,13 @@
 --      minute), ev_new (events since the last tick), last_tick_id,
 --      queue_ticker_paused.
 --      For an unknown queue name: one row of NULLs, as PgQ 2 did.
+--
+-- Calls:
+--      pgq.seq_getval(queue_event_seq); the form without arguments calls
+--      pgq.get_queue_info(NULL)
+--
+-- Tables directly manipulated:
+--      None
 -- ----------------------------------------------------------------------
 create or replace function pgq.get_queue_info(
     in i_queue_name text,

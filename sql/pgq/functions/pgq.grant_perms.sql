@@ -14,6 +14,13 @@
 --
 -- Errors:
 --      'No such event queue'
+--
+-- Calls:
+--      None
+--
+-- Tables directly manipulated:
+--      grant - pgq.event_<id> and its slot tables, pgq.event_<id>_id_seq,
+--              pgq.event_<id>_tick_seq
 -- ----------------------------------------------------------------------
 create or replace function pgq.grant_perms(i_queue_name text)
 returns integer as $$

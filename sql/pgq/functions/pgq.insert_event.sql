@@ -16,6 +16,13 @@
 --
 -- Errors:
 --      'No such queue'
+--
+-- Calls:
+--      pgq.insert_event_raw(queue_name, NULL, now(), NULL, NULL, ev_type,
+--                           ev_data, ev_extra1, ev_extra2, ev_extra3, ev_extra4)
+--
+-- Tables directly manipulated:
+--      None
 -- ----------------------------------------------------------------------
 create or replace function pgq.insert_event(queue_name text, ev_type text, ev_data text)
 returns bigint as $$

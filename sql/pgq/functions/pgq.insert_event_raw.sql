@@ -33,8 +33,11 @@
 --      'No such queue'; SQLSTATE 40001 for a REPEATABLE READ/SERIALIZABLE
 --      producer whose snapshot predates a rotation (retry the transaction)
 --
--- Tables:
---      pgq.queue, pgq.event_<id>_<n> (through pgq.event_template)
+-- Calls:
+--      None
+--
+-- Tables directly manipulated:
+--      insert - pgq.event_<id>_<n> (through pgq.event_template)
 -- ----------------------------------------------------------------------
 create or replace function pgq.insert_event_raw(
     queue_name text, ev_id bigint, ev_time timestamptz,

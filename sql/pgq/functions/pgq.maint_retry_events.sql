@@ -10,8 +10,11 @@
 -- Returns:
 --      Number of events moved (at most 100 per call).
 --
--- Tables:
---      pgq.retry_queue
+-- Calls:
+--      pgq.insert_event_raw(...)
+--
+-- Tables directly manipulated:
+--      delete - pgq.retry_queue
 -- ----------------------------------------------------------------------
 create or replace function pgq.maint_retry_events()
 returns integer as $$

@@ -24,8 +24,13 @@
 -- Errors:
 --      'No such event queue'
 --
--- Tables:
---      pgq.queue, pgq.tick, pgq.event_<id>_<n>
+-- Calls:
+--      None
+--
+-- Tables directly manipulated:
+--      truncate - pgq.event_<id>_<n> (the next slot table)
+--      update - pgq.queue
+--      delete - pgq.tick
 -- ----------------------------------------------------------------------
 create or replace function pgq.maint_rotate_tables_step1(i_queue_name text)
 returns integer as $$
@@ -115,6 +120,12 @@ $$ language plpgsql;
 --
 -- Returns:
 --      Number of queues confirmed.
+--
+-- Calls:
+--      None
+--
+-- Tables directly manipulated:
+--      update - pgq.queue
 -- ----------------------------------------------------------------------
 create or replace function pgq.maint_rotate_tables_step2()
 returns integer as $$

@@ -6,6 +6,12 @@
 --
 -- Returns:
 --      Qualified table names.
+--
+-- Calls:
+--      None
+--
+-- Tables directly manipulated:
+--      None
 -- ----------------------------------------------------------------------
 create or replace function pgq.maint_tables_to_vacuum()
 returns setof text as $$

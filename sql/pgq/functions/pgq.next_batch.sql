@@ -22,8 +22,11 @@
 -- Errors:
 --      'Not subscriber to queue: <queue>/<consumer>'
 --
--- Tables:
---      pgq.subscription, pgq.tick
+-- Calls:
+--      None
+--
+-- Tables directly manipulated:
+--      update - pgq.subscription
 -- ----------------------------------------------------------------------
 create or replace function pgq.next_batch_custom(
     in i_queue_name text, in i_consumer_name text,
@@ -110,6 +113,12 @@ $$ language plpgsql;
 --
 --      pgq.next_batch with the batch's tick ids, times and event sequence
 --      positions.  Same errors as pgq.next_batch_custom.
+--
+-- Calls:
+--      pgq.next_batch_custom(i_queue_name, i_consumer_name, NULL, NULL, NULL)
+--
+-- Tables directly manipulated:
+--      None
 -- ----------------------------------------------------------------------
 create or replace function pgq.next_batch_info(
     in i_queue_name text, in i_consumer_name text,
@@ -132,6 +141,12 @@ $$ language sql;
 --
 -- Errors:
 --      'Not subscriber to queue: <queue>/<consumer>'
+--
+-- Calls:
+--      pgq.next_batch_custom(x_queue_name, x_consumer_name, NULL, NULL, NULL)
+--
+-- Tables directly manipulated:
+--      None
 -- ----------------------------------------------------------------------
 create or replace function pgq.next_batch(x_queue_name text, x_consumer_name text)
 returns int8 as $$

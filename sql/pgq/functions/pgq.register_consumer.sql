@@ -17,8 +17,11 @@
 --      'Event queue not created yet',
 --      'No ticks for this queue.  Please run ticker on database.'
 --
--- Tables:
---      pgq.consumer, pgq.subscription
+-- Calls:
+--      pgq.register_consumer(x_queue_name, x_consumer_id, NULL)
+--
+-- Tables directly manipulated:
+--      None
 -- ----------------------------------------------------------------------
 create or replace function pgq.register_consumer(x_queue_name text, x_consumer_id text)
 returns integer as $$
@@ -48,6 +51,13 @@ $$ language plpgsql;
 --      'No ticks for this queue.  Please run ticker on database.',
 --      'cannot reposition, tick not found: <tick>',
 --      'reposition while active not allowed'
+--
+-- Calls:
+--      None
+--
+-- Tables directly manipulated:
+--      insert - pgq.consumer, pgq.subscription
+--      update - pgq.subscription
 -- ----------------------------------------------------------------------
 create or replace function pgq.register_consumer(
     x_queue_name text, x_consumer_id text, x_tick_pos bigint)

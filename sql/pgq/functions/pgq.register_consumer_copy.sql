@@ -12,6 +12,14 @@
 --
 -- Errors:
 --      'no such queue/consumer', 'consumer already registered: <name>'
+--
+-- Calls:
+--      pgq.failed_subscription(i_queue_name, i_from_consumer),
+--      pgq.register_consumer(i_queue_name, i_to_consumer, tick),
+--      pgq.unregister_consumer(i_queue_name, i_from_consumer)
+--
+-- Tables directly manipulated:
+--      None
 -- ----------------------------------------------------------------------
 create or replace function pgq.register_consumer_copy(
     i_queue_name text, i_from_consumer text, i_to_consumer text, i_move boolean)

@@ -11,6 +11,12 @@
 -- Errors:
 --      'Invalid NULL value', 'No such event queue',
 --      'queue already exists: <name>'
+--
+-- Calls:
+--      None
+--
+-- Tables directly manipulated:
+--      update - pgq.queue
 -- ----------------------------------------------------------------------
 create or replace function pgq.rename_queue(i_old_name text, i_new_name text)
 returns integer as $$

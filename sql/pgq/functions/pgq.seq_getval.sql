@@ -8,6 +8,12 @@
 --
 -- Returns:
 --      The last value, 0 when the sequence was never used.
+--
+-- Calls:
+--      None
+--
+-- Tables directly manipulated:
+--      None
 -- ----------------------------------------------------------------------
 create or replace function pgq.seq_getval(i_seq_name text)
 returns int8 as $$

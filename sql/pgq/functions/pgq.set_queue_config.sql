@@ -12,6 +12,12 @@
 -- Errors:
 --      'No such event queue', 'unknown queue setting: <name>', and the
 --      type's own error for a bad value.
+--
+-- Calls:
+--      None
+--
+-- Tables directly manipulated:
+--      update - pgq.queue
 -- ----------------------------------------------------------------------
 create or replace function pgq.set_queue_config(
     x_queue_name text, x_param_name text, x_param_value text)

@@ -20,6 +20,12 @@
 --
 -- Errors:
 --      'Invalid PgQ state: ...' when the snapshot would go backwards.
+--
+-- Calls:
+--      pgq.seq_getval(queue_event_seq)
+--
+-- Tables directly manipulated:
+--      insert - pgq.tick
 -- ----------------------------------------------------------------------
 create or replace function pgq.insert_tick(i_queue_id int4, i_tick_id int8)
 returns int8 as $$
@@ -61,6 +67,12 @@ $$ language plpgsql;
 --
 -- Errors:
 --      when not in READ COMMITTED.
+--
+-- Calls:
+--      None
+--
+-- Tables directly manipulated:
+--      None
 -- ----------------------------------------------------------------------
 create or replace function pgq.ticker_lock(i_queue_id int4)
 returns void as $$
@@ -96,8 +108,12 @@ $$ language plpgsql;
 -- Errors:
 --      'no such queue', 'This queue has external tick source.'
 --
--- Tables:
---      pgq.tick
+-- Calls:
+--      pgq.ticker_lock(queue_id), pgq.seq_getval(queue_event_seq),
+--      pgq.insert_tick(queue_id, tick_id)
+--
+-- Tables directly manipulated:
+--      None
 -- ----------------------------------------------------------------------
 create or replace function pgq.ticker(i_queue_name text)
 returns bigint as $$
@@ -165,6 +181,12 @@ $$ language plpgsql;
 --
 -- Returns:
 --      Number of queues that got a tick.
+--
+-- Calls:
+--      pgq.ticker(i_queue_name)
+--
+-- Tables directly manipulated:
+--      None
 -- ----------------------------------------------------------------------
 create or replace function pgq.ticker()
 returns bigint as $$
@@ -196,6 +218,12 @@ $$ language plpgsql;
 --
 -- Errors:
 --      'queue not found' (also for queues ticked by pgq.ticker)
+--
+-- Calls:
+--      pgq.ticker_lock(queue_id), pgq.insert_tick(queue_id, i_tick_id)
+--
+-- Tables directly manipulated:
+--      None
 -- ----------------------------------------------------------------------
 create or replace function pgq.ticker(i_queue_name text, i_tick_id bigint)
 returns bigint as $$

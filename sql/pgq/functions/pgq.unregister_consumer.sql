@@ -14,8 +14,11 @@
 -- Errors:
 --      'consumer not registered on queue'
 --
--- Tables:
---      pgq.subscription, pgq.retry_queue, pgq.failed_queue
+-- Calls:
+--      None
+--
+-- Tables directly manipulated:
+--      delete - pgq.retry_queue, pgq.failed_queue, pgq.subscription
 -- ----------------------------------------------------------------------
 create or replace function pgq.unregister_consumer(x_queue_name text, x_consumer_name text)
 returns integer as $$

@@ -7,6 +7,12 @@
 --
 -- Returns:
 --      '2.1.4'
+--
+-- Calls:
+--      None
+--
+-- Tables directly manipulated:
+--      None
 -- ----------------------------------------------------------------------
 create or replace function pgq.version()
 returns text as $$
