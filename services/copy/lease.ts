@@ -12,14 +12,11 @@
  */
 import type pg from "pg";
 import type { Queryable } from "../../shared/db/queryable.ts";
+import { quoteLiteral } from "../../shared/db/sql-text.ts";
 import { COPY_STATES, type SyncStateName, stateTextForm } from "../../shared/londiste/sync-machine.ts";
 import { loadTableSync, type TableSync } from "../../shared/londiste/sync-store.ts";
 import type { Logger } from "../../shared/log.ts";
 import { StepAbandoned } from "./errors.ts";
-
-function sqlLiteral(text: string): string {
-  return `'${text.replace(/'/g, "''")}'`;
-}
 
 /**
  * The SQL condition on merge_state that holds for the given states, built
@@ -30,7 +27,7 @@ export function mergeStateCondition(states: readonly SyncStateName[]): string {
   const terms = states.map((state) => {
     const form = stateTextForm(state);
     if (!form) throw new Error(`state ${state} has no text in merge_state`);
-    return form.withTick ? `merge_state ~ ${sqlLiteral(`^${form.text}:[0-9]+$`)}` : `merge_state = ${sqlLiteral(form.text)}`;
+    return form.withTick ? `merge_state ~ ${quoteLiteral(`^${form.text}:[0-9]+$`)}` : `merge_state = ${quoteLiteral(form.text)}`;
   });
   return terms.length === 0 ? "false" : `(${terms.join(" or ")})`;
 }
