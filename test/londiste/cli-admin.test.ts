@@ -13,7 +13,10 @@ import { join } from "node:path";
 import type { NatsConnection } from "@nats-io/nats-core";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { natsUrl } from "../support/db.ts";
-import { connectNatsClient, expectOk, type CliResult, rawRequest, runPgqadm, type ServiceProcess, show, useProcessCleanup, waitFor } from "../ticker/helpers.ts";
+import { connectNatsClient, rawRequest } from "../support/nats.ts";
+import { expectOk, type CliResult, runPgqadm, show } from "../support/pgqadm.ts";
+import { type ServiceProcess, useProcessCleanup } from "../support/processes.ts";
+import { waitFor } from "../support/wait.ts";
 import { createLondisteJob, LONDISTE_LAUNCHER, type LondisteJob } from "./job.ts";
 
 useProcessCleanup();

@@ -13,7 +13,10 @@
  */
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { TestDatabase } from "../support/db.ts";
-import { type CliResult, expectOk, lastTickId, type ServiceProcess, show, useProcessCleanup, waitFor, waitForTickAfter } from "../ticker/helpers.ts";
+import { type CliResult, expectOk, show } from "../support/pgqadm.ts";
+import { lastTickId, waitForTickAfter } from "../support/pgq-state.ts";
+import { type ServiceProcess, useProcessCleanup } from "../support/processes.ts";
+import { waitFor } from "../support/wait.ts";
 import { createLondisteJob, installJob, type LondisteJob } from "./job.ts";
 
 useProcessCleanup();

@@ -18,7 +18,10 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { lockConsumerPosition } from "../../shared/londiste/position.ts";
 import { loadTableSync, writeTransition } from "../../shared/londiste/sync-store.ts";
 import { copyConsumerName } from "../../services/copy/copy-consumer.ts";
-import { expectOk, lastTickId, ServiceProcess, sleep, useProcessCleanup, waitFor, waitForTickAfter } from "../ticker/helpers.ts";
+import { expectOk } from "../support/pgqadm.ts";
+import { lastTickId, waitForTickAfter } from "../support/pgq-state.ts";
+import { ServiceProcess, useProcessCleanup } from "../support/processes.ts";
+import { sleep, waitFor } from "../support/wait.ts";
 import { createLondisteJob, installJob, LONDISTE_LAUNCHER, type LondisteJob } from "./job.ts";
 
 useProcessCleanup();

@@ -17,7 +17,11 @@ import type { NatsConnection } from "@nats-io/nats-core";
 import pg from "pg";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { natsUrl } from "../support/db.ts";
-import { connectNatsClient, expectOk, ServiceProcess, sleep, useProcessCleanup, waitFor, waitForTickAfter } from "../ticker/helpers.ts";
+import { connectNatsClient } from "../support/nats.ts";
+import { expectOk } from "../support/pgqadm.ts";
+import { ServiceProcess, useProcessCleanup } from "../support/processes.ts";
+import { sleep, waitFor } from "../support/wait.ts";
+import { waitForTickAfter } from "../support/pgq-state.ts";
 import { createLondisteJob, installJob, LONDISTE_LAUNCHER, type LondisteJob } from "./job.ts";
 
 useProcessCleanup();

@@ -21,7 +21,10 @@
 import pg from "pg";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { copyConsumerName } from "../../services/copy/copy-consumer.ts";
-import { expectOk, ServiceProcess, sleep, useProcessCleanup, waitFor, waitForTickAfter } from "../ticker/helpers.ts";
+import { expectOk } from "../support/pgqadm.ts";
+import { ServiceProcess, useProcessCleanup } from "../support/processes.ts";
+import { sleep, waitFor } from "../support/wait.ts";
+import { waitForTickAfter } from "../support/pgq-state.ts";
 import { createLondisteJob, installJob, LONDISTE_LAUNCHER, type LondisteJob } from "./job.ts";
 
 useProcessCleanup();

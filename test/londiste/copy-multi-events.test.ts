@@ -22,18 +22,12 @@ import type { NatsConnection } from "@nats-io/nats-core";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { StateChangeMessage } from "../../shared/londiste/state-events.ts";
 import { stateStreamName, stateSubject } from "../../shared/londiste/state-events.ts";
-import {
-  connectNatsClient,
-  expectOk,
-  freePort,
-  makeTempDir,
-  ServiceProcess,
-  sleep,
-  startNatsServer,
-  useProcessCleanup,
-  waitFor,
-} from "../ticker/helpers.ts";
-import { createLondisteJob, installJob, LONDISTE_LAUNCHER, type LondisteJob } from "./job.ts";
+import { connectNatsClient, startNatsServer } from "../support/nats.ts";
+import { freePort } from "../support/local-postgres.ts";
+import { expectOk } from "../support/pgqadm.ts";
+import { killProcesses, makeTempDir, SERVICE_START_MS, type ServiceProcess, useProcessCleanup } from "../support/processes.ts";
+import { sleep, waitForProgress } from "../support/wait.ts";
+import { createLondisteJob, installJob, type LondisteJob } from "./job.ts";
 import {
   ACTIVE,
   addTables,
@@ -91,7 +85,7 @@ const expected = (rows: OutboxRow[]) => rows.map((r) => ({ id: r.id, from: r.fro
 const seen = (m: StateChangeMessage) => ({ id: m.id, from: m.from, to: m.to, version: m.version, type: m.event.type as string });
 
 function startWatch(label: string): ServiceProcess {
-  return new ServiceProcess(label, process.execPath, [LONDISTE_LAUNCHER, job.conf, "watch", "--json"]);
+  return job.start(label, "watch", ["--json"]);
 }
 
 /** The table's messages printed by a `watch --json` process. */
@@ -102,6 +96,14 @@ function watched(p: ServiceProcess): StateChangeMessage[] {
     .map((l) => JSON.parse(l) as StateChangeMessage)
     .filter((m) => m.table === TABLE);
 }
+
+/** Waits until every outbox row of the table is published, while rows get published. */
+const waitRelayed = (what: string) =>
+  waitForProgress({ what, measure: async () => (await outbox()).map((r) => r.published), done: (p) => p.every(Boolean) });
+
+/** Waits until `count()` reaches `n` (at least), while it grows. */
+const waitCount = (what: string, count: () => number, n: number) =>
+  waitForProgress({ what: `${what} (${n})`, measure: count, done: (c) => c >= n, intervalMs: 50 });
 
 beforeAll(async () => {
   port = await freePort();
@@ -116,21 +118,23 @@ beforeAll(async () => {
   await job.subscriber.query(SUBSCRIBER_SUPPORT_SQL);
   await createDataTables(job, [NAME], ROWS);
   const replay = job.startReplay("events-replay");
-  await replay.waitForLog(ACTIVE, { timeoutMs: 30_000 });
-  await replay.waitForLog("relaying table state changes to JetStream", { timeoutMs: 30_000 });
+  await replay.waitForLog(ACTIVE, { timeoutMs: SERVICE_START_MS });
+  await replay.waitForLog("relaying table state changes to JetStream", { timeoutMs: SERVICE_START_MS });
   await installJob(job);
   expectOk(await job.londiste("provider", "add", TABLE));
   const copy = startCopy(job, "events-copy");
-  await copy.waitForLog("listening for copy requests", { timeoutMs: 30_000 });
-}, 120_000);
+  await copy.waitForLog("listening for copy requests", { timeoutMs: SERVICE_START_MS });
+}, 600_000);
 
 afterAll(async () => {
+  await killProcesses();
   await nc?.close().catch(() => {});
   await job?.drop();
 });
 
 describe("state-change events across a NATS outage", () => {
-  it("every transition reaches the stream once and in order, also those made while NATS was down", { timeout: 120_000 }, async () => {
+  // The waits go by progress; the limit only stops a hang.
+  it("every transition reaches the stream once and in order, also those made while NATS was down", { timeout: 900_000 }, async () => {
     const stream = stateStreamName(job.subjectPrefix, job.jobName);
     const subject = stateSubject(job.subjectPrefix, job.jobName, TABLE);
     nc = await connectNatsClient(natsUrlPrivate);
@@ -152,12 +156,12 @@ describe("state-change events across a NATS outage", () => {
       await addTables(job, [NAME]);
       await waitAtGate(job, "copy", NAME);
       // (none) and in-copy are out; the rest happens while NATS is down.
-      await waitFor(async () => (await outbox()).every((r) => r.published), { timeoutMs: 15_000, what: "the first transitions to be relayed" });
+      await waitRelayed("the first transitions to be relayed");
       const early = await outbox();
       expect(early.map((r) => r.to)).toEqual([null, "in-copy"]);
       relayedBefore = early.length;
-      await waitFor(() => live.length === early.length, { timeoutMs: 10_000, what: "the live consumer to get the first transitions" });
-      await waitFor(() => watched(watchBefore).length === early.length, { timeoutMs: 15_000, what: "the running watch to print the first transitions" });
+      await waitCount("the live consumer to get the first transitions", () => live.length, early.length);
+      await waitCount("the running watch to print the first transitions", () => watched(watchBefore).length, early.length);
 
       await nats.kill("SIGTERM");
       const downAt = Date.now();
@@ -170,7 +174,7 @@ describe("state-change events across a NATS outage", () => {
       // Down for a while (longer than a client's reconnect wait).
       await sleep(Math.max(0, 4000 - (Date.now() - downAt)));
       nats = await startNatsServer(port, natsDir, "nats-private-2");
-      await waitFor(async () => (await outbox()).every((r) => r.published), { timeoutMs: 30_000, what: "the backlog to be relayed" });
+      await waitRelayed("the backlog to be relayed");
     } finally {
       await gate.open();
       await writer.stop();
@@ -191,16 +195,16 @@ describe("state-change events across a NATS outage", () => {
     for (const s of stored) expect([s.m.job, s.m.queue, s.m.table]).toEqual([job.jobName, job.queue, TABLE]);
 
     // The consumer from before the outage got them all, once, in order.
-    await waitFor(() => live.length >= all.length, { timeoutMs: 20_000, what: `the live consumer to catch up (has ${live.length})` });
+    await waitCount("the live consumer to catch up", () => live.length, all.length);
     expect(live.map((x) => seen(x.m))).toEqual(expected(all));
     await messages.close();
 
     // watch --json after the outage prints the whole history of the table.
     const watchAfter = startWatch("watch-after");
-    await waitFor(() => watched(watchAfter).length >= all.length, { timeoutMs: 20_000, what: "watch to print the transitions" });
+    await waitCount("watch to print the transitions", () => watched(watchAfter).length, all.length);
     expect(watched(watchAfter).map(seen)).toEqual(expected(all));
     // A watch that was running when NATS went down waits the outage out and prints every transition, in order.
-    await waitFor(() => watched(watchBefore).length >= all.length, { timeoutMs: 30_000, what: "the running watch to print every transition" });
+    await waitCount("the running watch to print every transition", () => watched(watchBefore).length, all.length);
     const before = watched(watchBefore).map(seen);
     expect(before).toEqual(expected(all));
     expect(watchBefore.running).toBe(true);
@@ -212,7 +216,7 @@ describe("state-change events across a NATS outage", () => {
 
     // Published again (as after a relay that died between the publish and marking the rows): stored once.
     await job.subscriber.query("update londiste.sync_outbox set published_at = null where table_name = $1", [TABLE]);
-    await waitFor(async () => (await outbox()).every((r) => r.published), { timeoutMs: 15_000, what: "the rows to be relayed again" });
+    await waitRelayed("the rows to be relayed again");
     const again = await jsm.streams.info(stream, { subjects_filter: subject });
     expect(again.state.subjects?.[subject]).toBe(all.length);
     expect(again.state.last_seq).toBe(info.state.last_seq);

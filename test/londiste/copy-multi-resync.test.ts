@@ -18,7 +18,10 @@
  * consumer is unregistered on the provider.
  */
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { expectOk, lastTickId, useProcessCleanup, waitFor, waitForTickAfter } from "../ticker/helpers.ts";
+import { expectOk } from "../support/pgqadm.ts";
+import { lastTickId, waitForTickAfter } from "../support/pgq-state.ts";
+import { killProcesses, useProcessCleanup } from "../support/processes.ts";
+import { waitForProgress } from "../support/wait.ts";
 import { subscriberTick, waitCaughtUp } from "./e2e-check.ts";
 import type { LondisteJob } from "./job.ts";
 import {
@@ -71,7 +74,7 @@ async function holdReplay(job: LondisteJob): Promise<{ tick: number; release: ()
   } finally {
     await lock.release();
   }
-  await waitForTickAfter(job.provider, job.queue, Math.max(tick, await lastTickId(job.provider, job.queue)), 10_000);
+  await waitForTickAfter(job.provider, job.queue, Math.max(tick, await lastTickId(job.provider, job.queue)));
   let released: Promise<void> | undefined;
   return {
     tick,
@@ -99,9 +102,10 @@ beforeAll(async () => {
   expectOk(await env.job.londiste("provider", "add", "public.base", ...names.map((n) => `public.${n}`)));
   expectOk(await env.job.londiste("subscriber", "add", "--expect-sync", "public.base"));
   await waitCaughtUp(env.job);
-}, 120_000);
+}, 600_000);
 
 afterAll(async () => {
+  await killProcesses();
   await env?.job.drop();
 });
 
@@ -172,7 +176,7 @@ describe("subscriber resync in each state", () => {
       frozen = false;
       for (const g of gates) await g.open();
       await hold?.release();
-      await waitState(job, table, (s) => s === "ok", "ok after the resync", 60_000);
+      await waitState(job, table, (s) => s === "ok", "ok after the resync");
       await writer.stop();
       await expectReplicated(job, [name]);
 
@@ -196,11 +200,12 @@ describe("subscriber resync in each state", () => {
       await hold?.release();
       await writer.stop().catch(() => {});
     }
-  }, 90_000);
+    // The waits go by progress; the limit only stops a hang.
+  }, 900_000);
 });
 
 describe("subscriber remove during the copy", () => {
-  it("the copy stops and rolls back, the table leaves the set, its copy consumer is unregistered", { timeout: 90_000 }, async () => {
+  it("the copy stops and rolls back, the table leaves the set, its copy consumer is unregistered", { timeout: 900_000 }, async () => {
     const { job } = env;
     const table = `public.${REMOVED}`;
     const writer = startWriter(job.provider.url, REMOVED, ROWS);
@@ -216,8 +221,8 @@ describe("subscriber remove during the copy", () => {
       expect(await tableRow(job, table)).toBeUndefined();
       await gate.open();
       // The COPY's transaction is rolled back: no session left at the gate, the copy consumer gone.
-      await waitFor(async () => (await waitingAtGate(job, "copy", REMOVED)) === 0, { timeoutMs: 10_000, what: "the COPY to end" });
-      await waitFor(async () => (await copyConsumers(job)).length === 0, { timeoutMs: 15_000, what: "the copy consumer to be unregistered" });
+      await waitForProgress({ what: "the COPY to end", measure: () => waitingAtGate(job, "copy", REMOVED), done: (n) => n === 0 });
+      await waitForProgress({ what: "the copy consumer to be unregistered", measure: () => copyConsumers(job), done: (c) => c.length === 0 });
       const { rows: consumers } = await job.provider.query<{ c: string }>("select consumer_name as c from pgq.get_consumer_info($1) order by 1", [job.queue]);
       expect(consumers.map((c) => c.c)).toEqual([job.jobName]);
 

@@ -14,7 +14,9 @@
  */
 import pg from "pg";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { expectOk, type ServiceProcess, sleep, useProcessCleanup, waitFor } from "../ticker/helpers.ts";
+import { expectOk } from "../support/pgqadm.ts";
+import { killProcesses, SERVICE_START_MS, type ServiceProcess, useProcessCleanup } from "../support/processes.ts";
+import { sleep, waitForProgress } from "../support/wait.ts";
 import {
   closeGate,
   createCrashEnv,
@@ -133,9 +135,10 @@ beforeAll(async () => {
      analyze public.parent; analyze public.child;`,
   );
   expectOk(await job.londiste("provider", "add", ...ALL.map((t) => `public.${t}`)));
-}, 120_000);
+}, 600_000);
 
 afterAll(async () => {
+  await killProcesses();
   await env?.job.drop();
 });
 
@@ -143,7 +146,8 @@ afterAll(async () => {
 const ownedBy = (owner: string | null, p: ServiceProcess) => owner !== null && owner.split(":")[1] === String(p.pid);
 
 describe("many tables, two copy workers, one killed mid-copy", () => {
-  it("all eight reach ok, equal, exactly once; the foreign key is back", { timeout: 150_000 }, async () => {
+  // The waits go by progress; the limit only stops a hang.
+  it("all eight reach ok, equal, exactly once; the foreign key is back", { timeout: 900_000 }, async () => {
     const { job } = env;
     const foreignKeys = async () =>
       (
@@ -155,7 +159,7 @@ describe("many tables, two copy workers, one killed mid-copy", () => {
     const fkBefore = await foreignKeys();
     const a = env.copy;
     const b = startCopy(job, "copy_multi-copy-b");
-    await b.waitForLog("copy worker starting", { timeoutMs: 30_000 });
+    await b.waitForLog("copy worker starting", { timeoutMs: SERVICE_START_MS });
     const writers: Writer[] = PLAIN.map((t) => startWriter(job.provider.url, t, ROWS));
     const fkWriter = startFkWriter(job.provider.url);
     const gates = await Promise.all(ALL.map((t) => closeGate(job, "copy", t)));
@@ -163,22 +167,26 @@ describe("many tables, two copy workers, one killed mid-copy", () => {
       await Promise.all(writers.map((w) => w.waitCommits(10)));
       expectOk(await job.londiste("subscriber", "add", "--force", ...ALL.map((t) => `public.${t}`)));
 
-      // Each worker holds two tables, each of them inside its COPY.
-      const held = await waitFor(
-        async () => {
+      // Each worker holds two tables, each of them inside its COPY; progress is the tables' rows and sessions at the gates.
+      const { ofA, ofB } = await waitForProgress({
+        what: "both workers to copy two tables each",
+        measure: async () => {
           const owners = await Promise.all(ALL.map(async (t) => ({ t, row: await tableRow(job, `public.${t}`), waiting: await waitingAtGate(job, "copy", t) })));
           const copying = owners.filter((o) => o.waiting > 0 && o.row?.state === "in-copy");
-          const ofA = copying.filter((o) => ownedBy(o.row!.leaseOwner, a)).map((o) => o.t);
-          const ofB = copying.filter((o) => ownedBy(o.row!.leaseOwner, b)).map((o) => o.t);
-          return ofA.length === 2 && ofB.length === 2 ? { ofA, ofB } : undefined;
+          return {
+            ofA: copying.filter((o) => ownedBy(o.row!.leaseOwner, a)).map((o) => o.t),
+            ofB: copying.filter((o) => ownedBy(o.row!.leaseOwner, b)).map((o) => o.t),
+            owners,
+          };
         },
-        { timeoutMs: 30_000, intervalMs: 100, what: "both workers to copy two tables each" },
-      );
+        done: (m) => m.ofA.length === 2 && m.ofB.length === 2,
+      });
+      const held = { ofA, ofB };
       await a.kill("SIGKILL");
       for (const t of held.ofA) expect((await tableRow(job, `public.${t}`))?.state, t).toBe("in-copy");
       for (const g of gates) await g.open();
 
-      for (const t of ALL) await waitState(job, `public.${t}`, (s) => s === "ok", "ok", 90_000);
+      for (const t of ALL) await waitState(job, `public.${t}`, (s) => s === "ok", "ok");
       // The survivor took up the dead worker's tables.
       const claimedByB = new Set(b.logs("claimed").map((l) => l.table as string));
       for (const t of held.ofA) expect(claimedByB.has(`public.${t}`), `${t} taken up by the other worker`).toBe(true);

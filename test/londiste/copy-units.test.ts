@@ -17,7 +17,7 @@ import { parseSnapshot, visibleIn } from "../../services/copy/snapshot.ts";
 import type { TableShape } from "../../shared/londiste/table-shape.ts";
 import { createQueue, forceNewTick, installPgq, setQueueConfig } from "../../shared/pgq/index.ts";
 import { createTestDatabase, type TestDatabase } from "../support/db.ts";
-import { sleep } from "../ticker/helpers.ts";
+import { sleep } from "../support/wait.ts";
 
 describe("snapshot visibility", () => {
   it("follows xmin, xmax and the in-progress list", () => {

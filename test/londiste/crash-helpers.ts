@@ -26,13 +26,15 @@
  * copy's snapshot (its COPY.DONE event in londiste.sync_outbox) does not
  * contain: a change lost or applied twice shows as a difference.
  */
-import { join } from "node:path";
 import pg from "pg";
 import { expect } from "vitest";
 import type { TestDatabase } from "../support/db.ts";
-import { expectOk, type Queryable, ServiceProcess, sleep, startTicker, waitFor } from "../ticker/helpers.ts";
+import { expectOk } from "../support/pgqadm.ts";
+import type { Queryable } from "../support/pgq-state.ts";
+import { SERVICE_START_MS, type ServiceProcess } from "../support/processes.ts";
+import { sleep, waitForProgress } from "../support/wait.ts";
 import { expectTablesEqual, waitCaughtUp } from "./e2e-check.ts";
-import { createLondisteJob, installJob, LONDISTE_LAUNCHER, type LondisteJob } from "./job.ts";
+import { createLondisteJob, installJob, type LondisteJob } from "./job.ts";
 
 export const ACTIVE = "active: this instance replays the job";
 
@@ -113,7 +115,6 @@ export async function createDataTables(job: LondisteJob, names: string[], rows: 
 export interface CrashEnv {
   label: string;
   job: LondisteJob;
-  tickerConf: string;
   ticker: ServiceProcess;
   replay: ServiceProcess;
   copy: ServiceProcess;
@@ -126,7 +127,7 @@ export interface CrashEnv {
 export type Actor = "replay" | "copy" | "ticker";
 
 export function startCopy(job: LondisteJob, label: string): ServiceProcess {
-  return new ServiceProcess(label, process.execPath, [LONDISTE_LAUNCHER, job.conf, "copy"]);
+  return job.start(label, "copy");
 }
 
 /**
@@ -138,14 +139,13 @@ export async function createCrashEnv(label: string, extraConfig: string[] = []):
   await job.provider.query(PROVIDER_SUPPORT_SQL);
   await job.subscriber.query(SUBSCRIBER_SUPPORT_SQL);
   const replay = job.startReplay(`${label}-replay-1`);
-  await replay.waitForLog(ACTIVE, { timeoutMs: 30_000 });
+  await replay.waitForLog(ACTIVE, { timeoutMs: SERVICE_START_MS });
   await installJob(job);
   const copy = startCopy(job, `${label}-copy-1`);
-  await copy.waitForLog("copy worker starting", { timeoutMs: 30_000 });
+  await copy.waitForLog("copy worker starting", { timeoutMs: SERVICE_START_MS });
   return {
     label,
     job,
-    tickerConf: join(job.dir, "ticker.ini"),
     ticker: job.ticker,
     replay,
     copy,
@@ -157,8 +157,7 @@ export async function createCrashEnv(label: string, extraConfig: string[] = []):
 export function restart(env: CrashEnv, actor: Actor): ServiceProcess {
   const n = ++env.started[actor];
   const label = `${env.label}-${actor}-${n}`;
-  const p =
-    actor === "ticker" ? startTicker(env.tickerConf, label) : actor === "replay" ? env.job.startReplay(label) : startCopy(env.job, label);
+  const p = actor === "ticker" ? env.job.startTicker(label) : actor === "replay" ? env.job.startReplay(label) : startCopy(env.job, label);
   env[actor] = p;
   env.all.push(p);
   return p;
@@ -205,22 +204,57 @@ export async function tableRow(job: LondisteJob, table: string): Promise<StateRo
   return r ? { state: r.merge_state, version: Number(r.sync_version), leaseOwner: r.lease_owner } : undefined;
 }
 
+/**
+ * What moves while a table makes its way through the sync machine: its row, its outbox, a
+ * COPY running into the subscriber (rows so far), the copy consumers' positions (catch-up)
+ * and replay's recorded tick (handover). The waits below go on while any of it moves.
+ */
+export async function syncProgress(job: LondisteJob, table: string): Promise<unknown> {
+  const [row, outbox, copying, consumers, replayTick] = await Promise.all([
+    tableRow(job, table),
+    job.subscriber.query<{ n: string }>("select count(*) as n from londiste.sync_outbox where queue_name = $1 and table_name = $2", [
+      job.queue,
+      table,
+    ]),
+    job.subscriber.query<{ n: string }>(
+      "select coalesce(sum(tuples_processed), 0) as n from pg_stat_progress_copy where datname = current_database()",
+    ),
+    job.provider.query<{ c: string; t: string }>("select consumer_name as c, last_tick as t from pgq.get_consumer_info($1) order by 1", [job.queue]),
+    job.subscriber.query<{ t: string | null }>("select londiste.get_last_tick($1) as t", [job.jobName]),
+  ]);
+  return {
+    row,
+    outbox: outbox.rows[0]!.n,
+    copying: copying.rows[0]!.n,
+    consumers: consumers.rows.filter((r) => r.c.startsWith(`${job.jobName}_copy_`)).map((r) => `${r.c}@${r.t}`),
+    replay: replayTick.rows[0]!.t,
+  };
+}
+
+/**
+ * Waits until the table's state passes `want`, while the sync machine makes progress
+ * (syncProgress); fails after 90 s without any, or after `limitMs` of machine time anyway.
+ */
 export async function waitState(
   job: LondisteJob,
   table: string,
   want: (state: string | null) => boolean,
   what: string,
-  timeoutMs = 60_000,
+  limitMs = 600_000,
 ): Promise<StateRow> {
   let last: StateRow | undefined;
   try {
-    return await waitFor(
-      async () => {
+    await waitForProgress({
+      what: `${table} to be ${what}`,
+      measure: async () => {
         last = await tableRow(job, table);
-        return last && want(last.state) ? last : undefined;
+        return last && want(last.state) ? "done" : await syncProgress(job, table);
       },
-      { timeoutMs, intervalMs: 50, what: `${table} to be ${what}` },
-    );
+      done: (v) => v === "done",
+      limitMs,
+      intervalMs: 50,
+    });
+    return last!;
   } catch (error) {
     throw new Error(`${(error as Error).message} (now ${JSON.stringify(last)}; history ${JSON.stringify(await history(job, table))})`);
   }
@@ -277,8 +311,15 @@ export async function waitingAtGate(job: LondisteJob, kind: GateKind, table: str
   return Number(rows[0]!.n);
 }
 
-export async function waitAtGate(job: LondisteJob, kind: GateKind, table: string, timeoutMs = 60_000): Promise<void> {
-  await waitFor(async () => (await waitingAtGate(job, kind, table)) > 0, { timeoutMs, intervalMs: 50, what: `the copy to wait at the ${kind} gate of ${table}` });
+/** Waits until the copy waits at the gate, while the sync machine makes progress (see waitState). */
+export async function waitAtGate(job: LondisteJob, kind: GateKind, table: string): Promise<void> {
+  await waitForProgress({
+    what: `the copy to wait at the ${kind} gate of ${table}`,
+    measure: async () => ((await waitingAtGate(job, kind, table)) > 0 ? "done" : await syncProgress(job, `public.${table}`)),
+    done: (v) => v === "done",
+    limitMs: 600_000,
+    intervalMs: 50,
+  });
 }
 
 /** Replay's per-consumer position lock, held by the test until release(). */
@@ -349,8 +390,8 @@ export interface Writer {
   stats: WriterStats;
   /** Stops and resolves to the final counts; rejects if the writer failed. */
   stop(): Promise<WriterStats>;
-  /** Resolves once `n` more transactions committed. */
-  waitCommits(n: number, timeoutMs?: number): Promise<void>;
+  /** Resolves once `n` more transactions committed; fails when none commits for 90 s (machine time). */
+  waitCommits(n: number): Promise<void>;
 }
 
 /**
@@ -429,15 +470,17 @@ export function startWriter(url: string, table: string, initialRows: number, idB
       await run;
       return stats;
     },
-    waitCommits: async (n, timeoutMs = 20_000) => {
+    waitCommits: async (n) => {
       const target = stats.committed + n;
-      await waitFor(
-        () => {
+      await waitForProgress({
+        what: `writer ${table}: ${n} more commits (to ${target})`,
+        measure: () => stats.committed,
+        done: (c) => {
           if (failure) throw failure as Error;
-          return stats.committed >= target;
+          return c >= target;
         },
-        { timeoutMs, intervalMs: 20, what: `writer ${table}: ${n} more commits` },
-      );
+        intervalMs: 20,
+      });
     },
   };
 }
@@ -492,7 +535,7 @@ export async function expectExactlyOnce(job: LondisteJob, name: string): Promise
  * left. Returns the number of changes applied after the copy's snapshot.
  */
 export async function expectReplicated(job: LondisteJob, names: string[]): Promise<Record<string, number>> {
-  await waitCaughtUp(job, 40_000);
+  await waitCaughtUp(job);
   const applied: Record<string, number> = {};
   for (const name of names) {
     const row = await tableRow(job, `public.${name}`);
@@ -500,7 +543,7 @@ export async function expectReplicated(job: LondisteJob, names: string[]): Promi
     await expectTablesEqual(job, `public.${name}`, ["id"]);
     applied[name] = await expectExactlyOnce(job, name);
   }
-  await waitFor(async () => (await copyConsumers(job)).length === 0, { timeoutMs: 15_000, what: "the copy consumers to be dropped" });
+  await waitForProgress({ what: "the copy consumers to be dropped", measure: () => copyConsumers(job), done: (c) => c.length === 0 });
   return applied;
 }
 

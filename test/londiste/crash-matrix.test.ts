@@ -29,7 +29,8 @@
  * it.
  */
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { expectOk, type ServiceProcess, useProcessCleanup } from "../ticker/helpers.ts";
+import { expectOk } from "../support/pgqadm.ts";
+import { killProcesses, type ServiceProcess, useProcessCleanup } from "../support/processes.ts";
 import {
   type Actor,
   addTables,
@@ -163,7 +164,7 @@ async function runCase(env: CrashEnv, state: State, actor: Actor): Promise<CaseR
     for (const g of gates) await g.open();
     await lock?.release();
     restart(env, actor);
-    await waitState(job, table, (s) => s === "ok", "ok after the restart", 90_000);
+    await waitState(job, table, (s) => s === "ok", "ok after the restart");
     result.writes = await writer.stop();
     result.applied = await expectReplicated(job, [name]);
     result.history = await history(job, table);
@@ -203,9 +204,11 @@ beforeAll(async () => {
     ...[...problems(e)].map(([k, n]) => `  ${k} x${n}`),
   ]);
   console.info(`crash matrix: ${Date.now() - began} ms\n${lines.join("\n")}\nwarnings and errors logged:\n${warnings.join("\n")}`);
-}, 175_000);
+  // The waits go by progress; the limit only stops a hang.
+}, 1_500_000);
 
 afterAll(async () => {
+  await killProcesses();
   for (const env of envs) await env.job.drop();
 });
 

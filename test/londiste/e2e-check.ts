@@ -8,7 +8,8 @@
 import { expect } from "vitest";
 import type { TestDatabase } from "../support/db.ts";
 import type { LondisteJob } from "./job.ts";
-import { type Queryable, waitFor, waitForTickAfter } from "../ticker/helpers.ts";
+import { type Queryable, waitForTickAfter } from "../support/pgq-state.ts";
+import { waitForProgress } from "../support/wait.ts";
 
 /** Fixed settings of every dump session, whatever the database defaults are. */
 export const DUMP_SETTINGS =
@@ -28,18 +29,19 @@ export async function subscriberTick(job: LondisteJob): Promise<number | null> {
 
 /**
  * Makes the ticker tick once more after everything committed so far and waits until the
- * subscriber records that tick (or a later one) as applied. Returns the tick.
+ * subscriber records that tick (or a later one) as applied, for as long as the recorded
+ * tick keeps moving (fails after `stallMs` of machine time without a step). Returns the tick.
  */
-export async function waitCaughtUp(job: LondisteJob, timeoutMs = 20_000): Promise<number> {
+export async function waitCaughtUp(job: LondisteJob, stallMs?: number): Promise<number> {
   const { rows } = await job.provider.query<{ t: string }>("select pgq.force_tick($1) as t", [job.queue]);
-  const tick = await waitForTickAfter(job.provider, job.queue, Number(rows[0]!.t), 10_000);
-  await waitFor(
-    async () => {
-      const t = await subscriberTick(job);
-      return t !== null && t >= tick;
-    },
-    { timeoutMs, intervalMs: 50, what: `the subscriber to record tick ${tick}` },
-  );
+  const tick = await waitForTickAfter(job.provider, job.queue, Number(rows[0]!.t));
+  await waitForProgress({
+    what: `the subscriber to record tick ${tick}`,
+    measure: () => subscriberTick(job),
+    done: (t) => t !== null && t >= tick,
+    stallMs,
+    intervalMs: 50,
+  });
   return tick;
 }
 

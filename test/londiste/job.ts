@@ -1,21 +1,14 @@
 /**
  * A whole londiste job for end-to-end tests: a provider and a subscriber
  * database, a ticker process, a [londiste] config, replay processes and
- * the `londiste` command line run as a user runs them.
+ * the `londiste` command line run as a user runs them. drop() kills the
+ * job's processes before it drops the databases.
  */
 import { writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { createTestDatabase, natsUrl, type TestDatabase, uniqueSubjectPrefix } from "../support/db.ts";
-import {
-  type CliResult,
-  makeTempDir,
-  REPO_ROOT,
-  runPgqadm,
-  ServiceProcess,
-  show,
-  startTicker,
-  writeTickerConfig,
-} from "../ticker/helpers.ts";
+import { type CliResult, runPgqadm, show, startTicker, writeTickerConfig } from "../support/pgqadm.ts";
+import { makeTempDir, REPO_ROOT, ServiceProcess } from "../support/processes.ts";
 
 export const LONDISTE_LAUNCHER = join(REPO_ROOT, "services/cli/londiste.js");
 
@@ -31,10 +24,15 @@ export interface LondisteJob {
   ticker: ServiceProcess;
   /** Starts `londiste CONF replay [extra...]` as its own process. */
   startReplay(label?: string, extra?: string[]): ServiceProcess;
+  /** Starts another ticker on the job's ticker config (after the first was killed). */
+  startTicker(label: string): ServiceProcess;
+  /** Starts `londiste CONF COMMAND [extra...]` (copy, watch, ...) as its own process. */
+  start(label: string, command: string, extra?: string[]): ServiceProcess;
   /** Runs `londiste CONF ARGS...` to completion. */
   londiste(...args: string[]): Promise<CliResult>;
   /** Runs it with --json, expects exit 0, returns the parsed result. */
   londisteJson<T = unknown>(...args: string[]): Promise<T>;
+  /** Kills the job's processes (SIGKILL), then drops both databases. */
   drop(): Promise<void>;
 }
 
@@ -54,10 +52,8 @@ export async function createLondisteJob(options: JobOptions): Promise<LondisteJo
   const dir = makeTempDir(options.label);
   const queue = options.queue ?? "replika";
   const jobName = `${options.label}_job`.replace(/[^A-Za-z0-9_-]/g, "_");
-  const ticker = startTicker(
-    writeTickerConfig(dir, { db: provider.url, natsUrl: natsUrl(), subjectPrefix, file: "ticker.ini" }),
-    `${options.label}-ticker`,
-  );
+  const tickerConf = writeTickerConfig(dir, { db: provider.url, natsUrl: natsUrl(), subjectPrefix, file: "ticker.ini" });
+  const ticker = startTicker(tickerConf, `${options.label}-ticker`);
   const conf = join(dir, "londiste.ini");
   writeFileSync(
     conf,
@@ -75,6 +71,12 @@ export async function createLondisteJob(options: JobOptions): Promise<LondisteJo
     ].join("\n"),
   );
   const londiste = (...args: string[]) => runPgqadm([conf, ...args], { command: [process.execPath, LONDISTE_LAUNCHER] });
+  const processes: ServiceProcess[] = [ticker];
+  const start = (label: string, command: string, extra: string[] = []) => {
+    const p = new ServiceProcess(label, process.execPath, [LONDISTE_LAUNCHER, conf, command, ...extra]);
+    processes.push(p);
+    return p;
+  };
   return {
     provider,
     subscriber,
@@ -84,8 +86,13 @@ export async function createLondisteJob(options: JobOptions): Promise<LondisteJo
     subjectPrefix,
     dir,
     ticker,
-    startReplay: (label = `${options.label}-replay`, extra: string[] = []) =>
-      new ServiceProcess(label, process.execPath, [LONDISTE_LAUNCHER, conf, "replay", ...extra]),
+    startReplay: (label = `${options.label}-replay`, extra: string[] = []) => start(label, "replay", extra),
+    start,
+    startTicker: (label: string) => {
+      const p = startTicker(tickerConf, label);
+      processes.push(p);
+      return p;
+    },
     londiste,
     londisteJson: async <T>(...args: string[]) => {
       const r = await londiste("--json", ...args);
@@ -93,6 +100,7 @@ export async function createLondisteJob(options: JobOptions): Promise<LondisteJo
       return JSON.parse(r.stdout) as T;
     },
     drop: async () => {
+      await Promise.all(processes.map((p) => p.kill("SIGKILL")));
       await provider.drop();
       await subscriber.drop();
     },

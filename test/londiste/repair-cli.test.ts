@@ -9,7 +9,8 @@
 import { existsSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { expectOk, ServiceProcess, show, useProcessCleanup } from "../ticker/helpers.ts";
+import { expectOk, show } from "../support/pgqadm.ts";
+import { ServiceProcess, useProcessCleanup } from "../support/processes.ts";
 import { createLondisteJob, installJob, LONDISTE_LAUNCHER, type LondisteJob } from "./job.ts";
 
 useProcessCleanup();

@@ -21,7 +21,10 @@ import type { NatsConnection } from "@nats-io/nats-core";
 import pg from "pg";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { natsUrl } from "../support/db.ts";
-import { connectNatsClient, expectOk, rawRequest, ServiceProcess, useProcessCleanup, waitFor } from "../ticker/helpers.ts";
+import { connectNatsClient, rawRequest } from "../support/nats.ts";
+import { expectOk } from "../support/pgqadm.ts";
+import { ServiceProcess, useProcessCleanup } from "../support/processes.ts";
+import { waitFor } from "../support/wait.ts";
 import { expectTablesEqual, subscriberTick, waitCaughtUp } from "./e2e-check.ts";
 import { createLondisteJob, installJob, type LondisteJob } from "./job.ts";
 

@@ -12,7 +12,10 @@
 import type { NatsConnection } from "@nats-io/nats-core";
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from "vitest";
 import { natsUrl } from "../support/db.ts";
-import { connectNatsClient, expectOk, rawRequest, ServiceProcess, sleep, useProcessCleanup, waitFor } from "../ticker/helpers.ts";
+import { connectNatsClient, rawRequest } from "../support/nats.ts";
+import { expectOk } from "../support/pgqadm.ts";
+import { ServiceProcess, useProcessCleanup } from "../support/processes.ts";
+import { sleep, waitFor } from "../support/wait.ts";
 import { subscriberTick } from "./e2e-check.ts";
 import { createLondisteJob, installJob, type LondisteJob } from "./job.ts";
 

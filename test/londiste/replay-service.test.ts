@@ -13,21 +13,14 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { runSqlScript } from "../../shared/db/sql-script.ts";
 import { installPgq } from "../../shared/pgq/index.ts";
 import { createTestDatabase, natsUrl, type TestDatabase, uniqueSubjectPrefix } from "../support/db.ts";
-import {
-  makeTempDir,
-  REPO_ROOT,
-  ServiceProcess,
-  sleep,
-  startTicker,
-  useProcessCleanup,
-  waitFor,
-  writeTickerConfig,
-} from "../ticker/helpers.ts";
+import { startTicker, writeTickerConfig } from "../support/pgqadm.ts";
+import { killProcesses, makeTempDir, SERVICE_START_MS, ServiceProcess, useProcessCleanup } from "../support/processes.ts";
+import { sleep, waitForProgress } from "../support/wait.ts";
+import { LONDISTE_LAUNCHER } from "./job.ts";
 
 useProcessCleanup();
 
 const LONDISTE_SQL = fileURLToPath(new URL("../../sql/londiste/install.sql", import.meta.url));
-const LAUNCHER = join(REPO_ROOT, "services/cli/londiste.js");
 const Q = "replika";
 let provider: TestDatabase;
 let subscriber: TestDatabase;
@@ -68,17 +61,30 @@ beforeAll(async () => {
 });
 
 afterAll(async () => {
+  await killProcesses();
   await provider?.drop();
   await subscriber?.drop();
 });
 
-const startReplay = (label = "replay") => new ServiceProcess(label, process.execPath, [LAUNCHER, conf, "replay"]);
+const ACTIVE = "active: this instance replays the job";
+const STANDBY = "standing by: another replay of this job is active";
+const startReplay = (label = "replay") => new ServiceProcess(label, process.execPath, [LONDISTE_LAUNCHER, conf, "replay"]);
 const dump = async (db: TestDatabase) => (await db.query("select id, v, n from data1 order by id")).rows;
+const count = async (db: TestDatabase, where = "true") => (await db.query<{ n: number }>(`select count(*)::int as n from data1 where ${where}`)).rows[0]!.n;
+const recordedTick = async () => (await subscriber.query<{ t: string | null }>("select londiste.get_last_tick($1) as t", ["svc_job"])).rows[0]!.t;
 
 describe("replay service", () => {
-  it("replicates a steady write load and survives kill -9 at random moments", async () => {
+  // The waits go by progress; the limit only stops a hang.
+  it("replicates a steady write load and survives kill -9 at random moments", { timeout: 600_000 }, async () => {
     let replay = startReplay();
-    await replay.waitForLog("active: this instance replays the job");
+    await replay.waitForLog(ACTIVE, { timeoutMs: SERVICE_START_MS });
+    // Replay registers its consumer after it logs "active"; the tables are ok without a copy, so a
+    // change made before the registration would never reach the subscriber.
+    await waitForProgress({
+      what: "replay to register its consumer on the provider",
+      measure: async () => (await provider.query("select 1 from pgq.get_consumer_info($1, 'svc_job')", [Q])).rowCount,
+      done: (n) => n === 1,
+    });
 
     // Load: inserts, updates (incl. key changes) and deletes in small transactions.
     let stopLoad = false;
@@ -101,40 +107,53 @@ describe("replay service", () => {
       }
     })();
 
-    await waitFor(async () => (await subscriber.query("select count(*)::int as n from data1")).rows[0].n > 20, {
-      timeoutMs: 10_000,
-      what: "the first rows on the subscriber",
-    });
-    for (let round = 0; round < 3; round++) {
-      await sleep(150 + Math.floor(Math.random() * 400));
-      await replay.kill("SIGKILL");
-      replay = startReplay(`replay-${round + 2}`);
-      await replay.waitForLog("active: this instance replays the job", { timeoutMs: 10_000 });
+    try {
+      // Progress is the subscriber's row count (the provider's is in the message of a stall).
+      await waitForProgress({
+        what: "the first 20 rows on the subscriber",
+        measure: async () => ({ subscriber: await count(subscriber), provider: await count(provider) }),
+        done: (c) => c.subscriber > 20,
+        key: (c) => c.subscriber,
+      });
+      for (let round = 0; round < 3; round++) {
+        await sleep(150 + Math.floor(Math.random() * 400));
+        await replay.kill("SIGKILL");
+        replay = startReplay(`replay-${round + 2}`);
+        await replay.waitForLog(ACTIVE, { timeoutMs: SERVICE_START_MS });
+      }
+    } finally {
+      stopLoad = true;
+      await load;
     }
-    stopLoad = true;
-    await load;
 
     const expected = await dump(provider);
     expect(expected.length).toBeGreaterThan(50);
-    await waitFor(async () => JSON.stringify(await dump(subscriber)) === JSON.stringify(expected), {
-      timeoutMs: 15_000,
+    const target = JSON.stringify(expected);
+    // Replay catches up batch by batch: progress is the tick it recorded.
+    await waitForProgress({
       what: "the subscriber to equal the provider",
+      measure: async () => ({ tick: await recordedTick(), rows: JSON.stringify(await dump(subscriber)) }),
+      done: (m) => m.rows === target,
+      key: (m) => m.tick,
     });
     expect(replay.logs("replay failed; retrying")).toEqual([]);
   });
 
-  it("a second replay of the same job stands by", async () => {
+  it("a second replay of the same job stands by", { timeout: 600_000 }, async () => {
     const first = startReplay("replay-a");
-    await first.waitForLog("active: this instance replays the job", { timeoutMs: 10_000 });
+    await first.waitForLog(ACTIVE, { timeoutMs: SERVICE_START_MS });
     const second = startReplay("replay-b");
-    await second.waitForLog("standing by: another replay of this job is active", { timeoutMs: 10_000 });
+    await second.waitForLog(STANDBY, { timeoutMs: SERVICE_START_MS });
     await provider.query("insert into data1 values (999999, 'standby test', 0)");
-    await waitFor(async () => (await subscriber.query("select count(*)::int as n from data1 where id = 999999")).rows[0].n === 1, {
-      timeoutMs: 10_000,
+    // Nothing moves on the subscriber until the row comes: the stall bound is the whole wait.
+    await waitForProgress({
       what: "the row through the active replay",
+      measure: () => count(subscriber, "id = 999999"),
+      done: (n) => n === 1,
+      stallMs: 60_000,
     });
     await first.kill("SIGKILL");
-    await second.waitForLog("active: this instance replays the job", { timeoutMs: 10_000 });
+    await second.waitForLog(ACTIVE, { timeoutMs: SERVICE_START_MS });
     const exit = await second.kill("SIGTERM");
     expect(exit.code).toBe(0);
   });

@@ -23,7 +23,8 @@ import pg from "pg";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { adminQuery, quoteIdent, type TestDatabase } from "../support/db.ts";
 import { forceNewTick } from "../../shared/pgq/index.ts";
-import { expectOk, useProcessCleanup } from "../ticker/helpers.ts";
+import { expectOk } from "../support/pgqadm.ts";
+import { useProcessCleanup } from "../support/processes.ts";
 import { expectTablesEqual, subscriberTableStates, waitCaughtUp } from "./e2e-check.ts";
 import { createLondisteJob, installJob, type LondisteJob } from "./job.ts";
 

@@ -1,12 +1,14 @@
 /**
- * Small helpers shared by the PgQ tests: reading one value, capturing the
- * server's WARNINGs, and ticking the way the spec's scenarios do.
+ * Small helpers shared by the PgQ tests (also the concurrency scenarios'):
+ * reading one value, capturing the server's WARNINGs, ticking, reading
+ * batches, and waiting for older transactions to end.
  */
 import type pg from "pg";
 import type { Queryable } from "../../shared/db/queryable.ts";
 
 export { num, value } from "../support/query.ts";
 import { num, value } from "../support/query.ts";
+import { waitForProgress } from "../support/wait.ts";
 
 /** Runs `work` on one dedicated client and returns what it produced plus every NOTICE/WARNING text. */
 export async function withNotices<T>(
@@ -26,7 +28,7 @@ export async function withNotices<T>(
   }
 }
 
-/** The spec's "after a tick": force_tick then ticker(q), each autocommitted; returns the new tick id. */
+/** "After a tick": force_tick then ticker(q), each autocommitted; returns the new tick id. */
 export async function tick(db: Queryable, queue: string): Promise<number> {
   await db.query("select pgq.force_tick($1)", [queue]);
   const id = await num(db, "select pgq.ticker($1)", [queue]);
@@ -75,14 +77,16 @@ export async function drainBatch(db: Queryable, queue: string, consumer: string)
  * anywhere in the cluster (txids are cluster-wide, and other test files run
  * in parallel). Scenarios that assert which slot tables a batch reads, or
  * that the rotation guard lets a consumer pass, need their ticks to be taken
- * with nothing older than the queue's last switch still open.
+ * with nothing older than the queue's last switch still open. Waits while
+ * the cluster's xmin moves: another file's long transaction may hold it a while.
  */
-export async function waitForOlderTransactions(db: Queryable, txid: string | number, timeoutMs = 10_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!(await value<boolean>(db, "select pg_snapshot_xmin(pg_current_snapshot()) > $1::text::xid8", [String(txid)]))) {
-    if (Date.now() > deadline) throw new Error(`transactions older than ${txid} still running after ${timeoutMs} ms`);
-    await new Promise((resolve) => setTimeout(resolve, 20));
-  }
+export async function waitForOlderTransactions(db: Queryable, txid: string | number): Promise<void> {
+  await waitForProgress({
+    what: `the transactions older than txid ${txid} to end`,
+    measure: () => value<string>(db, "select pg_snapshot_xmin(pg_current_snapshot())::text"),
+    done: (xmin) => BigInt(xmin) > BigInt(txid),
+    intervalMs: 20,
+  });
 }
 
 /** The queue's last switch txid (queue_switch_step2) as text. */

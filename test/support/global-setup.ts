@@ -11,16 +11,22 @@
  *
  * The URLs reach test files through `inject("databaseUrl")` / `inject("natsUrl")` (see db.ts) and
  * through process.env.DATABASE_URL / NATS_URL. Both servers are checked before any test runs.
+ *
+ * It also makes the run's directory (`inject("runDir")`), where the process harness
+ * (processes.ts) records every child process it starts; the teardown kills any of them still
+ * alive and fails the run (see leftovers.ts).
  */
 import { spawn, type ChildProcess } from "node:child_process";
 import { mkdtemp, readFile, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
-import { delimiter, join } from "node:path";
+import { join } from "node:path";
 import pg from "pg";
 import { connect } from "@nats-io/transport-node";
 import { jetstreamManager } from "@nats-io/jetstream";
 import type { TestProject } from "vitest/node";
-import { findPostgresBin, freePort, INSTALL_HINT, isExecutable, PG_SETTINGS, startLocalPostgres } from "./local-postgres.ts";
+import { killLeftoverChildren } from "./leftovers.ts";
+import { findPostgresBin, freePort, INSTALL_HINT, PG_SETTINGS, startLocalPostgres } from "./local-postgres.ts";
+import { findNatsServer } from "./nats-server.ts";
 
 declare module "vitest" {
   export interface ProvidedContext {
@@ -28,6 +34,8 @@ declare module "vitest" {
     databaseUrl: string;
     /** NATS server URL, JetStream enabled. */
     natsUrl: string;
+    /** This run's temp directory: the process harness records its children there. */
+    runDir: string;
   }
 }
 
@@ -38,7 +46,9 @@ const source = { pg: "DATABASE_URL", nats: "NATS_URL" };
 
 export default async function setup(project: TestProject): Promise<() => Promise<void>> {
   const cleanups: Cleanup[] = [];
-  const teardown = async (): Promise<void> => {
+  const runDir = await mkdtemp(join(tmpdir(), "skytools-test-run-"));
+  project.provide("runDir", runDir);
+  const stopServers = async (): Promise<void> => {
     for (const c of cleanups.reverse()) {
       try {
         await c();
@@ -47,6 +57,15 @@ export default async function setup(project: TestProject): Promise<() => Promise
       }
     }
     cleanups.length = 0;
+  };
+  // Throws (failing the run) when a child process outlived its test file; the servers are stopped anyway.
+  const teardown = async (): Promise<void> => {
+    try {
+      await killLeftoverChildren(runDir);
+    } finally {
+      await stopServers();
+      await rm(runDir, { recursive: true, force: true });
+    }
   };
   try {
     const databaseUrl = envUrl("DATABASE_URL") ?? (await startPostgres(cleanups));
@@ -59,7 +78,8 @@ export default async function setup(project: TestProject): Promise<() => Promise
     process.env.DATABASE_URL = databaseUrl;
     process.env.NATS_URL = natsUrl;
   } catch (err) {
-    await teardown();
+    await stopServers();
+    await rm(runDir, { recursive: true, force: true });
     throw err;
   }
   return teardown;
@@ -144,16 +164,10 @@ async function startNats(cleanups: Cleanup[]): Promise<string> {
     });
     return `nats://${container.getHost()}:${container.getMappedPort(4222)}`;
   }
-  const bin = await findNatsServer();
+  const bin = findNatsServer();
   if (!bin) throw new Error(`No NATS server for the tests: NATS_URL is unset, no Docker engine, and no nats-server found. ${INSTALL_HINT}`);
   source.nats = `throwaway ${bin} -js`;
   return startLocalNats(bin, cleanups);
-}
-
-async function findNatsServer(): Promise<string | undefined> {
-  const candidates = ["/usr/sbin/nats-server", ...(process.env.PATH ?? "").split(delimiter).map((d) => join(d, "nats-server"))];
-  for (const c of candidates) if (await isExecutable(c)) return c;
-  return undefined;
 }
 
 async function startLocalNats(bin: string, cleanups: Cleanup[]): Promise<string> {

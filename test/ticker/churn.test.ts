@@ -8,18 +8,11 @@ import type { NatsConnection } from "@nats-io/nats-core";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { installPgq } from "../../shared/pgq/index.ts";
 import { createTestDatabase, natsUrl, type TestDatabase, uniqueSubjectPrefix } from "../support/db.ts";
-import {
-  connectNatsClient,
-  lastTickId,
-  makeTempDir,
-  rawRequest,
-  sleep,
-  startTicker,
-  useProcessCleanup,
-  waitFor,
-  waitForTickAfter,
-  writeTickerConfig,
-} from "./helpers.ts";
+import { connectNatsClient, rawRequest } from "../support/nats.ts";
+import { lastTickId, waitForTickAfter } from "../support/pgq-state.ts";
+import { makeTempDir, useProcessCleanup } from "../support/processes.ts";
+import { sleep, waitFor } from "../support/wait.ts";
+import { startTicker, writeTickerConfig } from "../support/pgqadm.ts";
 
 useProcessCleanup();
 

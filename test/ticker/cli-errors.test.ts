@@ -8,7 +8,9 @@ import { writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { beforeAll, describe, expect, it } from "vitest";
 import { databaseUrl, natsUrl, uniqueSubjectPrefix } from "../support/db.ts";
-import { freePort, makeTempDir, runPgqadm, show, startTicker, useProcessCleanup, writeTickerConfig } from "./helpers.ts";
+import { freePort } from "../support/local-postgres.ts";
+import { makeTempDir, useProcessCleanup } from "../support/processes.ts";
+import { runPgqadm, show, startTicker, writeTickerConfig } from "../support/pgqadm.ts";
 
 useProcessCleanup();
 

@@ -6,19 +6,9 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { installPgq } from "../../shared/pgq/index.ts";
 import { createTestDatabase, natsUrl, type TestDatabase, uniqueSubjectPrefix } from "../support/db.ts";
-import {
-  expectFailed,
-  expectJsonError,
-  expectOk,
-  makeTempDir,
-  pgqadmJson,
-  runPgqadm,
-  type ServiceProcess,
-  startTicker,
-  useProcessCleanup,
-  waitFor,
-  writeTickerConfig,
-} from "./helpers.ts";
+import { expectFailed, expectJsonError, expectOk, pgqadmJson, runPgqadm, startTicker, writeTickerConfig } from "../support/pgqadm.ts";
+import { makeTempDir, type ServiceProcess, useProcessCleanup } from "../support/processes.ts";
+import { waitFor } from "../support/wait.ts";
 
 useProcessCleanup();
 

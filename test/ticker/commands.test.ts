@@ -10,21 +10,9 @@ import { copyFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { createTestDatabase, natsUrl, type TestDatabase, uniqueSubjectPrefix } from "../support/db.ts";
-import {
-  expectFailed,
-  expectJsonError,
-  expectOk,
-  lastTickId,
-  makeTempDir,
-  pgqadmJson,
-  REPO_ROOT,
-  runPgqadm,
-  ServiceProcess,
-  show,
-  useProcessCleanup,
-  waitForTickAfter,
-  writeTickerConfig,
-} from "./helpers.ts";
+import { expectFailed, expectJsonError, expectOk, pgqadmJson, runPgqadm, show, writeTickerConfig } from "../support/pgqadm.ts";
+import { lastTickId, waitForTickAfter } from "../support/pgq-state.ts";
+import { makeTempDir, REPO_ROOT, ServiceProcess, useProcessCleanup } from "../support/processes.ts";
 
 useProcessCleanup();
 

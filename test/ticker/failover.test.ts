@@ -7,23 +7,12 @@ import type { NatsConnection } from "@nats-io/nats-core";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { installPgq } from "../../shared/pgq/index.ts";
 import { createTestDatabase, natsUrl, type TestDatabase, uniqueSubjectPrefix } from "../support/db.ts";
-import {
-  connectNatsClient,
-  lastTickId,
-  makeTempDir,
-  produceEvents,
-  queueTicks,
-  requestAll,
-  runPgqadm,
-  show,
-  sleep,
-  snapshotOrderViolations,
-  startTicker,
-  useProcessCleanup,
-  waitFor,
-  waitForTickAfter,
-  writeTickerConfig,
-} from "./helpers.ts";
+import { connectNatsClient, requestAll } from "../support/nats.ts";
+import { lastTickId, queueTicks, snapshotOrderViolations, waitForTickAfter } from "../support/pgq-state.ts";
+import { makeTempDir, useProcessCleanup } from "../support/processes.ts";
+import { produceEvents } from "./helpers.ts";
+import { runPgqadm, show, startTicker, writeTickerConfig } from "../support/pgqadm.ts";
+import { sleep, waitFor } from "../support/wait.ts";
 
 useProcessCleanup();
 

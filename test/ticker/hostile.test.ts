@@ -8,22 +8,11 @@ import type { NatsConnection } from "@nats-io/nats-core";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { installPgq } from "../../shared/pgq/index.ts";
 import { createTestDatabase, natsUrl, type TestDatabase, uniqueSubjectPrefix } from "../support/db.ts";
-import {
-  connectNatsClient,
-  expectOk,
-  lastTickId,
-  makeTempDir,
-  pgqadmJson,
-  rawRequest,
-  requestAll,
-  runPgqadm,
-  type ServiceProcess,
-  sleep,
-  startTicker,
-  useProcessCleanup,
-  waitForTickAfter,
-  writeTickerConfig,
-} from "./helpers.ts";
+import { connectNatsClient, rawRequest, requestAll } from "../support/nats.ts";
+import { expectOk, pgqadmJson, runPgqadm, startTicker, writeTickerConfig } from "../support/pgqadm.ts";
+import { lastTickId, waitForTickAfter } from "../support/pgq-state.ts";
+import { makeTempDir, type ServiceProcess, useProcessCleanup } from "../support/processes.ts";
+import { sleep } from "../support/wait.ts";
 
 useProcessCleanup();
 

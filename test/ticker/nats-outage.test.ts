@@ -9,23 +9,13 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { tickNoticeSubject } from "../../shared/bus/subjects.ts";
 import { installPgq } from "../../shared/pgq/index.ts";
 import { createTestDatabase, type TestDatabase, uniqueSubjectPrefix } from "../support/db.ts";
-import {
-  collectNotices,
-  connectNatsClient,
-  freePort,
-  lastTickId,
-  makeTempDir,
-  produceEvents,
-  runPgqadm,
-  show,
-  snapshotOrderViolations,
-  startNatsServer,
-  startTicker,
-  useProcessCleanup,
-  waitFor,
-  waitForTickAfter,
-  writeTickerConfig,
-} from "./helpers.ts";
+import { collectNotices, connectNatsClient, startNatsServer } from "../support/nats.ts";
+import { freePort } from "../support/local-postgres.ts";
+import { lastTickId, snapshotOrderViolations, waitForTickAfter } from "../support/pgq-state.ts";
+import { makeTempDir, useProcessCleanup } from "../support/processes.ts";
+import { produceEvents } from "./helpers.ts";
+import { runPgqadm, show, startTicker, writeTickerConfig } from "../support/pgqadm.ts";
+import { waitFor } from "../support/wait.ts";
 
 useProcessCleanup();
 

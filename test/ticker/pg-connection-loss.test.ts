@@ -8,20 +8,10 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { installPgq } from "../../shared/pgq/index.ts";
 import { adminQuery, createTestDatabase, natsUrl, quoteIdent, type TestDatabase, uniqueSubjectPrefix } from "../support/db.ts";
-import {
-  lastTickId,
-  makeTempDir,
-  runPgqadm,
-  type ServiceProcess,
-  show,
-  sleep,
-  snapshotOrderViolations,
-  startTicker,
-  useProcessCleanup,
-  waitFor,
-  waitForTickAfter,
-  writeTickerConfig,
-} from "./helpers.ts";
+import { lastTickId, snapshotOrderViolations, waitForTickAfter } from "../support/pgq-state.ts";
+import { makeTempDir, type ServiceProcess, useProcessCleanup } from "../support/processes.ts";
+import { runPgqadm, show, startTicker, writeTickerConfig } from "../support/pgqadm.ts";
+import { sleep, waitFor } from "../support/wait.ts";
 
 useProcessCleanup();
 

@@ -9,17 +9,9 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { installPgq } from "../../shared/pgq/index.ts";
 import { natsUrl, uniqueSubjectPrefix } from "../support/db.ts";
 import { findPostgresBin, type LocalPostgres, startLocalPostgres } from "../support/local-postgres.ts";
-import {
-  lastTickId,
-  makeTempDir,
-  runPgqadm,
-  show,
-  snapshotOrderViolations,
-  startTicker,
-  useProcessCleanup,
-  waitForTickAfter,
-  writeTickerConfig,
-} from "./helpers.ts";
+import { lastTickId, snapshotOrderViolations, waitForTickAfter } from "../support/pgq-state.ts";
+import { makeTempDir, useProcessCleanup } from "../support/processes.ts";
+import { runPgqadm, show, startTicker, writeTickerConfig } from "../support/pgqadm.ts";
 
 useProcessCleanup();
 

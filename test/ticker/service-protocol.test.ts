@@ -11,17 +11,12 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { installPgq } from "../../shared/pgq/index.ts";
 import { VERSION } from "../../shared/version.ts";
 import { createTestDatabase, natsUrl, type TestDatabase, uniqueSubjectPrefix } from "../support/db.ts";
-import {
-  connectNatsClient,
-  freePort,
-  lastTickId,
-  makeTempDir,
-  startTicker,
-  useProcessCleanup,
-  waitFor,
-  waitForTickAfter,
-  writeTickerConfig,
-} from "./helpers.ts";
+import { connectNatsClient } from "../support/nats.ts";
+import { freePort } from "../support/local-postgres.ts";
+import { lastTickId, waitForTickAfter } from "../support/pgq-state.ts";
+import { makeTempDir, useProcessCleanup } from "../support/processes.ts";
+import { startTicker, writeTickerConfig } from "../support/pgqadm.ts";
+import { waitFor } from "../support/wait.ts";
 
 useProcessCleanup();
 

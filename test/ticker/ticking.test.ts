@@ -9,25 +9,12 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { tickNoticeSubject } from "../../shared/bus/subjects.ts";
 import { installPgq, registerConsumer } from "../../shared/pgq/index.ts";
 import { createTestDatabase, natsUrl, type TestDatabase, uniqueSubjectPrefix } from "../support/db.ts";
-import {
-  collectNotices,
-  connectNatsClient,
-  lastTickId,
-  makeTempDir,
-  produceEvents,
-  queueTicks,
-  runPgqadm,
-  type ServiceProcess,
-  type TickRow,
-  show,
-  sleep,
-  snapshotOrderViolations,
-  startTicker,
-  useProcessCleanup,
-  waitFor,
-  waitForTickAfter,
-  writeTickerConfig,
-} from "./helpers.ts";
+import { collectNotices, connectNatsClient } from "../support/nats.ts";
+import { lastTickId, queueTicks, type TickRow, snapshotOrderViolations, waitForTickAfter } from "../support/pgq-state.ts";
+import { makeTempDir, type ServiceProcess, useProcessCleanup } from "../support/processes.ts";
+import { produceEvents } from "./helpers.ts";
+import { runPgqadm, show, startTicker, writeTickerConfig } from "../support/pgqadm.ts";
+import { sleep, waitFor } from "../support/wait.ts";
 
 useProcessCleanup();
 

@@ -1,16 +1,20 @@
 /**
- * Helpers for the hard PgQ scenarios (spec §6, 13-22): dedicated
- * connections that hold transactions open, ticking, draining batches,
- * checks over tick snapshots, and a seeded random generator.
+ * Helpers for the PgQ concurrency scenarios (concurrent ticks, a consumer
+ * crashing with a batch open, long and rolled-back transactions, mid-stream
+ * registration, the retry mover, the rotation guard, the ticker policy, the
+ * randomized soak): dedicated connections that hold transactions open,
+ * draining batches, checks over tick snapshots, and a seeded random
+ * generator. Ticking and waiting for older transactions are the PgQ tests'
+ * (../pgq/helpers.ts).
  */
 import pg from "pg";
 import type { Queryable } from "../../shared/db/queryable.ts";
 import type { TestDatabase } from "../support/db.ts";
+import { num } from "../support/query.ts";
 
-export const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms));
-
+export { sleep } from "../support/wait.ts";
 export { num, value } from "../support/query.ts";
-import { num, value } from "../support/query.ts";
+export { switchStep2, tick, waitForOlderTransactions } from "../pgq/helpers.ts";
 
 /** First column of every row as numbers. */
 export async function nums(db: Queryable, sql: string, params: unknown[] = []): Promise<number[]> {
@@ -27,7 +31,7 @@ export class Connections {
 
   constructor(private readonly url: string) {}
 
-  async connect(applicationName = "pgq-hard"): Promise<pg.Client> {
+  async connect(applicationName = "pgq-concurrency"): Promise<pg.Client> {
     const client = new pg.Client({ connectionString: this.url, application_name: applicationName });
     client.on("error", () => {}); // killed on purpose in some tests; the next query reports it
     await client.connect();
@@ -44,14 +48,6 @@ export class Connections {
 /** The transaction's txid (assigning one if needed), as a number. */
 export async function currentTxid(db: Queryable): Promise<number> {
   return (await num(db, "select pg_current_xact_id()::text::int8"))!;
-}
-
-/** force_tick then ticker(q), each autocommitted: a tick now. Returns the tick id. */
-export async function tick(db: Queryable, queue: string): Promise<number> {
-  await db.query("select pgq.force_tick($1)", [queue]);
-  const id = await num(db, "select pgq.ticker($1)", [queue]);
-  if (id === null) throw new Error(`no tick on ${queue} after force_tick`);
-  return id;
 }
 
 export interface Ev {
@@ -142,24 +138,6 @@ export async function lastTick(db: Queryable, queue: string, consumer: string): 
       where q.queue_name = $1 and c.co_name = $2`,
     [queue, consumer],
   ))!;
-}
-
-/**
- * Waits until no transaction that started before `txid` is still running
- * anywhere in the cluster (txids are cluster-wide and other test files run
- * at the same time), so ticks taken afterwards have xmin above it.
- */
-export async function waitForOlderTransactions(db: Queryable, txid: string | number, timeoutMs = 20_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!(await value<boolean>(db, "select pg_snapshot_xmin(pg_current_snapshot()) > $1::text::xid8", [String(txid)]))) {
-    if (Date.now() > deadline) throw new Error(`transactions older than ${txid} still running after ${timeoutMs} ms`);
-    await sleep(20);
-  }
-}
-
-/** The queue's queue_switch_step2 as text (null while a rotation is unconfirmed). */
-export async function switchStep2(db: Queryable, queue: string): Promise<string | null> {
-  return value<string | null>(db, "select queue_switch_step2::text from pgq.queue where queue_name = $1", [queue]);
 }
 
 /**

@@ -16,7 +16,7 @@ let db: TestDatabase;
 let conns: Connections;
 
 beforeAll(async () => {
-  db = await createTestDatabase("pgq-hard-concurrent-ticks");
+  db = await createTestDatabase("pgq-concurrency-concurrent-ticks");
   await installPgq(db.pool);
   conns = new Connections(db.url);
 });

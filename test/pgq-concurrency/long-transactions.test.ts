@@ -34,7 +34,7 @@ let db: TestDatabase;
 let conns: Connections;
 
 beforeAll(async () => {
-  db = await createTestDatabase("pgq-hard-longtx");
+  db = await createTestDatabase("pgq-concurrency-longtx");
   await installPgq(db.pool);
   conns = new Connections(db.url);
 });

@@ -19,7 +19,7 @@ let db: TestDatabase;
 let conns: Connections;
 
 beforeAll(async () => {
-  db = await createTestDatabase("pgq-hard-register");
+  db = await createTestDatabase("pgq-concurrency-register");
   await installPgq(db.pool);
   conns = new Connections(db.url);
 });

@@ -16,7 +16,7 @@ let db: TestDatabase;
 let conns: Connections;
 
 beforeAll(async () => {
-  db = await createTestDatabase("pgq-hard-retry");
+  db = await createTestDatabase("pgq-concurrency-retry");
   await installPgq(db.pool);
   conns = new Connections(db.url);
 });

@@ -28,7 +28,7 @@ let db: TestDatabase;
 let conns: Connections;
 
 beforeAll(async () => {
-  db = await createTestDatabase("pgq-hard-soak");
+  db = await createTestDatabase("pgq-concurrency-soak");
   await installPgq(db.pool);
   conns = new Connections(db.url);
 });

@@ -17,7 +17,7 @@ let conns: Connections;
 const pools: pg.Pool[] = [];
 
 beforeAll(async () => {
-  db = await createTestDatabase("pgq-hard-crash");
+  db = await createTestDatabase("pgq-concurrency-crash");
   await installPgq(db.pool);
   conns = new Connections(db.url);
 });

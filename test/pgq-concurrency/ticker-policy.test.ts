@@ -22,7 +22,7 @@ import { num, queueId } from "./helpers.ts";
 let db: TestDatabase;
 
 beforeAll(async () => {
-  db = await createTestDatabase("pgq-hard-ticker-policy");
+  db = await createTestDatabase("pgq-concurrency-ticker-policy");
   await installPgq(db.pool);
 });
 afterAll(async () => {

@@ -33,7 +33,7 @@ import {
 let db: TestDatabase;
 
 beforeAll(async () => {
-  db = await createTestDatabase("pgq-hard-rotation");
+  db = await createTestDatabase("pgq-concurrency-rotation");
   await installPgq(db.pool);
 });
 afterAll(async () => {
