@@ -11,6 +11,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { installPgq } from "../../shared/pgq/index.ts";
 import { createTestDatabase, type TestDatabase } from "../support/db.ts";
 import { batchRows, Connections, drainAll, num, openBatch, rng, sleep, snapshotRegressions, tick } from "./helpers.ts";
+import { MachineClock } from "../support/wait.ts";
 
 let db: TestDatabase;
 let conns: Connections;
@@ -69,14 +70,17 @@ describe("scenario 22: concurrent tick requests", () => {
     await db.query("select pgq.create_queue('ct')");
     await db.query("select pgq.register_consumer('ct', 'c')");
     const random = rng(22);
+    // At least 4 s (machine time, see wait.ts) and 100 tick calls: a slow machine makes the run longer, not thinner.
     const DURATION_MS = 4000;
-    const deadline = Date.now() + DURATION_MS;
+    const MIN_TICK_CALLS = 100;
+    const clock = new MachineClock();
+    const running = () => (clock.elapsed() < DURATION_MS || tickCalls <= MIN_TICK_CALLS) && tickCalls < MIN_TICK_CALLS * 50;
 
     const tickers = await Promise.all([0, 1, 2, 3].map((i) => conns.connect(`ticker-${i}`)));
     const tickerErrors: unknown[] = [];
     let tickCalls = 0;
     const tickLoop = async (c: pg.Client, i: number) => {
-      while (Date.now() < deadline) {
+      while (running()) {
         try {
           if (i === 3) {
             await c.query("select pgq.force_tick('ct')");
@@ -97,7 +101,7 @@ describe("scenario 22: concurrent tick requests", () => {
     const committed = new Set<number>();
     const rolledBack = new Set<number>();
     const produce = async (c: pg.Client, p: number) => {
-      while (Date.now() < deadline) {
+      while (running()) {
         await c.query("begin");
         const made: number[] = [];
         const parts = random.int(1, 3);
@@ -144,7 +148,7 @@ describe("scenario 22: concurrent tick requests", () => {
 
     expect(tickerErrors).toEqual([]);
     const ticks = (await num(db.pool, "select count(*) from pgq.tick t join pgq.queue q on q.queue_id = t.tick_queue where q.queue_name = 'ct'"))!;
-    expect(tickCalls).toBeGreaterThan(100);
+    expect(tickCalls).toBeGreaterThan(MIN_TICK_CALLS);
     expect(ticks).toBeGreaterThan(50);
     expect(await snapshotRegressions(db.pool, "ct")).toEqual([]);
 

@@ -11,7 +11,7 @@ import { createTestDatabase, natsUrl, type TestDatabase, uniqueSubjectPrefix } f
 import { connectNatsClient, rawRequest } from "../support/nats.ts";
 import { lastTickId, waitForTickAfter } from "../support/pgq-state.ts";
 import { makeTempDir, useProcessCleanup } from "../support/processes.ts";
-import { sleep, waitFor } from "../support/wait.ts";
+import { MachineClock, sleep, waitFor } from "../support/wait.ts";
 import { startTicker, writeTickerConfig } from "../support/pgqadm.ts";
 
 useProcessCleanup();
@@ -51,15 +51,16 @@ describe("queue churn under a running ticker", () => {
     await ticker.waitForLog("active: this instance ticks the database");
     const send = (command: string, body: unknown) => rawRequest(nc, `${prefix}.pgqadm.churn.${command}`, JSON.stringify(body)) as Promise<Reply>;
 
-    const deadlineAt = Date.now() + 4_000;
+    const churn = new MachineClock();
     let pairs = 0;
-    // At least 4 s of churn (several maintenance runs) and at least 20 queues.
-    for (let i = 0; Date.now() < deadlineAt || pairs < 20; i++) {
+    const enough = () => churn.elapsed() >= 4_000 && pairs >= 20 && ticker.logs("maintenance done").length >= 3;
+    // At least 4 s of churn (machine time, see wait.ts), 20 queues and 3 maintenance runs; at most 2000 queues.
+    for (let i = 0; !enough() && pairs < 2000; i++) {
       const queue = `churn_${i}`;
       expect(await send("create", { queue })).toEqual({ result: { queue, created: true } });
       // After the new queue's immediate second tick, drop it while the ticker keeps looking at
       // it every 10 ms (drop_queue takes the ticker lock first, so the two never deadlock).
-      await waitFor(async () => (await lastTickId(db, queue)) >= 2, { timeoutMs: 2_000, intervalMs: 5, what: `the second tick of ${queue}` });
+      await waitFor(async () => (await lastTickId(db, queue)) >= 2, { timeoutMs: 10_000, intervalMs: 5, what: `the second tick of ${queue}` });
       await sleep(i % 5);
       const dropped = await send("drop", { queue });
       expect(dropped).toEqual({ result: { queue, dropped: true } });

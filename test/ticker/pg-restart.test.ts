@@ -30,7 +30,7 @@ beforeAll(async () => {
   await pool.query("select pgq.create_queue($1)", [Q]);
   await pool.query("select pgq.set_queue_config($1, 'ticker_max_lag', '0.3 seconds')", [Q]);
   conf = writeTickerConfig(makeTempDir("pgrestart"), { db: server.url, natsUrl: natsUrl(), subjectPrefix: uniqueSubjectPrefix("pgrestart") });
-}, 120_000);
+}, 600_000);
 
 afterAll(async () => {
   await pool?.end().catch(() => {});
