@@ -17,6 +17,7 @@ import { type CliResult, expectOk, show } from "../support/pgqadm.ts";
 import { lastTickId, waitForTickAfter } from "../support/pgq-state.ts";
 import { type ServiceProcess, useProcessCleanup } from "../support/processes.ts";
 import { waitFor } from "../support/wait.ts";
+import { lockConsumerPosition } from "../../shared/londiste/position.ts";
 import { createLondisteJob, installJob, type LondisteJob } from "./job.ts";
 
 useProcessCleanup();
@@ -133,7 +134,7 @@ describe("scenarios on one job", () => {
     const hold = await job.subscriber.pool.connect();
     try {
       await hold.query("begin");
-      await hold.query("select pg_advisory_xact_lock(hashtext('londiste.replay'), hashtext($1))", [job.jobName]);
+      await lockConsumerPosition(hold, job.jobName);
       // 'T' = the provider's list now: without late.
       expect(expectOk(await job.londiste("provider", "remove", "gone"))).toBe("gone: removed\n");
       // late joins on both sides before replay reads that 'T'.
@@ -400,7 +401,7 @@ describe("a job with ignore_truncate = 1", () => {
     const hold = await quiet.subscriber.pool.connect();
     try {
       await hold.query("begin");
-      await hold.query("select pg_advisory_xact_lock(hashtext('londiste.replay'), hashtext($1))", [quiet.jobName]);
+      await lockConsumerPosition(hold, quiet.jobName);
       const [{ t }] = (await hold.query("select londiste.get_last_tick($1) as t", [quiet.jobName])).rows;
       expect(t).not.toBeNull();
       await hold.query("select londiste.set_last_tick($1, $2)", [quiet.jobName, Number(t) + 1000]);

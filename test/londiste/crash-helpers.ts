@@ -34,6 +34,7 @@ import type { Queryable } from "../support/pgq-state.ts";
 import { SERVICE_START_MS, type ServiceProcess } from "../support/processes.ts";
 import { sleep, waitForProgress } from "../support/wait.ts";
 import { expectTablesEqual, waitCaughtUp } from "./e2e-check.ts";
+import { lockConsumerPosition } from "../../shared/londiste/position.ts";
 import { createLondisteJob, installJob, type LondisteJob } from "./job.ts";
 
 export const ACTIVE = "active: this instance replays the job";
@@ -330,7 +331,7 @@ export interface Held {
 export async function holdReplayLock(job: LondisteJob): Promise<Held> {
   const c = await sessionOn(job.subscriber, "test replay lock");
   await c.query("begin");
-  await c.query("select pg_advisory_xact_lock(hashtext('londiste.replay'), hashtext($1))", [job.jobName]);
+  await lockConsumerPosition(c, job.jobName);
   let released: Promise<void> | undefined;
   return {
     release: () =>
