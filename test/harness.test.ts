@@ -1,8 +1,17 @@
-/** The test harness itself: databases come and go, NATS answers requests and has JetStream. */
+/**
+ * The test harness itself: databases come and go, NATS answers requests and has JetStream,
+ * and the run records the child processes the harness starts (for the end-of-run check).
+ */
+import { readFileSync } from "node:fs";
+import { join } from "node:path";
 import { jetstreamManager } from "@nats-io/jetstream";
 import { connect } from "@nats-io/transport-node";
-import { describe, expect, it } from "vitest";
+import { describe, expect, inject, it } from "vitest";
 import { adminQuery, createTestDatabase, databaseUrl, natsUrl, uniqueName, uniqueSubjectPrefix } from "./support/db.ts";
+import { aliveChildren, CHILDREN_FILE } from "./support/leftovers.ts";
+import { ServiceProcess, useProcessCleanup } from "./support/processes.ts";
+
+useProcessCleanup();
 
 describe("test harness", () => {
   it("provides the server URLs and mirrors them in process.env", () => {
@@ -59,6 +68,19 @@ describe("test harness", () => {
     await other.end().catch(() => {});
     const { rows } = await adminQuery("select 1 from pg_database where datname = $1", [db.name]);
     expect(rows).toHaveLength(0);
+  });
+
+  it("records each child process in the run's directory; the end-of-run check sees it while it lives", async () => {
+    const runDir = inject("runDir");
+    expect(runDir).toBeTruthy();
+    const p = new ServiceProcess("harness sleeper", "sleep", ["60"]);
+    const line = readFileSync(join(runDir, CHILDREN_FILE), "utf8")
+      .split("\n")
+      .find((l) => l.startsWith(`${p.pid} `));
+    expect(line).toMatch(new RegExp(`^${p.pid} \\d+ harness_sleeper ${process.pid}$`));
+    expect(aliveChildren(runDir).map((c) => c.pid)).toContain(p.pid);
+    await p.kill();
+    expect(aliveChildren(runDir).map((c) => c.pid)).not.toContain(p.pid);
   });
 
   it("does request/reply on NATS and has JetStream", async () => {
