@@ -55,6 +55,15 @@
 --
 -- Errors:
 --      'no such event queue: <q>', 'need key column: <table> has no primary key'
+--
+-- Calls:
+--      londiste.quote_table(i_table); the generated trigger function calls
+--      pgq.insert_event_raw(i_queue_name, ...) for every row change
+--
+-- Tables directly manipulated:
+--      create function - londiste.capture_<table oid>_<queue id>
+--      drop/create trigger - londiste_capture_<queue id> and
+--                            londiste_capture_<queue id>_truncate on i_table
 -- ----------------------------------------------------------------------
 create or replace function londiste.create_capture(i_queue_name text, i_table regclass)
 returns text as $fn$

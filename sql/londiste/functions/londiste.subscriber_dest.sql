@@ -81,6 +81,12 @@ $$ language plpgsql;
 --
 -- Errors:
 --      'no such table: <t>'
+--
+-- Calls:
+--      londiste.canonical_name(i_table)
+--
+-- Tables directly manipulated:
+--      update - londiste.subscriber_table
 -- ----------------------------------------------------------------------
 create or replace function londiste.subscriber_set_table_error(
     i_queue_name text, i_table text, i_message text)

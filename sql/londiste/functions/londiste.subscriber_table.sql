@@ -101,6 +101,12 @@ $$ language sql stable;
 --
 -- Errors:
 --      'no such table: <t>'
+--
+-- Calls:
+--      londiste.canonical_name(i_table)
+--
+-- Tables directly manipulated:
+--      update - londiste.subscriber_table
 -- ----------------------------------------------------------------------
 create or replace function londiste.subscriber_set_table_state(
     i_queue_name text, i_table text, i_snapshot text, i_merge_state text)
