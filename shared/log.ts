@@ -18,7 +18,7 @@ export interface LoggerOptions {
   pretty?: boolean;
   /** Write here instead of stdout (tests). */
   destination?: pino.DestinationStream;
-  /** Also append JSON lines to this file (Skytools `logfile`). */
+  /** Also append JSON lines to this file (Skytools `logfile`); written synchronously, so an early exit loses nothing. */
   file?: string;
 }
 
@@ -51,7 +51,7 @@ export function createLogger(options: LoggerOptions): Logger {
   if (options.file) {
     return pino(
       config,
-      pino.multistream([{ stream: process.stdout }, { stream: pino.destination({ dest: options.file, append: true, mkdir: true }) }]),
+      pino.multistream([{ stream: process.stdout }, { stream: pino.destination({ dest: options.file, append: true, mkdir: true, sync: true }) }]),
     );
   }
   if (pretty) return pino({ ...config, transport: { target: "pino-pretty", options: { colorize: true } } });

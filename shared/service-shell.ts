@@ -19,7 +19,7 @@ import { connectNats } from "./bus/connect.ts";
 import { type CommonSettings, natsSettingsFrom } from "./config/common-keys.ts";
 import type { Logger } from "./log.ts";
 import { createRegistry, type MetricsEndpoint, serveMetrics } from "./metrics.ts";
-import { startService } from "./service-start.ts";
+import { type StartOptions, startService } from "./service-start.ts";
 
 export interface ServiceShell<C extends CommonSettings> {
   readonly config: C;
@@ -63,11 +63,13 @@ export interface ServiceSpec<C extends CommonSettings> {
   summary?: () => Record<string, unknown>;
   /** Not ready without NATS (a service that serves only over NATS). */
   needsNats?: boolean;
+  /** Pidfile/logfile suffix and instance name (see service-start.ts). */
+  files?: StartOptions;
 }
 
 /** Runs a service in its shell; resolves to the process exit code. */
 export async function runService<C extends CommonSettings>(spec: ServiceSpec<C>): Promise<number> {
-  const started = startService(spec.kind, spec.load);
+  const started = startService(spec.kind, spec.load, spec.files);
   if ("exitCode" in started) return started.exitCode;
   const { config, log, releasePidfile } = started;
 

@@ -1,7 +1,12 @@
 /**
  * The first steps every long-running service takes: load its config (a bad
- * one is one line on stderr and exit code 2), create its logger, claim its
- * pidfile (a live holder is exit code 1).
+ * one is one line on stderr and exit code 2), claim its pidfile (a live
+ * holder is one line on stderr and exit code 1), create its logger.
+ *
+ * Several kinds of service run from one Skytools-style config, and several
+ * workers of a kind may run on one host: each gets its own pidfile and
+ * logfile, derived from the configured ones by a suffix (`.copy`,
+ * `.repair`, then `.<instance name>`), as Skytools 2 did with `.copy`.
  */
 import type { CommonSettings } from "./config/common-keys.ts";
 import { ConfigError } from "./config/load.ts";
@@ -14,10 +19,30 @@ export interface StartedService<C> {
   releasePidfile: () => void;
 }
 
+export interface StartOptions {
+  /** Appended to the configured pidfile and logfile, e.g. ".copy". */
+  fileSuffix?: string;
+  /** Tells workers of one kind on one host apart: appended after fileSuffix. */
+  instanceName?: string;
+}
+
+const INSTANCE_NAME = /^[A-Za-z0-9_-]{1,40}$/;
+
+/** The pidfile or logfile of one service instance, derived from the configured path. */
+export function derivedPath(path: string | undefined, options: StartOptions): string | undefined {
+  if (path === undefined) return undefined;
+  return `${path}${options.fileSuffix ?? ""}${options.instanceName ? `.${options.instanceName}` : ""}`;
+}
+
 export function startService<C extends CommonSettings>(
   service: string,
   load: () => C,
+  options: StartOptions = {},
 ): StartedService<C> | { exitCode: number } {
+  if (options.instanceName !== undefined && !INSTANCE_NAME.test(options.instanceName)) {
+    process.stderr.write(`--instance ${JSON.stringify(options.instanceName)}: use 1 to 40 letters, digits, _ or -\n`);
+    return { exitCode: 2 };
+  }
   let config: C;
   try {
     config = load();
@@ -28,12 +53,15 @@ export function startService<C extends CommonSettings>(
     }
     throw error;
   }
-  const log = createLogger({ service, job: config.jobName, level: config.logLevel, file: config.logfile });
+  const pidfile = derivedPath(config.pidfile, options);
+  let releasePidfile = () => {};
   try {
-    const releasePidfile = config.pidfile ? claimPidfile(config.pidfile) : () => {};
-    return { config, log, releasePidfile };
+    if (pidfile) releasePidfile = claimPidfile(pidfile);
   } catch (error) {
-    log.error((error as Error).message);
+    // Before the logger exists: an early exit is one line, never a stack trace.
+    process.stderr.write(`${service}: ${(error as Error).message}\n`);
     return { exitCode: 1 };
   }
+  const log = createLogger({ service, job: config.jobName, level: config.logLevel, file: derivedPath(config.logfile, options) });
+  return { config, log, releasePidfile };
 }

@@ -24,10 +24,11 @@ import { Wakeup } from "./wakeup.ts";
 
 export const STALE_CONSUMER_CHECK_MS = 60_000;
 
-export async function runCopyService(configPath: string): Promise<number> {
+export async function runCopyService(configPath: string, options: { instance?: string } = {}): Promise<number> {
   return runService({
     kind: "copy",
     load: () => loadLondisteConfig(configPath),
+    files: { fileSuffix: ".copy", instanceName: options.instance },
     stopping: "stopping: no new tables, rolling back the running steps",
     body: copyBody,
   });

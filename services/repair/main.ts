@@ -29,11 +29,12 @@ export function repairProgressSubject(prefix: string, job: string): string {
   return `${londisteSubjects(prefix, job).commandPrefix}.repair.progress`;
 }
 
-export async function runRepairService(configPath: string): Promise<number> {
+export async function runRepairService(configPath: string, options: { instance?: string } = {}): Promise<number> {
   const counts = { served: 0 };
   return runService({
     kind: "repair",
     load: () => loadLondisteConfig(configPath),
+    files: { fileSuffix: ".repair", instanceName: options.instance },
     stopping: "stopping: aborting the running requests",
     body: (shell) => repairBody(shell, counts),
     summary: () => ({ served: counts.served }),
