@@ -2,13 +2,13 @@ import js from "@eslint/js";
 import tseslint from "typescript-eslint";
 
 export default tseslint.config(
-  { ignores: ["node_modules/", "coverage/", "vitest.json"] },
+  { ignores: ["node_modules/", "coverage/", "vitest.json", "dist/"] },
   js.configs.recommended,
   ...tseslint.configs.recommended,
   {
     // Plain-JS launchers run on Node.
     files: ["**/*.js"],
-    languageOptions: { globals: { process: "readonly", console: "readonly" } },
+    languageOptions: { globals: { process: "readonly", console: "readonly", URL: "readonly" } },
   },
   {
     rules: {

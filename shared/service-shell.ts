@@ -15,11 +15,14 @@ import { hostname } from "node:os";
 import type { NatsConnection } from "@nats-io/nats-core";
 import pg from "pg";
 import { Gauge, type Registry } from "prom-client";
+import { type CommandSpec, NO_REPLY } from "./bus/command-service.ts";
 import { connectNats } from "./bus/connect.ts";
+import { CommandError } from "./bus/replies.ts";
 import { type CommonSettings, natsSettingsFrom } from "./config/common-keys.ts";
 import type { Logger } from "./log.ts";
 import { createRegistry, type MetricsEndpoint, serveMetrics } from "./metrics.ts";
 import { type StartOptions, startService } from "./service-start.ts";
+import { VERSION } from "./version.ts";
 
 export interface ServiceShell<C extends CommonSettings> {
   readonly config: C;
@@ -43,11 +46,23 @@ export interface ServiceShell<C extends CommonSettings> {
   connectNatsNow(connectionName: string): Promise<NatsConnection>;
   /** Runs at exit, before the NATS drain and the pools' end, in reverse order of registration. */
   atExit(cleanup: () => Promise<unknown> | unknown): void;
-  /** SIGHUP handler (one per service). */
-  onReload(reload: () => void): void;
+  /** Runs after a reload has replaced the config's values (SIGHUP or the reload command). */
+  onReload(apply: (config: C) => void): void;
+  /**
+   * Re-reads the config file into `config` (in place, so every reader sees
+   * the new values); returns the problem when the file is not usable, and
+   * the old config stays. Keys that only a restart applies are named in
+   * the log.
+   */
+  reloadConfig(): string | undefined;
+  /** stop, reload and ping for the service's NATS command set (every instance receives them). */
+  controlCommands(state: () => Record<string, unknown>): Record<string, CommandSpec>;
   /** The service's Prometheus registry, served on metrics_port. */
   readonly metrics: Registry;
 }
+
+/** Keys read once at start (connections, names, files): a reload says they need a restart. */
+const RESTART_KEYS = /(^|_)db$|^(job_name|queue_name|pgq_queue_name|subject_prefix|pidfile|logfile|metrics_port|metrics_host)$|^nats_/;
 
 /** How long a readiness probe waits for a database. */
 const READY_PROBE_TIMEOUT_MS = 3000;
@@ -79,7 +94,7 @@ export async function runService<C extends CommonSettings>(spec: ServiceSpec<C>)
   let natsUp = false;
   const cleanups: (() => Promise<unknown> | unknown)[] = [];
   let nats: NatsConnection | undefined;
-  let reload: (() => void) | undefined;
+  let applyReload: ((config: C) => void) | undefined;
 
   const shell: ServiceShell<C> = {
     config,
@@ -117,8 +132,58 @@ export async function runService<C extends CommonSettings>(spec: ServiceSpec<C>)
     atExit(cleanup) {
       cleanups.push(cleanup);
     },
-    onReload(handler) {
-      reload = handler;
+    onReload(apply) {
+      applyReload = apply;
+    },
+    reloadConfig() {
+      let fresh: C;
+      try {
+        fresh = spec.load();
+      } catch (error) {
+        log.error({ err: error }, "config reload failed; keeping the old config");
+        return (error as Error).message;
+      }
+      const needRestart = Object.keys({ ...config.values, ...fresh.values }).filter(
+        (k) => RESTART_KEYS.test(k) && JSON.stringify(config.values[k]) !== JSON.stringify(fresh.values[k]),
+      );
+      Object.assign(config, fresh);
+      log.level = fresh.logLevel;
+      applyReload?.(config);
+      if (needRestart.length > 0) log.warn({ keys: needRestart }, "config reloaded; these keys take effect after a restart");
+      else log.info("config reloaded");
+      return undefined;
+    },
+    controlCommands(state) {
+      const forMe = (r: Record<string, unknown>) => r.instance === undefined || r.instance === shell.instance;
+      return {
+        stop: {
+          description: "stop this job's instances (or only `instance`) after their current unit of work",
+          request: { instance: { type: "string", maxLength: 200 } },
+          everyInstance: true,
+          handler: async (r) => {
+            if (!forMe(r)) return NO_REPLY;
+            setImmediate(() => shell.requestStop("stop command"));
+            return { instance: shell.instance, stopping: true };
+          },
+        },
+        reload: {
+          description: "re-read the config file (on every instance, or only on `instance`)",
+          request: { instance: { type: "string", maxLength: 200 } },
+          everyInstance: true,
+          handler: async (r) => {
+            if (!forMe(r)) return NO_REPLY;
+            const problem = shell.reloadConfig();
+            if (problem) throw new CommandError("internal", `config reload failed, keeping the old config: ${problem}`);
+            return { instance: shell.instance, reloaded: true };
+          },
+        },
+        ping: {
+          description: "who is running, and in which state",
+          request: {},
+          everyInstance: true,
+          handler: async () => ({ instance: shell.instance, ...state(), version: VERSION }),
+        },
+      };
     },
     metrics: registry,
   };
@@ -175,7 +240,7 @@ export async function runService<C extends CommonSettings>(spec: ServiceSpec<C>)
   });
 
   const onSignal = (signal: NodeJS.Signals) => shell.requestStop(signal);
-  const onSighup = () => (reload ? reload() : log.info("SIGHUP: nothing to reload in this service"));
+  const onSighup = () => void shell.reloadConfig();
   process.on("SIGINT", onSignal);
   process.on("SIGTERM", onSignal);
   process.on("SIGHUP", onSighup);

@@ -2,8 +2,9 @@
  * The copy service (`londiste CONFIG copy`): a worker of the job's copy
  * pool. Any number run on any hosts; each copies up to parallel_copies
  * tables at once (scheduler.ts), taking each table through the copy side
- * of the seed's state table (table-worker.ts) under a lease that another
- * worker takes over when this one dies. Replay asks for copies on NATS
+ * of the state table in docs/protocols.md, "Initial copy and the handover
+ * to replay" (table-worker.ts), under a lease that another worker takes
+ * over when this one dies. Replay asks for copies on NATS
  * (copy requests, queue group `londiste-<job>-copy`); without NATS the
  * worker still finds its tables by polling. Tick notices wake tables that
  * wait for the next tick. Copy consumers left behind by dead workers are
@@ -14,9 +15,11 @@
  */
 import { randomBytes } from "node:crypto";
 import { hostname } from "node:os";
+import { startCommandService } from "../../shared/bus/command-service.ts";
 import { tickNoticeSubject } from "../../shared/bus/subjects.ts";
 import { type LondisteConfig, loadLondisteConfig, londisteSubjects } from "../../shared/config/londiste.ts";
 import { runService, type ServiceShell } from "../../shared/service-shell.ts";
+import { VERSION } from "../../shared/version.ts";
 import type { CopyContext } from "./context.ts";
 import { dropStaleCopyConsumers } from "./copy-consumer.ts";
 import { CopyScheduler } from "./scheduler.ts";
@@ -60,10 +63,23 @@ async function copyBody(shell: ServiceShell<LondisteConfig>): Promise<number> {
   const subjects = londisteSubjects(config.subjectPrefix, config.jobName);
   shell.connectNatsInBackground(
     appName,
-    (conn) => {
+    async (conn) => {
       conn.subscribe(subjects.copyRequest, { queue: `londiste-${config.jobName}-copy`, callback: () => scheduler.wake() });
       conn.subscribe(tickNoticeSubject(config.subjectPrefix, config.queue), { callback: () => ctx.ticks.notify() });
       log.info({ requests: subjects.copyRequest }, "listening for copy requests and tick notices");
+      // Listed by $SRV like every service, and reached by `londiste CONFIG stop|reload|ping`.
+      const service = await startCommandService(conn, {
+        name: "londiste-copy",
+        version: VERSION,
+        description: `londiste copy worker for job ${config.jobName}`,
+        subjectPrefix: subjects.commandPrefix,
+        commands: shell.controlCommands(() => ({ service: "copy", worker: me, copies: scheduler.tables })),
+        metadata: { job: config.jobName, instance: shell.instance },
+        queue: `londiste-${config.jobName}-copy`,
+        log,
+        stats: () => ({ instance: shell.instance, worker: me, copies: scheduler.tables }),
+      });
+      shell.atExit(() => service.stop());
     },
     "polling for tables to copy",
   );

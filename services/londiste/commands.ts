@@ -96,6 +96,21 @@ export const LONDISTE_COMMANDS: Record<string, Usage> = {
   "subscriber deny-writes": { args: "TABLE...", help: "refuse writes to tables by anyone but replay", min: 1, max: MANY, build: tables },
   "subscriber allow-writes": { args: "TABLE...", help: "lift deny-writes", min: 1, max: MANY, build: tables },
   status: { args: "", help: "job lag, last tick and each table's state", min: 0, max: 0, build: none },
+  ping: { args: "", help: "show a running service of the job (replay, copy or repair worker) and its state", min: 0, max: 0, build: none },
+  stop: {
+    args: "[INSTANCE]",
+    help: "stop the job's services (or one instance) after their current unit of work (replaces londiste -s)",
+    min: 0,
+    max: 1,
+    build: ([i]) => (i ? { instance: i } : {}),
+  },
+  reload: {
+    args: "[INSTANCE]",
+    help: "make the job's services (or one instance) re-read their config (replaces londiste -r)",
+    min: 0,
+    max: 1,
+    build: ([i]) => (i ? { instance: i } : {}),
+  },
   compare: {
     args: "[TABLE...] [--ranged] [--lock] [--force]",
     help: "row counts and checksums of both sides at one consistent point (exit 1 when any differ; --ranged: the differing key ranges)",
@@ -130,6 +145,9 @@ export const LONDISTE_COMMANDS: Record<string, Usage> = {
   },
 };
 
+/** Commands every service of the job answers (replay, copy and repair workers), not only replay. */
+export const CONTROL_COMMANDS = new Set(["ping", "stop", "reload"]);
+
 /** Commands served by the job's repair workers (`londiste CONFIG repair-worker`) rather than by replay. */
 export const REPAIR_COMMANDS = new Set(["compare", "repair"]);
 
@@ -162,13 +180,14 @@ export const LONDISTE_OPTIONS: OptionSpec = {
   "dry-run": { type: "boolean" },
   dir: { type: "string", missing: "--dir needs a directory" },
   reset: { type: "boolean" },
+  instance: { type: "string", missing: "--instance needs a name" },
 };
 
 /** The long-running commands the launcher runs in its own process, with the options each takes. */
 export const SERVICE_COMMANDS: Record<string, { usage: string; options: string[] }> = {
   replay: { usage: "replay [--reset]", options: ["reset"] },
-  copy: { usage: "copy", options: [] },
-  "repair-worker": { usage: "repair-worker", options: [] },
+  copy: { usage: "copy [--instance NAME]", options: ["instance"] },
+  "repair-worker": { usage: "repair-worker [--instance NAME]", options: ["instance"] },
   watch: { usage: "watch [--json]", options: ["json"] },
 };
 

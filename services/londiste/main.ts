@@ -12,7 +12,7 @@ import { ConfigError } from "../../shared/config/load.ts";
 import { loadLondisteConfig, londisteSubjects } from "../../shared/config/londiste.ts";
 import { connectForCli, NoServiceError, requestReply } from "../../shared/cli/request.ts";
 import { parseCommandLine } from "../../shared/cli/args.ts";
-import { flagsFrom, helpText, LONDISTE_OPTIONS, parseCommand, REPAIR_COMMANDS, SERVICE_COMMANDS, UsageError } from "./commands.ts";
+import { CONTROL_COMMANDS, flagsFrom, helpText, LONDISTE_OPTIONS, parseCommand, REPAIR_COMMANDS, SERVICE_COMMANDS, UsageError } from "./commands.ts";
 import { anyFailed, formatResult } from "./format.ts";
 import { watchStateChanges } from "./watch.ts";
 
@@ -38,7 +38,9 @@ export async function runLondisteCommand(argv: string[]): Promise<number> {
     // Sent to a worker that may run elsewhere: an absolute path, resolved here.
     if (flags.dir !== undefined) flags.dir = resolve(flags.dir);
     command = parseCommand(words, flags);
-    if (options.options.reset) throw new UsageError(`--reset does not apply to "${command.command.replace(".", " ")}"`);
+    for (const serviceOnly of ["reset", "instance"]) {
+      if (options.options[serviceOnly] !== undefined) throw new UsageError(`--${serviceOnly} does not apply to "${command.command.replace(".", " ")}"`);
+    }
     config = loadLondisteConfig(configPath!);
   } catch (error) {
     if (error instanceof UsageError || error instanceof ConfigError) {
@@ -54,7 +56,9 @@ export async function runLondisteCommand(argv: string[]): Promise<number> {
   const subject = londisteSubjects(config.subjectPrefix, config.jobName).command(command.command);
   const howToStart = repairWork
     ? `start a repair worker with "londiste ${options.words[0]} repair-worker"`
-    : `start replay with "londiste ${options.words[0]} replay"`;
+    : CONTROL_COMMANDS.has(command.command)
+      ? `no service of job ${config.jobName} is running`
+      : `start replay with "londiste ${options.words[0]} replay"`;
   try {
     const nc = await connectForCli(natsSettingsFrom(config.values, `londiste cli ${config.jobName}`), Math.min(timeoutMs, config.commandTimeoutMs));
     try {

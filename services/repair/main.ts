@@ -121,6 +121,7 @@ async function repairBody(shell: ServiceShell<LondisteConfig>, counts: { served:
     commands: {
       compare: perRequest("compare", compareCommand),
       repair: perRequest("repair", repairCommand),
+      ...shell.controlCommands(() => ({ service: "repair", running, served: counts.served })),
     },
     metadata: { job: config.jobName, instance },
     queue: `londiste-${config.jobName}-repair`,

@@ -9,8 +9,7 @@
  */
 import type pg from "pg";
 import { Counter, Gauge } from "prom-client";
-import { type CommandSpec, NO_REPLY, startCommandService } from "../../shared/bus/command-service.ts";
-import { CommandError } from "../../shared/bus/replies.ts";
+import { startCommandService } from "../../shared/bus/command-service.ts";
 import { tickNoticeSubject, type TickNotice } from "../../shared/bus/subjects.ts";
 import { runService, type ServiceShell } from "../../shared/service-shell.ts";
 import { getQueueInfo } from "../../shared/pgq/index.ts";
@@ -37,12 +36,12 @@ export async function runTickerService(configPath: string): Promise<number> {
     kind: "ticker",
     load: () => loadTickerConfig(configPath),
     stopping: "stopping after the current unit of work",
-    body: (shell) => tickerBody(shell, configPath),
+    body: tickerBody,
   });
 }
 
-async function tickerBody(shell: ServiceShell<TickerConfig>, configPath: string): Promise<number> {
-  let config = shell.config;
+async function tickerBody(shell: ServiceShell<TickerConfig>): Promise<number> {
+  const config = shell.config;
   const { log, instance } = shell;
   const pool = shell.pool("admin", { ...config.db, max: 2, application_name: `pgqadm ${config.jobName} admin` });
 
@@ -80,49 +79,8 @@ async function tickerBody(shell: ServiceShell<TickerConfig>, configPath: string)
     onState: (state) => active.set(state === "active" ? 1 : 0),
   });
 
-  /** Re-reads the config; returns the problem when the file is not usable (the old config stays). */
-  const reload = (): string | undefined => {
-    try {
-      config = loadTickerConfig(configPath);
-      loop.reconfigure(config);
-      log.info("config reloaded");
-      return undefined;
-    } catch (error) {
-      log.error({ err: error }, "config reload failed; keeping the old config");
-      return (error as Error).message;
-    }
-  };
-  shell.onReload(() => void reload());
-  const forMe = (r: Record<string, unknown>) => r.instance === undefined || r.instance === instance;
-  const control: Record<string, CommandSpec> = {
-    stop: {
-      description: "stop this ticker job's instances (or only `instance`) after the current unit of work",
-      request: { instance: { type: "string", maxLength: 200 } },
-      everyInstance: true,
-      handler: async (r) => {
-        if (!forMe(r)) return NO_REPLY;
-        setImmediate(() => shell.requestStop("stop command"));
-        return { instance, stopping: true };
-      },
-    },
-    reload: {
-      description: "re-read the config file (or only on `instance`)",
-      request: { instance: { type: "string", maxLength: 200 } },
-      everyInstance: true,
-      handler: async (r) => {
-        if (!forMe(r)) return NO_REPLY;
-        const problem = reload();
-        if (problem) throw new CommandError("internal", `config reload failed, keeping the old config: ${problem}`);
-        return { instance, reloaded: true };
-      },
-    },
-    ping: {
-      description: "who is running, and in which state",
-      request: {},
-      everyInstance: true,
-      handler: async () => ({ instance, state: loop.state, version: VERSION }),
-    },
-  };
+  shell.onReload((fresh) => loop.reconfigure(fresh));
+  const control = shell.controlCommands(() => ({ state: loop.state }));
 
   const subjects = tickerSubjects(config.subjectPrefix, config.jobName);
   shell.connectNatsInBackground(

@@ -1,9 +1,9 @@
 /** Installs or upgrades the londiste schema from sql/londiste/install.sql (the file psql runs). */
-import { fileURLToPath } from "node:url";
+import { packagePath } from "../package-root.ts";
 import type { Queryable } from "../db/queryable.ts";
 import { runSqlScript } from "../db/sql-script.ts";
 
-export const LONDISTE_INSTALL_SQL = fileURLToPath(new URL("../../sql/londiste/install.sql", import.meta.url));
+export const LONDISTE_INSTALL_SQL = packagePath("sql", "londiste", "install.sql");
 
 /** The migration level this code expects (the highest in sql/londiste/structure/). */
 export const LONDISTE_SCHEMA_VERSION = 6;

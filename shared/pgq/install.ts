@@ -1,9 +1,9 @@
 /** Installs or upgrades the PgQ schema from sql/pgq/install.sql (the file psql runs). */
-import { fileURLToPath } from "node:url";
+import { packagePath } from "../package-root.ts";
 import type { Queryable } from "../db/queryable.ts";
 import { runSqlScript } from "../db/sql-script.ts";
 
-export const PGQ_INSTALL_SQL = fileURLToPath(new URL("../../sql/pgq/install.sql", import.meta.url));
+export const PGQ_INSTALL_SQL = packagePath("sql", "pgq", "install.sql");
 
 export async function installPgq(db: Queryable): Promise<void> {
   await runSqlScript(db, PGQ_INSTALL_SQL);
