@@ -1,8 +1,11 @@
 /**
- * The subscriber table's indexes and constraints around the COPY (spec
- * §4.6 step 3, with the fkey handling of 2.1.5): loading rows into a table
- * without them and building them once afterwards is much faster, and a
- * table that other tables' foreign keys point at cannot be truncated.
+ * The subscriber table's indexes and constraints around the COPY (state
+ * in-copy of docs/protocols.md, "Initial copy and the handover to replay",
+ * with the fkey handling of Skytools 2.1.5; foreign keys as in
+ * docs/differences-from-skytools.md, "The copy and the handover"):
+ * loading rows into a table without them and building them once
+ * afterwards is much faster, and a table that other tables' foreign keys
+ * point at cannot be truncated.
  *
  *  - primary key, unique, check and exclusion constraints and the other
  *    indexes are dropped and recreated, by name and definition, in the

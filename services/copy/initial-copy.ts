@@ -1,6 +1,8 @@
 /**
  * State in-copy: the table's rows, copied under a snapshot that fits the
- * queue (spec §4.6, with the fixes the spec asks for).
+ * queue (docs/protocols.md, "Initial copy and the handover to replay",
+ * with the fixes of docs/differences-from-skytools.md, "The copy and the
+ * handover").
  *
  *  1. Under the table's row lock (lease checked), the copy consumer is
  *     registered afresh at the newest tick R, before the snapshot: every
@@ -9,9 +11,11 @@
  *     exist on the subscriber table; its indexes and constraints are set
  *     aside (dest-objects.ts); TRUNCATE unless skip_truncate.
  *  3. On the provider, REPEATABLE READ READ ONLY, whose first statement
- *     reads the snapshot S (asserting the isolation level: Skytools bug 18
- *     lost rows by silently copying in READ COMMITTED); the rows stream from
- *     `COPY (select ...) TO STDOUT` into `COPY ... FROM STDIN`.
+ *     reads the snapshot S (asserting the isolation level: a psycopg change
+ *     once made the Skytools copy run in READ COMMITTED and lose rows, see
+ *     docs/differences-from-skytools.md, "The copy and the handover"); the
+ *     rows stream from `COPY (select ...) TO STDOUT` into
+ *     `COPY ... FROM STDIN`.
  *  4. Indexes and constraints recreated, a fence tick F taken after S
  *     (asked for as soon as the rows are in, while the indexes are
  *     rebuilt), the copy consumer's recorded tick cleared, and
@@ -107,7 +111,7 @@ export async function copyTable(ctx: CopyContext, table: TableSync, signal: Abor
     );
     const snapshot = rows[0]!.snapshot;
     if (rows[0]!.isolation !== "repeatable read") {
-      throw new Error(`the provider transaction runs in ${rows[0]!.isolation}, not repeatable read: refusing to copy (Skytools bug 18)`);
+      throw new Error(`the provider transaction runs in ${rows[0]!.isolation}, not repeatable read: refusing to copy, as rows could be lost (the Skytools copy lost rows in READ COMMITTED)`);
     }
     const { rows: est } = await prov.query<{ n: number }>("select reltuples::float8 as n from pg_class where oid = $1", [providerShape.oid]);
     const estimated = est[0] && est[0].n >= 0 ? Math.round(est[0].n) : null;

@@ -1,9 +1,9 @@
 /**
  * The copy's snapshot (pg_snapshot text `xmin:xmax:xip,...`) and the
- * visibility rule of spec §1.1: a transaction is visible in it when it
- * ended before the snapshot was taken, i.e. txid < xmin, or txid < xmax
- * and not in progress (xip). Events of visible transactions are already
- * in the copied rows. Pure.
+ * visibility rule of PgQ's tick snapshots (docs/pgq.md, "How it works"):
+ * a transaction is visible in it when it ended before the snapshot was
+ * taken, i.e. txid < xmin, or txid < xmax and not in progress (xip).
+ * Events of visible transactions are already in the copied rows. Pure.
  */
 
 export interface TxidSnapshot {

@@ -1,7 +1,8 @@
 /**
  * One claimed table, from whatever copy state it is in to the end of the
  * copy's part: re-read the state before every step and do that state's
- * work (the seed's table, copy side):
+ * work (the copy side of the state table in docs/protocols.md, "Initial
+ * copy and the handover to replay"):
  *   in-copy     → initial-copy.ts (→ catching-up)
  *   catching-up → catch-up.ts, batch after batch, then the handover offer
  *                 (→ wanna-sync:T)

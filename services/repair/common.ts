@@ -64,7 +64,7 @@ export function failedOutcome(table: string, error: unknown): TableOutcome {
   return { name: table, ok: false, status: "failed", message: error instanceof Error ? error.message : String(error) };
 }
 
-/** Spec §4.8: a replay lagging more than the ticker lag + 10 s is refused unless forced. */
+/** As in Skytools (docs/protocols.md, "Compare and repair: one consistent point"): a replay lagging more than the ticker lag + 10 s is refused unless forced. */
 export async function checkLag(ctx: RepairContext, force: boolean): Promise<void> {
   const [consumer] = await getConsumerInfo(ctx.provider, ctx.queue, ctx.consumer);
   if (!consumer) throw new CommandError("not_found", `replay's consumer ${ctx.consumer} is not registered on queue ${ctx.queue}`);

@@ -1,5 +1,6 @@
 /**
- * Sequences followed by the subscriber (spec §4.7): with every applied
+ * Sequences followed by the subscriber (docs/protocols.md, "Replay: one
+ * batch, exactly once"): with every applied
  * batch, each one's provider value is pushed with setval, and only when
  * it is ahead, so a sequence never moves backwards (setval is not
  * transactional; repeating it after a crash is harmless).

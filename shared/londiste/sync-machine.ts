@@ -1,6 +1,7 @@
 /**
- * The life of one subscriber table, as an XState machine: the seed's
- * state table (none → in-copy → catching-up → wanna-sync:<tick> →
+ * The life of one subscriber table, as an XState machine: the Skytools 2
+ * states and owners (docs/protocols.md, "Initial copy and the handover to
+ * replay"; none → in-copy → catching-up → wanna-sync:<tick> →
  * do-sync:<tick> → ok), plus error and removed. Pure: no I/O, no actions
  * with effects; services read the decision (`decide`) and do the work,
  * and sync-store.ts persists the result in the same transaction.
@@ -57,7 +58,7 @@ export const EMPTY_CONTEXT: SyncContext = { tick: null, snapshot: null, fenceTic
 
 /** What the rest of the system needs to know about a state. */
 export interface StateFacts {
-  /** Who acts in the state (the seed's "owner" column). */
+  /** Who acts in the state (the "who acts" column of docs/protocols.md, "Initial copy and the handover to replay"). */
   owner: SyncActor | null;
   /** A copy worker holds the table: it works in the state, or waits in it for replay. */
   copyServes: boolean;
@@ -226,7 +227,7 @@ export function decide(current: PersistedSync, event: SyncEvent): Decision {
   return { accepted: true, next: { state: next.value as SyncStateName, context: { ...next.context } } };
 }
 
-/** The seed's text form (londiste.subscriber_table.merge_state): NULL for none. */
+/** The Skytools 2 text form (londiste.subscriber_table.merge_state; docs/table-sync-machine.md): NULL for none. */
 export function stateText(p: PersistedSync): string | null {
   const form = stateTextForm(p.state);
   if (!form) return null;

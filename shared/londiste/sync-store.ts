@@ -27,7 +27,7 @@ export interface TableSync {
   leaseOwner: string | null;
   leaseUntil: Date | null;
   copyProgress: Record<string, unknown> | null;
-  /** merge_state, the seed's text form of the state. */
+  /** merge_state, the Skytools 2 text form of the state (docs/table-sync-machine.md). */
   stateText: string | null;
   snapshot: string | null;
   lastError: string | null;

@@ -1,6 +1,7 @@
 /**
- * The structure check of `subscriber add` and `subscriber check` (spec
- * §4.3 check_tables, with its reasons spelled out): may the provider
+ * The structure check of `subscriber add` and `subscriber check`
+ * (Skytools' check_tables, with its reasons spelled out; docs/londiste.md,
+ * "Commands"): may the provider
  * table's changes be applied to the subscriber table? Pure: it compares
  * two shapes read by table-shape.ts and the subscriber table's triggers.
  */

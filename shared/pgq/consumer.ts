@@ -1,6 +1,6 @@
 /**
  * A consumer loop: runs a handler for each batch and closes the batch the
- * way PgQ expects (spec §1.8):
+ * way PgQ expects (docs/pgq.md, "PgQ from TypeScript"):
  *   next_batch committed on its own -> events streamed -> handler ->
  *   retry/failed tags and finish_batch in one transaction.
  *

@@ -1,4 +1,4 @@
-/** The PgQ TypeScript API: see README "PgQ from TypeScript". */
+/** The PgQ TypeScript API: see docs/pgq.md, "PgQ from TypeScript". */
 export * from "./batch.ts";
 export * from "./consumer.ts";
 export * from "./errors.ts";

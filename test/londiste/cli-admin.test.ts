@@ -1,10 +1,10 @@
 /**
- * The londiste command line end to end, as a user runs it (issue 4's
- * acceptance): the ticker and the replay service run as their own OS
+ * The londiste command line end to end, as a user runs it
+ * (docs/londiste.md, "Setting up a job" and "Commands"): the ticker and the replay service run as their own OS
  * processes, every admin step is a `londiste CONF ...` call answered by
  * replay over NATS. Covers install → add → changes reach the subscriber →
  * status (human and --json); the rules of `provider add` / `subscriber add`
- * (spec §4.3, scenario 51) with their messages and exit codes (0 done,
+ * (docs/londiste.md, "Commands") with their messages and exit codes (0 done,
  * 1 failed, 2 bad usage, 3 nobody answered); subscriber triggers; and
  * malformed admin requests sent raw over NATS.
  */
@@ -166,7 +166,7 @@ describe("acceptance: install, add, replicate, status", () => {
     expect(s.replay.role).toBe("active");
     expect(s.replay.changes).toBeGreaterThanOrEqual(8);
     expect(s.tables).toEqual([{ table: "public.t", state: "ok", dest_table: null, error: null, copy_worker: null, copy_progress: null }]);
-    // The recorded tick is the provider consumer's last tick (scenario 37: completed = the last batch's end tick).
+    // The recorded tick is the provider consumer's last tick (completed = the last batch's end tick).
     const [{ last_tick }] = await rowsOf(job.provider, `select last_tick from pgq.get_consumer_info('${job.queue}', '${job.jobName}')`);
     expect(Number(last_tick)).toBe(s.subscriber_tick);
 

@@ -1,15 +1,15 @@
 /**
- * Londiste scenarios end to end (spec §6, the parts that need no copy),
+ * Londiste scenarios end to end (docs/londiste.md, the parts that need no copy),
  * with the ticker and replay as their own OS processes and every admin
  * step a `londiste CONF ...` call: table redirection (--dest-table);
  * `provider remove` drops the table from the subscriber's set and keeps
- * its rows (48), and a stale 'T' event does not remove a table added after
- * it; sequences follow and never move backwards (49); TRUNCATE replicated,
+ * its rows, and a stale 'T' event does not remove a table added after
+ * it; sequences follow and never move backwards; TRUNCATE replicated,
  * or not with ignore_truncate; deny-writes / allow-writes; a column added
  * on the provider stops only its table, visibly, until resync; an unknown
- * event type is marked failed and replay goes on (53); missing, check,
+ * event type is marked failed and replay goes on; missing, check,
  * fkeys and the listings; unregister; a wrong recorded tick stops replay
- * with "Lost position" until `replay --reset` (40).
+ * with "Lost position" until `replay --reset`.
  */
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { TestDatabase } from "../support/db.ts";
@@ -124,7 +124,7 @@ describe("scenarios on one job", () => {
     expect(human).toMatch(/^public\.rt\s+ok\s+other\.rt2$/m);
   });
 
-  it("provider remove: the subscriber drops the table from its set and keeps its rows; a stale 'T' does not remove a table added after it (48)", async () => {
+  it("provider remove: the subscriber drops the table from its set and keeps its rows; a stale 'T' does not remove a table added after it", async () => {
     await onBoth(job, "create table gone (id int primary key); create table late (id int primary key)");
     await addBoth(job, "gone");
     await job.provider.query("insert into gone select generate_series(1, 4)");
@@ -165,7 +165,7 @@ describe("scenarios on one job", () => {
     expect(await rowsOf(job.subscriber, "select count(*)::int as n from gone")).toEqual([{ n: 4 }]);
   });
 
-  it("sequences: provider add-seq + subscriber add-seq; the subscriber follows and never moves backwards (49)", async () => {
+  it("sequences: provider add-seq + subscriber add-seq; the subscriber follows and never moves backwards", async () => {
     await onBoth(job, "create sequence sq1");
     await job.provider.query("create sequence sq_provider_only");
     const padd = await job.londiste("provider", "add-seq", "sq1", "sq_provider_only", "no_such_seq");
@@ -285,7 +285,7 @@ describe("scenarios on one job", () => {
     expect((await stateOf(job, "public.ck"))?.merge_state).toBe("ok");
   });
 
-  it("an unknown event type is marked failed ('Unknown operation') and replay carries on (53)", async () => {
+  it("an unknown event type is marked failed ('Unknown operation') and replay carries on", async () => {
     await job.provider.query("select pgq.insert_event($1, 'X', 'mystery payload')", [job.queue]);
     await pulse();
     // Failed events are tagged on the provider after the subscriber commit that made the pulse visible.
@@ -391,7 +391,7 @@ describe("a job with ignore_truncate = 1", () => {
     expect(await rowsOf(quiet.subscriber, "select id from tr order by id")).toEqual([1, 2, 3, 10].map((id) => ({ id })));
   });
 
-  it("a wrong recorded tick stops replay with 'Lost position', nothing applied; replay --reset recovers (40)", async () => {
+  it("a wrong recorded tick stops replay with 'Lost position', nothing applied; replay --reset recovers", async () => {
     await onBoth(quiet, "create table lp (id int primary key)");
     await addBoth(quiet, "lp");
     await quiet.provider.query("insert into lp values (1)");

@@ -1,5 +1,6 @@
 /**
- * The copy service end to end (issue 5 §2): ticker, replay and a copy
+ * The copy service end to end (docs/protocols.md, "Initial copy and the
+ * handover to replay"): ticker, replay and a copy
  * worker run as their own OS processes, the job is set up with the
  * londiste command line, and `subscriber add` (without --expect-sync)
  * leaves the rest to replay and the copy:

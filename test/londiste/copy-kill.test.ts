@@ -1,7 +1,8 @@
 /**
- * A copy worker that dies or stops in the middle of a copy (issue 5 §2:
- * "a dead copy worker's lease expires and the table is taken up again by
- * another worker"; Skytools never relaunched a dead copy). Ticker, replay
+ * A copy worker that dies or stops in the middle of a copy: a dead copy
+ * worker's lease expires and the table is taken up again by another worker
+ * (docs/differences-from-skytools.md, "The copy and the handover";
+ * Skytools never relaunched a dead copy). Ticker, replay
  * and copy workers are OS processes, copy_lease = 3 s; writers keep
  * changing the table. The subscriber table has an ALWAYS trigger that
  * slows the COPY down (a short sleep every 500 rows while public.gate says

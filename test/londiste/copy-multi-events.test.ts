@@ -1,5 +1,6 @@
 /**
- * State-change events on JetStream survive a NATS outage (issue 5 §3, §5):
+ * State-change events on JetStream survive a NATS outage (docs/protocols.md,
+ * "State-change events"):
  * the job runs against a private nats-server with JetStream (its own port
  * and store directory). A table is added and held in in-copy (copy gate)
  * while the first transitions are relayed; then NATS is stopped, the gate

@@ -1,6 +1,7 @@
 /**
  * `subscriber resync` in every state of the table-sync machine, and
- * `subscriber remove` during a copy (issue 5 §5), with ticker, replay and
+ * `subscriber remove` during a copy (docs/table-sync-machine.md), with
+ * ticker, replay and
  * a copy worker as OS processes and a writer changing the table all along.
  * The state is held while the command runs (crash-helpers.ts), in ways
  * that leave replay answering commands and its position lock free:

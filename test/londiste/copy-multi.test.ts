@@ -1,5 +1,6 @@
 /**
- * Many tables added at once (issue 5 §5): eight tables — six plain ones and
+ * Many tables added at once (docs/protocols.md, "Initial copy and the
+ * handover to replay"): eight tables — six plain ones and
  * a parent/child pair whose child has a foreign key to the parent, on both
  * sides — are added with one `subscriber add` while writers keep changing
  * all of them; two copy workers with parallel_copies = 2 share the work.

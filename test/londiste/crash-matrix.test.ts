@@ -1,5 +1,5 @@
 /**
- * The crash matrix (issue 5 §5): for each state of the table-sync machine —
+ * The crash matrix (docs/table-sync-machine.md): for each state of the table-sync machine —
  * (none), in-copy, catching-up, wanna-sync, do-sync, ok — and each actor —
  * replay, copy worker, ticker — kill -9 that actor while a table is in that
  * state, under a write load on the provider (inserts, updates, key changes,

@@ -1,5 +1,6 @@
 /**
- * kill -9 stress, end to end (issue 4 §4): ticker and replay run as their
+ * kill -9 stress, end to end (docs/protocols.md, "Replay: one batch,
+ * exactly once"): ticker and replay run as their
  * own OS processes, the job is set up with the londiste command line, and
  * several concurrent writers run random transactions on the provider
  * (inserts, updates that bump a per-row version `v = v + 1`, key changes,

@@ -1,6 +1,6 @@
 /**
- * Londiste provider registrations (spec §6 scenarios 33 and 34, provider
- * part): tables and sequences are added, listed and removed with the
+ * Londiste provider registrations (docs/londiste.md, "The SQL API"):
+ * tables and sequences are added, listed and removed with the
  * original errors, a table's capture lives exactly as long as its
  * registration, and names follow SQL's rules ("no schema" means public,
  * unquoted parts fold to lower case, quoted parts are kept as they are).
@@ -43,7 +43,7 @@ async function triggersOn(table: string): Promise<string[]> {
   return rows.map((r) => r.tgname);
 }
 
-describe("provider tables (scenario 33)", () => {
+describe("provider tables", () => {
   it("adds a table: capture trigger live at once, listed in add order", async () => {
     expect((await db.query("select londiste.provider_add_table($1, 'data1') as r", [Q])).rows[0].r).toBe(1);
     expect((await db.query(`select londiste.provider_add_table($1, '"Other"."Odd Name"') as r`, [Q])).rows[0].r).toBe(1);
@@ -95,7 +95,7 @@ describe("provider tables (scenario 33)", () => {
   });
 });
 
-describe("provider sequences (scenario 34, provider part)", () => {
+describe("provider sequences", () => {
   it("adds, lists and removes sequences with the original errors", async () => {
     await expect(db.query("select londiste.provider_add_seq($1, 'noseq')", [Q])).rejects.toThrow("seq not found: noseq");
     expect((await db.query("select londiste.provider_add_seq($1, 'seq1') as r", [Q])).rows[0].r).toBe(1);

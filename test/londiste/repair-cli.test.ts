@@ -1,5 +1,6 @@
 /**
- * compare and repair from the londiste command line (issue 6): the
+ * compare and repair from the londiste command line (docs/londiste.md,
+ * "Commands"): the
  * worker started as `londiste CONF repair-worker`, `compare` exits 0 when
  * every table is equal and 1 when any differs (per-table lines, --json,
  * --ranged), `repair --dry-run` prints the statements, `repair` writes

@@ -1,5 +1,6 @@
 /**
- * compare and repair end to end (issue 6): ticker, replay and a repair
+ * compare and repair end to end (docs/protocols.md, "Compare and repair:
+ * one consistent point"): ticker, replay and a repair
  * worker run as their own processes; the job is set up with the londiste
  * command line; the worker is asked over NATS. A writer keeps changing the
  * provider tables (rows of its own key range) the whole time, so every

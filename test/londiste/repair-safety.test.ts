@@ -1,12 +1,13 @@
 /**
- * compare/repair when things go wrong (issue 6): tables that cannot be
+ * compare/repair when things go wrong (docs/protocols.md, "Compare and
+ * repair: one consistent point"): tables that cannot be
  * compared are refused with the reason; replay killed before or during a
  * request makes it fail or complete cleanly, and replay is never left
  * paused: the hold on replay is deleted when the request ends, and a
  * worker killed while holding replay leaves a hold that expires by itself.
  * With --lock the provider table is unlocked when replay does not catch
  * up in time; a replay lagging more than the ticker lag + 10 s is refused
- * unless forced (spec §4.8). Two workers share the requests; concurrent
+ * unless forced (as in Skytools). Two workers share the requests; concurrent
  * requests take turns holding replay. Ticker, replay and the repair workers are their own processes.
  */
 import type { NatsConnection } from "@nats-io/nats-core";
@@ -165,7 +166,7 @@ describe("replay killed", () => {
     expect(locked.result![0]!.message).toMatch(/^Consumer lagging too much, exiting: replay did not reach tick \d+ within/);
     expect((await job.provider.query("select 1 from pg_locks where locktype = 'relation' and mode = 'ShareLock' and database = (select oid from pg_database where datname = current_database())")).rows).toEqual([]);
 
-    // Spec §4.8: replay lagging more than the ticker lag + 10 s is refused, unless forced.
+    // As in Skytools: replay lagging more than the ticker lag + 10 s is refused, unless forced.
     await waitFor(
       async () => {
         const r = await send("compare", { tables: ["t"], wait_seconds: 1 });

@@ -3,9 +3,10 @@
  * comes later): provider changes captured into PgQ reach the subscriber
  * table in state `ok` together with the batch's end tick; a batch whose
  * subscriber commit happened but whose finish_batch was lost is skipped
- * (scenario 38: no duplicate-key error, counts unchanged); a subscriber
- * position that does not match the batch stops replay loudly (scenario
- * 40); events of unknown type are set aside as failed (scenario 53).
+ * (no duplicate-key error, counts unchanged); a subscriber position that
+ * does not match the batch stops replay loudly; events of unknown type are
+ * set aside as failed (docs/protocols.md, "Replay: one batch, exactly
+ * once").
  */
 import { fileURLToPath } from "node:url";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
@@ -127,7 +128,7 @@ describe("one replay round", () => {
     expect(await rows(subscriber, "data1")).toEqual(await rows(provider, "data1"));
   });
 
-  it("stops loudly when the subscriber's position does not match the batch (scenario 40)", async () => {
+  it("stops loudly when the subscriber's position does not match the batch", async () => {
     await provider.query("insert into data1 values (7, 'g')");
     await tickNow(provider.pool, "replika");
     await subscriber.query("select londiste.set_last_tick('job', 1)");
@@ -135,7 +136,7 @@ describe("one replay round", () => {
     expect((await subscriber.query("select count(*)::int as n from data1 where id = 7")).rows[0].n).toBe(0);
   });
 
-  it("sets events of unknown type aside as failed and carries on (scenario 53)", async () => {
+  it("sets events of unknown type aside as failed and carries on", async () => {
     await subscriber.query("select londiste.set_last_tick('job', null)");
     await provider.query("select pgq.insert_event('replika', 'X', 'mystery')");
     await tickNow(provider.pool, "replika");

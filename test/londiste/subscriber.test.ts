@@ -1,6 +1,6 @@
 /**
- * Londiste subscriber registrations and position (spec §6 scenario 34,
- * subscriber part, and 36): table states and snapshots, skip_truncate,
+ * Londiste subscriber registrations and position (docs/londiste.md, "The
+ * SQL API"): table states and snapshots, skip_truncate,
  * sequences, the last applied tick, and canonical names. The subscriber
  * schema installs without PgQ.
  */
@@ -24,7 +24,7 @@ afterAll(async () => {
 
 const tables = async () => (await db.query("select * from londiste.subscriber_get_table_list($1)", [Q])).rows;
 
-describe("subscriber tables (scenario 36)", () => {
+describe("subscriber tables", () => {
   it("adds tables (even ones that do not exist) with state NULL, in add order, by canonical name", async () => {
     expect((await db.query("select londiste.subscriber_add_table($1, 'data1') as r", [Q])).rows[0].r).toBe(0);
     expect((await db.query(`select londiste.subscriber_add_table($1, '"Other"."Odd Name"') as r`, [Q])).rows[0].r).toBe(0);
@@ -61,7 +61,7 @@ describe("subscriber tables (scenario 36)", () => {
   });
 });
 
-describe("subscriber sequences (scenario 34, subscriber part)", () => {
+describe("subscriber sequences", () => {
   it("accepts a sequence that does not exist; removing twice fails with 'no such seq?'", async () => {
     expect((await db.query("select londiste.subscriber_add_seq($1, 'no_such_seq') as r", [Q])).rows[0].r).toBe(0);
     expect((await db.query("select s from londiste.subscriber_get_seq_list($1) s", [Q])).rows).toEqual([{ s: "public.no_such_seq" }]);
@@ -70,7 +70,7 @@ describe("subscriber sequences (scenario 34, subscriber part)", () => {
   });
 });
 
-describe("last applied tick (scenario 36)", () => {
+describe("last applied tick", () => {
   it("set_last_tick 1, 2, NULL reads back as 1, 2, NULL, per consumer", async () => {
     const last = async (c: string) => (await db.query("select londiste.get_last_tick($1) as t", [c])).rows[0].t;
     expect(await last("job")).toBeNull();

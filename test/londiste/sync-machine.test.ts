@@ -1,9 +1,10 @@
 /**
  * The table-sync machine without a database: every event in every state,
- * the legal ones lead where the seed's table says, every other one is
- * rejected and leaves the state as it was; the guards at their edges; the
- * text form of the state column; the facts each state carries; the
- * generated doc is current.
+ * the legal ones lead where the Skytools 2 state table says
+ * (docs/protocols.md, "Initial copy and the handover to replay"), every
+ * other one is rejected and leaves the state as it was; the guards at
+ * their edges; the text form of the state column; the facts each state
+ * carries; the generated doc is current.
  */
 import { readFileSync } from "node:fs";
 import { describe, expect, it } from "vitest";
@@ -91,7 +92,7 @@ describe("table-sync machine", () => {
     }
   }
 
-  it("walks the seed's table, carrying the snapshot, fence and tick in the context", () => {
+  it("walks the Skytools 2 state table, carrying the snapshot, fence and tick in the context", () => {
     let s = STATES.none;
     const go = (e: SyncEvent) => {
       const d = decide(s, e);
@@ -125,7 +126,7 @@ describe("table-sync machine", () => {
     expect(decide(doSync, { type: "COPY.FINISHED", copyTick: 13 }).accepted).toBe(false);
   });
 
-  it("reads and writes the seed's text form of the state column", () => {
+  it("reads and writes the Skytools 2 text form of the state column", () => {
     for (const text of [null, "in-copy", "catching-up", "wanna-sync:12", "do-sync:12", "ok", "error"]) {
       expect(stateText(fromStateText(text))).toBe(text);
     }

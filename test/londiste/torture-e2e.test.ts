@@ -1,5 +1,6 @@
 /**
- * Type-and-identifier torture, end to end (issue 4 §4): ticker and replay
+ * Type-and-identifier torture, end to end (docs/protocols.md, "Change
+ * capture"): ticker and replay
  * run as their own OS processes, the job is set up with the londiste
  * command line as a user would (`provider install`, `subscriber install`,
  * `provider add`, `subscriber add --expect-sync`), and a writer with hostile

@@ -1,5 +1,6 @@
 /**
- * PgQ core scenario 22 (spec §6, §1.4 "one ticker per queue"): several
+ * Concurrent tick requests (docs/pgq-rotation-and-txids.md, "Ticks never
+ * go backwards"): several
  * connections ask for ticks at the same time while producers insert. Tick
  * ids and snapshots must grow together (for consecutive ticks, every txid
  * visible in tick n is visible in tick n+1), otherwise events would be
@@ -26,7 +27,7 @@ afterAll(async () => {
   await db?.drop();
 });
 
-describe("scenario 22: concurrent tick requests", () => {
+describe("concurrent tick requests", () => {
   it("a ticker waiting for another one's lock takes a snapshot that contains everything the first one saw", async () => {
     await db.query("select pgq.create_queue('lock')");
     const [a, b, producer] = await Promise.all([conns.connect("ticker-a"), conns.connect("ticker-b"), conns.connect("producer")]);

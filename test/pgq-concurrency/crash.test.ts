@@ -1,5 +1,6 @@
 /**
- * PgQ core scenario 17 (spec §6, §5.2, §5.3 rule 2): a consumer that dies
+ * Crash with an open batch (docs/pgq.md, "How it works": an open batch is
+ * sticky): a consumer that dies
  * with a batch open gets, on a new connection (a new pool, as a restarted
  * process would), the same batch id with the same ticks and identical
  * events. Work it did in the uncommitted finishing transaction (retry and
@@ -45,7 +46,7 @@ async function kill(client: pg.Client): Promise<void> {
   await expect(client.query("select 1")).rejects.toThrow();
 }
 
-describe("scenario 17: crash with an open batch", () => {
+describe("crash with an open batch", () => {
   it("killed in the middle of finishing: the new connection gets the same batch and identical events; the tags are gone", async () => {
     await db.query("select pgq.create_queue('crash')");
     await db.query("select pgq.register_consumer('crash', 'c')");

@@ -1,12 +1,12 @@
 /**
- * PgQ core scenarios 13 and 14 (spec §6, §1.3, §1.7) with real concurrent
- * connections:
- *   13. a long transaction's events are delivered in exactly the batch in
+ * Long and rolled-back transactions (docs/pgq.md, "How it works"), with
+ * real concurrent connections:
+ *   (a) a long transaction's events are delivered in exactly the batch in
  *       which it commits, never earlier, never split and never twice; also
  *       when more than 100 txids were used between its start and the tick,
  *       so pgq.batch_event_sql fetches it through the explicit txid list,
  *       and when it spans a table rotation.
- *   14. events of rolled-back transactions (whole, spanning ticks, or a
+ *   (b) events of rolled-back transactions (whole, spanning ticks, or a
  *       rolled-back savepoint) are never delivered.
  */
 import type pg from "pg";
@@ -59,7 +59,7 @@ async function tickSnapshot(queue: string, tickId: number): Promise<{ xmin: numb
   return { xmin: Number(r.xmin), xmax: Number(r.xmax), xip: (r.xip ?? []).map(Number) };
 }
 
-describe("scenario 13: a long transaction lands in the batch where it commits", () => {
+describe("a long transaction lands in the batch where it commits", () => {
   it("T1 inserts e1 and stays open over ticks A and B, commits, tick C: e1 only in (B,C], together with later T1 events", async () => {
     await db.query("select pgq.create_queue('lt')");
     await db.query("select pgq.register_consumer('lt', 'c')");
@@ -200,7 +200,7 @@ describe("scenario 13: a long transaction lands in the batch where it commits", 
   });
 });
 
-describe("scenario 13, isolation levels: a producer whose snapshot predates a rotation", () => {
+describe("isolation levels: a producer whose snapshot predates a rotation", () => {
   for (const level of ["repeatable read", "serializable"]) {
     it(`${level}: its insert after a rotation fails with a serialization error, and the retried event is delivered once`, async () => {
       const q = `iso_${level.replace(" ", "_")}`;
@@ -240,7 +240,7 @@ describe("scenario 13, isolation levels: a producer whose snapshot predates a ro
   }
 });
 
-describe("scenario 14: rolled-back events are never delivered", () => {
+describe("rolled-back events are never delivered", () => {
   it("a rolled-back producer, one that spans ticks, a failed transaction and a rolled-back savepoint deliver nothing", async () => {
     await db.query("select pgq.create_queue('rb')");
     await db.query("select pgq.register_consumer('rb', 'c')");

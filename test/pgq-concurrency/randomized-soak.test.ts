@@ -1,6 +1,6 @@
 /**
- * Randomized concurrency soak (spec §0 "each event is in exactly one
- * batch", §1.3, §1.5, §1.7): at the same time
+ * Randomized concurrency soak (docs/pgq.md, "How it works": every event is
+ * in exactly one batch): at the same time
  *   * four writers on their own connections run overlapping short and long
  *     transactions (long ones insert in several chunks over up to ~1.5 s,
  *     across ticks and table rotations), some of which roll back;

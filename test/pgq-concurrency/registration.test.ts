@@ -1,11 +1,11 @@
 /**
- * PgQ core scenarios 15 and 18 (spec §6, §1.6, §1.7):
- *   15. a consumer registering mid-stream sits on the newest tick: it does
+ * Registering mid-stream and repositioning (docs/pgq.md, "How it works"):
+ *   (a) a consumer registering mid-stream sits on the newest tick: it does
  *       not get what was committed before that tick, and does get every
  *       transaction that was not visible in it, including ones that started
  *       earlier and commit later, and ones that committed between the tick
  *       and the registration;
- *   18. register_consumer(q, c, tick) repositions a consumer (forward or
+ *   (b) register_consumer(q, c, tick) repositions a consumer (forward or
  *       back), refuses unknown ticks and open batches, and consumption
  *       continues right after the given tick.
  */
@@ -31,7 +31,7 @@ afterAll(async () => {
 const insert = async (c: Queryable, queue: string, type: string) =>
   (await num(c, "select pgq.insert_event($1, $2, 'x')", [queue, type]))!;
 
-describe("scenario 15: registering mid-stream", () => {
+describe("registering mid-stream", () => {
   it("gets the transactions not visible in its registration tick, and none committed before it", async () => {
     await db.query("select pgq.create_queue('mid')");
     expect(await registerConsumer(db.pool, "mid", "old")).toBe(true);
@@ -121,7 +121,7 @@ describe("scenario 15: registering mid-stream", () => {
   });
 });
 
-describe("scenario 18: register_consumer(q, c, tick) repositions", () => {
+describe("register_consumer(q, c, tick) repositions", () => {
   let t2: number;
   let t3: number;
   let t4: number;

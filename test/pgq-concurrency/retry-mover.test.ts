@@ -1,7 +1,8 @@
 /**
- * PgQ core scenario 20 (spec §6, §1.5 step 3, §5.4 #4): the retry mover.
- * 25 due retries are re-inserted exactly once each (the 6f6 mover inserted
- * every due row on each call), the retry queue ends empty, and the events
+ * The retry mover (docs/differences-from-skytools.md, "The retry mover
+ * moves each due event exactly once"). 25 due retries are re-inserted
+ * exactly once each (Skytools 2's mover inserted every due row on each
+ * call), the retry queue ends empty, and the events
  * come back only to their owner, with the same ids and times and retry
  * count 1. Two movers running at the same time share the rows (SKIP
  * LOCKED) instead of duplicating them.
@@ -61,7 +62,7 @@ async function ownedRows(queue: string, owner: number) {
   return rows[0]!;
 }
 
-describe("scenario 20: the retry mover", () => {
+describe("the retry mover", () => {
   it("25 due retries: exactly 25 re-inserted, retry queue empty, back to the owner only with retry 1", async () => {
     await db.query("select pgq.create_queue('rq')");
     await db.query("select pgq.register_consumer('rq', 'owner')");

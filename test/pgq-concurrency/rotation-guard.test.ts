@@ -1,8 +1,9 @@
 /**
- * PgQ core scenarios 16 and 19 (spec §6, §1.5), rotation period 0:
- *   16. two consumers keep independent positions; rotation waits for the
+ * Independent consumers and the rotation guard
+ * (docs/pgq-rotation-and-txids.md, "The rotation guard"), rotation period 0:
+ *   (a) two consumers keep independent positions; rotation waits for the
  *       slower one;
- *   19. the rotation guard: a lagging consumer makes step1 return 0 and
+ *   (b) the rotation guard: a lagging consumer makes step1 return 0 and
  *       nothing is truncated, switched or deleted; once it catches up the
  *       rotation happens; a consumer on the very first tick also blocks
  *       rotation and keeps its tick. Followed through a full cycle of the
@@ -79,7 +80,7 @@ async function rotate(queue: string): Promise<boolean> {
   return rotated;
 }
 
-describe("scenario 16: two consumers are independent; rotation waits for the slower one", () => {
+describe("two consumers are independent; rotation waits for the slower one", () => {
   it("positions move independently, each consumer gets every event once", async () => {
     await db.query("select pgq.create_queue('two')");
     await db.query("select pgq.register_consumer('two', 'fast')");
@@ -123,7 +124,7 @@ describe("scenario 16: two consumers are independent; rotation waits for the slo
   });
 });
 
-describe("scenario 19: the rotation guard", () => {
+describe("the rotation guard", () => {
   it("a consumer on the very first tick blocks rotation and keeps its tick", async () => {
     await db.query("select pgq.create_queue('first')");
     await db.query("select pgq.register_consumer('first', 'sitter')");

@@ -1,6 +1,6 @@
 /**
- * PgQ core scenario 21 (spec §6, §1.4 [later] HEAD) under a simulated
- * clock. Here the tick decision is in pgq.ticker(q) (PgQ 3 policy, see the
+ * The ticker policy (docs/differences-from-skytools.md, "The tick decision
+ * is inside `pgq.ticker(queue)`") under a simulated clock. Here the tick decision is in pgq.ticker(q) (PgQ 3 policy, see the
  * header of sql/pgq/functions/pgq.ticker.sql):
  *   * new events: tick once max_count arrived or max_lag passed;
  *   * idle: tick once max_lag/2 passed and the time since the last tick is
@@ -81,7 +81,7 @@ class SimulatedTicker {
 const insertEvents = (queue: string, n: number) =>
   db.query("select pgq.insert_event($1, 'x', g::text) from generate_series(1, $2) g", [queue, n]);
 
-describe("scenario 21: ticker policy under a simulated clock", () => {
+describe("ticker policy under a simulated clock", () => {
   it("idle ticks slow down by doubling to one per idle_period; events tick at max_count or after max_lag", async () => {
     await db.query("select pgq.create_queue('pol')");
     for (const [k, v] of [

@@ -1,7 +1,7 @@
 /**
- * PgQ core scenario 6 (spec §6): events inserted between two ticks make up
- * exactly one batch, in ev_id order, with their extras, first-delivery retry
- * NULL and the producer's txid. Then the same path through the TypeScript
+ * Batches (docs/pgq.md, "How it works"): events inserted between two
+ * ticks make up exactly one batch, in ev_id order, with their extras,
+ * first-delivery retry NULL and the producer's txid. Then the same path through the TypeScript
  * API: insertEvent -> nextBatch -> batchEvents / getBatchEvents -> finishBatch.
  */
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
@@ -44,7 +44,7 @@ async function inTx(sql: string, params: unknown[]): Promise<{ id: number; txid:
   }
 }
 
-describe("scenario 6: a batch holds exactly the events between its ticks", () => {
+describe("a batch holds exactly the events between its ticks", () => {
   it("r1, r2 (4 extras), r3 get ids 1-3 in pgq.event_<q>_0 and come back in one batch, in order, retry NULL", async () => {
     expect(await num(db.pool, "select pgq.create_queue('myqueue')")).toBe(1);
     expect(await num(db.pool, "select pgq.register_consumer('myqueue', 'consumer')")).toBe(1);

@@ -1,7 +1,7 @@
 /**
- * PgQ core scenario 12 (spec §6) and the error texts of the public API
- * (spec §1.6): each raises the Skytools 2 text, and the TypeScript API turns
- * it into a PgqError with a stable kind.
+ * Errors in SQL and the error texts of the public API (docs/pgq.md, "The
+ * SQL API" and "PgQ from TypeScript"): each raises the Skytools 2 text, and
+ * the TypeScript API turns it into a PgqError with a stable kind.
  */
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import {
@@ -57,7 +57,7 @@ async function expectPgqError(promise: Promise<unknown>, kind: PgqErrorKind, mes
 
 const sql = (text: string, params: unknown[] = []) => pgqCall(db.pool.query(text, params));
 
-describe("scenario 12: errors in SQL", () => {
+describe("errors in SQL", () => {
   it("drop_queue with a consumer attached fails and leaves the queue", async () => {
     await expect(db.pool.query("select pgq.drop_queue('myqueue')")).rejects.toThrow(
       /^cannot drop queue, consumers still attached$/,

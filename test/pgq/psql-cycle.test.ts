@@ -1,5 +1,6 @@
 /**
- * Acceptance (spec §6, PgQ core): a session of plain psql drives the whole
+ * Acceptance (docs/pgq.md, "PgQ in five steps (plain SQL)"): a session of
+ * plain psql drives the whole
  * queue cycle (create, register, insert, tick, next_batch, get_batch_events,
  * event_retry, finish_batch) with the Skytools 2 function names.
  *

@@ -1,6 +1,7 @@
 /**
- * PgQ core scenarios 1-5 and 24 (spec §6, pgq_core.out): queue and consumer
- * life cycle, the first batches, the info functions.
+ * Queue and consumer life cycle, the first batches, the info functions
+ * (docs/pgq.md, "The SQL API"), as in Skytools 2's regression test
+ * pgq_core.out.
  *
  * The first block replays pgq_core.out in order on a fresh database, so the
  * numbers are the regression's own (queue id 2 for myqueue, batches 1 and 2,
@@ -23,7 +24,7 @@ import {
 import { createTestDatabase, type TestDatabase } from "../support/db.ts";
 import { batchRows, num, switchStep2, value, waitForOlderTransactions, withNotices } from "./helpers.ts";
 
-describe("pgq_core.out, scenarios 1-5 in order", () => {
+describe("pgq_core.out in order", () => {
   let db: TestDatabase;
 
   beforeAll(async () => {
@@ -36,7 +37,7 @@ describe("pgq_core.out, scenarios 1-5 in order", () => {
 
   const tableExists = (name: string) => value<boolean>(db.pool, "select to_regclass($1) is not null", [name]);
 
-  it("1. create, register, unregister, drop on tmpqueue return 1; a new queue has tick 1 and tables _0.._2", async () => {
+  it("create, register, unregister, drop on tmpqueue return 1; a new queue has tick 1 and tables _0.._2", async () => {
     expect(await num(db.pool, "select pgq.create_queue('tmpqueue')")).toBe(1);
     const qid = await num(db.pool, "select queue_id from pgq.queue where queue_name = 'tmpqueue'");
     const { rows: ticks } = await db.pool.query<{ tick_id: string }>(
@@ -60,7 +61,7 @@ describe("pgq_core.out, scenarios 1-5 in order", () => {
     expect(await num(db.pool, "select count(*) from pgq.queue where queue_id = $1", [qid])).toBe(0);
   });
 
-  it("1. creating an existing queue returns 0; registering twice returns 0", async () => {
+  it("creating an existing queue returns 0; registering twice returns 0", async () => {
     expect(await num(db.pool, "select pgq.create_queue('myqueue')")).toBe(1);
     expect(await num(db.pool, "select pgq.create_queue('myqueue')")).toBe(0);
     expect(await num(db.pool, "select count(*) from pgq.queue where queue_name = 'myqueue'")).toBe(1);
@@ -69,11 +70,11 @@ describe("pgq_core.out, scenarios 1-5 in order", () => {
     expect(await num(db.pool, "select queue_id from pgq.queue where queue_name = 'myqueue'")).toBe(2);
   });
 
-  it("2. next_batch is NULL until the ticker runs; then the same batch 1 twice, from tick 1 to tick 2", async () => {
+  it("next_batch is NULL until the ticker runs; then the same batch 1 twice, from tick 1 to tick 2", async () => {
     expect(await num(db.pool, "select pgq.next_batch('myqueue', 'consumer')")).toBeNull();
     expect(await num(db.pool, "select pgq.next_batch('myqueue', 'consumer')")).toBeNull();
     // tick 2 must not see a transaction older than the queue as running, or
-    // batch 2 (scenario 5) would also need the previous slot table
+    // batch 2 (the empty batch below) would also need the previous slot table
     await waitForOlderTransactions(db.pool, await switchStep2(db.pool, "myqueue"));
     expect(await num(db.pool, "select pgq.ticker()")).toBe(1);
     expect(await num(db.pool, "select pgq.next_batch('myqueue', 'consumer')")).toBe(1);
@@ -89,7 +90,7 @@ describe("pgq_core.out, scenarios 1-5 in order", () => {
     ]);
   });
 
-  it("3. get_consumer_info shows the open batch; get_queue_info the default settings", async () => {
+  it("get_consumer_info shows the open batch; get_queue_info the default settings", async () => {
     const { rows: consumers } = await db.pool.query(
       `select queue_name, consumer_name, last_tick::int, current_batch::int, next_tick::int,
               lag < interval '30 seconds' as lag_ok, last_seen < interval '30 seconds' as seen_ok
@@ -132,7 +133,7 @@ describe("pgq_core.out, scenarios 1-5 in order", () => {
     ]);
   });
 
-  it("4. finish_batch(1) returns 1, then 0 with WARNING 'finish_batch: batch 1 not found'", async () => {
+  it("finish_batch(1) returns 1, then 0 with WARNING 'finish_batch: batch 1 not found'", async () => {
     const first = await withNotices(db.pool, (c) => num(c, "select pgq.finish_batch(1)"));
     expect(first.result).toBe(1);
     expect(first.notices).toEqual([]);
@@ -147,7 +148,7 @@ describe("pgq_core.out, scenarios 1-5 in order", () => {
     expect(rows).toEqual([{ last_tick: 2, current_batch: null, next_tick: null }]);
   });
 
-  it("5. an empty batch reads pgq.event_2_0 only, returns no events and still has to be finished", async () => {
+  it("an empty batch reads pgq.event_2_0 only, returns no events and still has to be finished", async () => {
     await db.pool.query("select pgq.force_tick('myqueue')");
     expect(await num(db.pool, "select pgq.ticker('myqueue')")).toBe(3);
     expect(await num(db.pool, "select pgq.next_batch('myqueue', 'consumer')")).toBe(2);
@@ -163,7 +164,7 @@ describe("pgq_core.out, scenarios 1-5 in order", () => {
     expect(await num(db.pool, "select last_tick from pgq.get_consumer_info('myqueue', 'consumer')")).toBe(3);
   });
 
-  it("24. get_queue_info('nope') is one all-NULL row; get_consumer_info('nope') has no rows", async () => {
+  it("get_queue_info('nope') is one all-NULL row; get_consumer_info('nope') has no rows", async () => {
     const { rows } = await db.pool.query("select * from pgq.get_queue_info('nope')");
     expect(rows).toHaveLength(1);
     expect(Object.keys(rows[0]!).length).toBeGreaterThanOrEqual(10);
@@ -233,7 +234,7 @@ describe("the same life cycle through the TypeScript API", () => {
     });
   });
 
-  it("getQueueInfo returns the default settings; unknown names give empty lists (24)", async () => {
+  it("getQueueInfo returns the default settings; unknown names give empty lists", async () => {
     const [q] = await getQueueInfo(db.pool, "myqueue");
     expect(q).toMatchObject({
       queueName: "myqueue",

@@ -1,7 +1,7 @@
 /**
- * PgQ core scenarios 7-9 (spec §6): the failed queue, event_retry and the
- * retry mover, event_retry_raw. A second consumer on the same queue checks
- * that retried events go to their owner only. Then the same through the
+ * The failed queue, event_retry and the retry mover, event_retry_raw
+ * (docs/pgq.md, "How it works"). A second consumer on the same queue
+ * checks that retried events go to their owner only. Then the same through the
  * TypeScript API (failEvent, retryEvent, moveRetryEvents, Consumer).
  */
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
@@ -33,7 +33,7 @@ afterAll(async () => {
   await db?.drop();
 });
 
-describe("scenarios 7-9 in SQL", () => {
+describe("the failed queue, event_retry and event_retry_raw in SQL", () => {
   let ids: number[];
   let batchId: number;
   let subId: number;
@@ -57,11 +57,11 @@ describe("scenarios 7-9 in SQL", () => {
     expect((await drainBatch(db.pool, "myqueue", "other"))!.map((e) => e.ev_id)).toEqual(ids);
   });
 
-  it("7. event_failed returns 1, then 0; the failed list, its paging, count and delete", async () => {
+  it("event_failed returns 1, then 0; the failed list, its paging, count and delete", async () => {
     expect((await batchRows(db.pool, batchId)).map((e) => e.ev_id)).toEqual(ids);
     expect(await num(db.pool, "select pgq.event_failed($1, $2, 'failure test')", [batchId, ids[0]])).toBe(1);
     expect(await num(db.pool, "select pgq.event_failed($1, $2, 'failure test')", [batchId, ids[0]])).toBe(0);
-    // scenario 8 tags its event in the same batch, before the finish
+    // the retried event of the next test is tagged in the same batch, before the finish
     expect(await num(db.pool, "select pgq.event_retry($1, $2, 0)", [batchId, ids[1]])).toBe(1);
     expect(await num(db.pool, "select pgq.event_retry($1, $2, 0)", [batchId, ids[1]])).toBe(0);
     expect(await num(db.pool, "select pgq.finish_batch($1)", [batchId])).toBe(1);
@@ -93,7 +93,7 @@ describe("scenarios 7-9 in SQL", () => {
     expect(await num(db.pool, "select pgq.failed_event_count('myqueue', 'consumer')")).toBe(1);
   });
 
-  it("8. the retried event waits in retry_queue (owner, retry 1, no txid) and comes back to its owner only", async () => {
+  it("the retried event waits in retry_queue (owner, retry 1, no txid) and comes back to its owner only", async () => {
     const { rows: waiting } = await db.pool.query(
       "select ev_id::int, ev_owner, ev_retry, ev_txid, ev_type from pgq.retry_queue",
     );
@@ -112,7 +112,7 @@ describe("scenarios 7-9 in SQL", () => {
     expect(await drainBatch(db.pool, "myqueue", "other")).toEqual([]);
   });
 
-  it("8. an event retried with a future time is not moved before it is due", async () => {
+  it("an event retried with a future time is not moved before it is due", async () => {
     await db.pool.query("select pgq.insert_event('myqueue', 'later', 'x')");
     await tick(db.pool, "myqueue");
     const b = (await nextBatchId(db.pool, "myqueue", "consumer"))!;
@@ -131,7 +131,7 @@ describe("scenarios 7-9 in SQL", () => {
     await db.pool.query("delete from pgq.retry_queue");
   });
 
-  it("9. event_retry_raw(..., 666, ...) returns 666 and the event reaches only its owner", async () => {
+  it("event_retry_raw(..., 666, ...) returns 666 and the event reaches only its owner", async () => {
     expect(
       await num(
         db.pool,
@@ -159,7 +159,7 @@ describe("scenarios 7-9 in SQL", () => {
     expect(await drainBatch(db.pool, "myqueue", "other")).toEqual([]);
   });
 
-  it("7. failed_event_retry puts the failed event back for its owner only, same id and retry count", async () => {
+  it("failed_event_retry puts the failed event back for its owner only, same id and retry count", async () => {
     expect(await num(db.pool, "select pgq.failed_event_retry('myqueue', 'consumer', $1)", [ids[0]])).toBe(ids[0]);
     expect(await num(db.pool, "select pgq.failed_event_count('myqueue', 'consumer')")).toBe(0);
     await tick(db.pool, "myqueue");
@@ -168,7 +168,7 @@ describe("scenarios 7-9 in SQL", () => {
     expect(await drainBatch(db.pool, "myqueue", "other")).toEqual([]);
   });
 
-  it("7. failed_event_delete removes a failed event", async () => {
+  it("failed_event_delete removes a failed event", async () => {
     await db.pool.query("select pgq.insert_event('myqueue', 'doomed', 'x')");
     await tick(db.pool, "myqueue");
     const b = (await nextBatchId(db.pool, "myqueue", "consumer"))!;

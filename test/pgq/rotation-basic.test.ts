@@ -1,5 +1,5 @@
 /**
- * PgQ core scenario 10 (spec §6): table rotation with rotation_period 0.
+ * Table rotation with rotation_period 0 (docs/pgq-rotation-and-txids.md).
  * Step 1 switches to the next slot table, step 2 confirms the switch, new
  * events go to the new table, and a batch that spans the switch reads both
  * tables and gets the events from each.
@@ -28,7 +28,7 @@ afterAll(async () => {
   await db?.drop();
 });
 
-describe("scenario 10: rotation with period 0", () => {
+describe("rotation with period 0", () => {
   let qid: number;
   let before: number;
   let after: number;
@@ -38,7 +38,8 @@ describe("scenario 10: rotation with period 0", () => {
     await db.pool.query("select pgq.register_consumer('myqueue', 'consumer')");
     qid = (await num(db.pool, "select queue_id from pgq.queue where queue_name = 'myqueue'"))!;
     // Move the consumer off the first tick (a consumer there holds rotation
-    // back, scenario 19), with no transaction older than the queue running.
+    // back, see the rotation guard tests), with no transaction older than the
+    // queue running.
     await waitForOlderTransactions(db.pool, await switchStep2(db.pool, "myqueue"));
     await db.pool.query("select pgq.insert_event('myqueue', 'first', 'x')");
     await tick(db.pool, "myqueue");

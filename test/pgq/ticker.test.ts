@@ -1,8 +1,8 @@
 /**
- * PgQ core scenarios 11 and 23 (spec §6): force_tick, and queues with an
- * external tick source. Here pgq.ticker(q) holds the tick decision (PgQ 3
- * style), so it returns NULL when no tick is due and force_tick is what
- * makes the next call tick.
+ * force_tick, and queues with an external tick source. Here pgq.ticker(q)
+ * holds the tick decision (PgQ 3 style; docs/differences-from-skytools.md,
+ * "The tick decision is inside `pgq.ticker(queue)`"), so it returns NULL
+ * when no tick is due and force_tick is what makes the next call tick.
  */
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import {
@@ -39,7 +39,7 @@ const lastTick = (queue: string) =>
     [queue],
   );
 
-describe("scenario 11: force_tick", () => {
+describe("force_tick", () => {
   it("a fresh queue ticks on the first ticker call; right after a tick, an idle queue does not", async () => {
     expect(await num(db.pool, "select pgq.ticker('myqueue')")).toBe(2);
     expect(await num(db.pool, "select pgq.ticker('myqueue')")).toBeNull();
@@ -99,7 +99,7 @@ describe("scenario 11: force_tick", () => {
   });
 });
 
-describe("scenario 23: external ticker", () => {
+describe("external ticker", () => {
   beforeAll(async () => {
     expect(await num(db.pool, "select pgq.create_queue('extqueue')")).toBe(1);
     expect(await num(db.pool, "select pgq.set_queue_config('extqueue', 'external_ticker', 'true')")).toBe(1);

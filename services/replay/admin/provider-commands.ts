@@ -1,5 +1,6 @@
 /**
- * `londiste CONFIG provider ...`: the provider side of a job (spec §4.3).
+ * `londiste CONFIG provider ...`: the provider side of a job (docs/londiste.md,
+ * "Commands").
  * Each table is added or removed in its own transaction; its capture
  * trigger is live from that commit. Removing tables sends a 'T' event so
  * subscribers drop them from their sets.

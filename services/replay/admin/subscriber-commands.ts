@@ -1,6 +1,6 @@
 /**
- * `londiste CONFIG subscriber ...`: the subscriber side of a job (spec
- * §4.3). A table joins the set only if the provider captures it and the
+ * `londiste CONFIG subscriber ...`: the subscriber side of a job
+ * (docs/londiste.md, "Commands"). A table joins the set only if the provider captures it and the
  * two tables fit (table-check.ts; --force overrides); it starts at state
  * (none), or at ok with --expect-sync. Writes that must not interleave
  * with a batch being applied take replay's per-consumer lock.
