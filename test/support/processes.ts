@@ -5,9 +5,10 @@
  * failed or a later hook hangs; nothing outlives the run:
  *
  *  - useProcessCleanup() registers the hooks that kill (SIGKILL first, other cleanup after);
- *  - a worker stopped by vitest (SIGTERM) kills its children before it exits;
+ *  - a test worker kills its children when it exits, is stopped by vitest (SIGTERM) or
+ *    loses the vitest process (Ctrl-C), and notes those children for the teardown;
  *  - each child's pid is recorded under the run's directory (global-setup.ts), whose
- *    teardown kills any still alive and fails the run.
+ *    teardown kills any still alive and fails the run, as it does for the noted ones.
  *
  *   useProcessCleanup();
  *   const p = new ServiceProcess("replay", process.execPath, [LAUNCHER, conf, "replay"]);
