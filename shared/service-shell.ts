@@ -20,6 +20,7 @@ import { connectNats } from "./bus/connect.ts";
 import { CommandError } from "./bus/replies.ts";
 import { type CommonSettings, natsSettingsFrom } from "./config/common-keys.ts";
 import type { Logger } from "./log.ts";
+import { clientNaming } from "./db/where.ts";
 import { createRegistry, type MetricsEndpoint, serveMetrics } from "./metrics.ts";
 import { type StartOptions, startService } from "./service-start.ts";
 import { VERSION } from "./version.ts";
@@ -107,7 +108,7 @@ export async function runService<C extends CommonSettings>(spec: ServiceSpec<C>)
       stop.abort();
     },
     pool(side, poolConfig) {
-      const pool = new pg.Pool(poolConfig);
+      const pool = new pg.Pool({ ...poolConfig, Client: clientNaming(side, poolConfig) });
       pool.on("error", (error) => log.warn({ err: error }, `idle ${side} connection failed`));
       pools.push({ side, config: poolConfig, pool });
       return pool;
@@ -116,16 +117,18 @@ export async function runService<C extends CommonSettings>(spec: ServiceSpec<C>)
       return nats;
     },
     connectNatsInBackground(connectionName, onConnected, withoutNats) {
-      void connectNats(natsSettingsFrom(config.values, connectionName), log)
+      void connectNats(natsSettingsFrom(config.values, connectionName), log, stop.signal)
         .then(async (conn) => {
           if (stop.signal.aborted) return conn.close();
           watchNats(conn);
           await onConnected(conn);
         })
-        .catch((error: unknown) => log.error({ err: error }, `NATS setup failed; ${withoutNats}`));
+        .catch((error: unknown) => {
+          if (!stop.signal.aborted) log.error({ err: error }, `NATS setup failed; ${withoutNats}`);
+        });
     },
     async connectNatsNow(connectionName) {
-      const conn = await connectNats(natsSettingsFrom(config.values, connectionName), log);
+      const conn = await connectNats(natsSettingsFrom(config.values, connectionName), log, stop.signal);
       watchNats(conn);
       return conn;
     },

@@ -6,6 +6,7 @@
  * Exit codes: 0 done, 1 the command failed (for any table), 2 bad usage
  * or config, 3 no service answered.
  */
+import { invocation } from "../../shared/cli/invocation.ts";
 import { resolve } from "node:path";
 import { natsSettingsFrom } from "../../shared/config/common-keys.ts";
 import { ConfigError } from "../../shared/config/load.ts";
@@ -54,11 +55,12 @@ export async function runLondisteCommand(argv: string[]): Promise<number> {
   // compare and repair reply when their work is done: minutes to hours on big tables.
   const timeoutMs = (options.timeoutSeconds ?? (repairWork ? 24 * 3600 : config.commandTimeoutMs / 1000)) * 1000;
   const subject = londisteSubjects(config.subjectPrefix, config.jobName).command(command.command);
+  const londiste = invocation("londiste");
   const howToStart = repairWork
-    ? `start a repair worker with "londiste ${options.words[0]} repair-worker"`
+    ? `start a repair worker with "${londiste} ${options.words[0]} repair-worker"`
     : CONTROL_COMMANDS.has(command.command)
       ? `no service of job ${config.jobName} is running`
-      : `start replay with "londiste ${options.words[0]} replay"`;
+      : `start replay with "${londiste} ${options.words[0]} replay"`;
   try {
     const nc = await connectForCli(natsSettingsFrom(config.values, `londiste cli ${config.jobName}`), Math.min(timeoutMs, config.commandTimeoutMs));
     try {

@@ -6,6 +6,7 @@
  * Exit codes: 0 done, 1 the service replied with an error, 2 bad usage or
  * config, 3 no service answered.
  */
+import { invocation } from "../../shared/cli/invocation.ts";
 import { natsSettingsFrom } from "../../shared/config/common-keys.ts";
 import { ConfigError } from "../../shared/config/load.ts";
 import { loadTickerConfig, tickerSubjects } from "../../shared/config/pgqadm.ts";
@@ -45,7 +46,7 @@ export async function runPgqadmCommand(argv: string[]): Promise<number> {
   try {
     const nc = await connectForCli(natsSettingsFrom(config.values, `pgqadm cli ${config.jobName}`), timeoutMs);
     try {
-      const reply = await requestReply(nc, subject, command.request, timeoutMs, `start the ticker with "pgqadm ${configPath} ticker"`);
+      const reply = await requestReply(nc, subject, command.request, timeoutMs, `start the ticker with "${invocation("pgqadm")} ${configPath} ticker"`);
       if ("error" in reply) {
         if (options.json) process.stdout.write(`${JSON.stringify(reply)}\n`);
         else process.stderr.write(`pgqadm: ${command.command} failed (${reply.error.code}): ${reply.error.message}\n`);

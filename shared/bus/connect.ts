@@ -1,7 +1,10 @@
 /**
- * The one way services connect to NATS: credentials from config, reconnect
- * forever with backoff, every status change logged. A service keeps
- * working on Postgres while NATS is away; only commands and notices wait.
+ * The one way services connect to NATS: credentials from config, the first
+ * connection retried with backoff until it is made (a server that is down,
+ * refuses the credentials or is too old is said in the log, with the URL,
+ * once a minute), then reconnect forever, every status change logged. A
+ * service keeps working on Postgres while NATS is away; only commands and
+ * notices wait.
  */
 import { readFileSync } from "node:fs";
 import {
@@ -13,6 +16,25 @@ import {
 } from "@nats-io/nats-core";
 import { connect } from "@nats-io/transport-node";
 import type { Logger } from "../log.ts";
+import { sleep } from "../sleep.ts";
+
+/**
+ * The oldest NATS server the services work with: JetStream with message
+ * de-duplication, and the consumer create API that ordered consumers use.
+ */
+export const MIN_NATS_SERVER = "2.9.0";
+const RETRY_LOG_INTERVAL_MS = 60_000;
+
+/** Whether server version `v` (e.g. "2.10.4") is at least `min`. */
+export function versionAtLeast(v: string, min: string): boolean {
+  const a = v.split(/[.-]/).map((x) => Number.parseInt(x, 10));
+  const b = min.split(".").map((x) => Number.parseInt(x, 10));
+  for (let i = 0; i < b.length; i++) {
+    const x = Number.isNaN(a[i]!) ? 0 : (a[i] ?? 0);
+    if (x !== b[i]) return x > b[i]!;
+  }
+  return true;
+}
 
 export interface NatsSettings {
   url: string;
@@ -58,16 +80,41 @@ export function natsConnectionOptions(settings: NatsSettings): ConnectionOptions
   return options;
 }
 
-/** Connects (waiting for the server if it is not up yet) and logs status changes until closed. */
-export async function connectNats(settings: NatsSettings, log: Logger): Promise<NatsConnection> {
-  const nc = await connect(natsConnectionOptions(settings));
-  log.info({ server: nc.getServer() }, "connected to NATS");
-  void (async () => {
-    for await (const status of nc.status()) {
-      if (status.type === "ping") continue;
-      const level = status.type === "disconnect" || status.type === "error" ? "warn" : "info";
-      log[level]({ nats: status.type, data: "server" in status ? status.server : undefined }, `NATS ${status.type}`);
+/**
+ * Connects, retrying until it succeeds or `signal` aborts (then it throws),
+ * and logs status changes until closed.
+ */
+export async function connectNats(settings: NatsSettings, log: Logger, signal?: AbortSignal): Promise<NatsConnection> {
+  let delayMs = 1000;
+  let loggedAt = 0;
+  for (;;) {
+    let problem: string;
+    try {
+      const nc = await connect({ ...natsConnectionOptions(settings), waitOnFirstConnect: false });
+      const version = nc.info?.version ?? "unknown";
+      if (versionAtLeast(version, MIN_NATS_SERVER)) {
+        log.info({ server: nc.getServer(), version }, "connected to NATS");
+        void (async () => {
+          for await (const status of nc.status()) {
+            if (status.type === "ping") continue;
+            const level = status.type === "disconnect" || status.type === "error" ? "warn" : "info";
+            log[level]({ nats: status.type, data: "server" in status ? status.server : undefined }, `NATS ${status.type}`);
+          }
+        })().catch(() => {});
+        return nc;
+      }
+      await nc.close().catch(() => {});
+      problem = `the server is NATS ${version}; the services need ${MIN_NATS_SERVER} or newer`;
+    } catch (error) {
+      problem = (error as Error).message || String(error);
     }
-  })().catch(() => {});
-  return nc;
+    if (signal?.aborted) throw new Error(`stopped before NATS at ${settings.url} answered`);
+    if (Date.now() - loggedAt >= RETRY_LOG_INTERVAL_MS) {
+      loggedAt = Date.now();
+      log.warn({ url: settings.url, retryInMs: delayMs }, `cannot connect to NATS at ${settings.url}: ${problem}; retrying`);
+    }
+    await sleep(delayMs, signal);
+    if (signal?.aborted) throw new Error(`stopped before NATS at ${settings.url} answered`);
+    delayMs = Math.min(delayMs * 2, 10_000);
+  }
 }

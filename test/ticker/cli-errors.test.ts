@@ -110,7 +110,8 @@ describe("nobody answers → exit 3", () => {
       expect(r.stderr.trim().split("\n"), show(r)).toHaveLength(1);
       // NATS reports "no responders" at once when nobody subscribes to the subject.
       expect(r.stderr).toContain(`no service is listening on ${prefix}.pgqadm.${JOB}.${command}`);
-      expect(r.stderr).toContain(`start the ticker with "pgqadm ${conf} ticker"`);
+      // Pasteable: `npx pgqadm` unless pgqadm is on the PATH.
+      expect(r.stderr).toMatch(new RegExp(`start the ticker with "(npx )?pgqadm ${conf.replace(/[.*+?^${}()|[\]\\]/g, "\\$&")} ticker"`));
     }
   });
 
