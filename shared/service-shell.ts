@@ -65,6 +65,9 @@ export interface ServiceShell<C extends CommonSettings> {
 /** Keys read once at start (connections, names, files): a reload says they need a restart. */
 const RESTART_KEYS = /(^|_)db$|^(job_name|queue_name|pgq_queue_name|subject_prefix|pidfile|logfile|metrics_port|metrics_host)$|^nats_/;
 
+/** How often a service started by npx checks that npx is still there. */
+const PARENT_CHECK_MS = 500;
+
 /** How long a readiness probe waits for a database. */
 const READY_PROBE_TIMEOUT_MS = 3000;
 
@@ -242,6 +245,16 @@ export async function runService<C extends CommonSettings>(spec: ServiceSpec<C>)
     },
   });
 
+  // Started through npx, the PID the user holds is npm's, whose `sh -c` dies on a signal without
+  // passing it on: when that parent goes away, stop as on SIGTERM instead of running on orphaned.
+  if (process.env.npm_command === "exec") {
+    const parent = process.ppid;
+    const watch = setInterval(() => {
+      if (process.ppid !== parent) shell.requestStop("the npx process that started this service exited");
+    }, PARENT_CHECK_MS);
+    watch.unref();
+    cleanups.push(() => clearInterval(watch));
+  }
   const onSignal = (signal: NodeJS.Signals) => shell.requestStop(signal);
   const onSighup = () => void shell.reloadConfig();
   process.on("SIGINT", onSignal);
