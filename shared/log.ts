@@ -1,6 +1,6 @@
 /**
  * One pino logger per service: JSON lines on stdout (pretty when stdout is
- * a terminal), with `service`, `job` and `host` on every line. Connection
+ * a terminal), with `service`, `job`, `host` and `pid` on every line. Connection
  * strings and passwords are redacted wherever they appear in logged
  * objects.
  */
@@ -38,7 +38,7 @@ const SECRET_PATHS = [
 
 export function createLogger(options: LoggerOptions): Logger {
   const pretty = options.pretty ?? (process.stdout.isTTY === true && options.destination === undefined);
-  const base = { service: options.service, job: options.job, host: hostname() };
+  const base = { service: options.service, job: options.job, host: hostname(), pid: process.pid };
   const config: pino.LoggerOptions = {
     level: options.level ?? process.env.LOG_LEVEL ?? "info",
     base,

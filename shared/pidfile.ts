@@ -3,7 +3,8 @@
  * process is gone (kill -9) is stale and taken over, instead of blocking
  * every restart as Skytools 2 did.
  */
-import { readFileSync, unlinkSync, writeFileSync } from "node:fs";
+import { mkdirSync, readFileSync, unlinkSync, writeFileSync } from "node:fs";
+import { dirname } from "node:path";
 
 function alive(pid: number): boolean {
   try {
@@ -25,6 +26,7 @@ export function claimPidfile(path: string): () => void {
   if (existing !== undefined && Number.isInteger(existing) && existing !== process.pid && alive(existing)) {
     throw new Error(`pidfile ${path} exists and process ${existing} is running`);
   }
+  mkdirSync(dirname(path), { recursive: true });
   writeFileSync(path, `${process.pid}\n`);
   return () => {
     try {
