@@ -1,3 +1,4 @@
+// Transactions on a pooled client, with the rollback and release every caller would otherwise repeat.
 import type pg from "pg";
 
 /**
