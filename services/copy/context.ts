@@ -2,6 +2,7 @@
 import type pg from "pg";
 import type { LondisteConfig } from "../../shared/config/londiste.ts";
 import type { Logger } from "../../shared/log.ts";
+import type { CopyProgressHooks } from "./progress.ts";
 import type { Wakeup } from "./wakeup.ts";
 
 export interface CopyContext {
@@ -15,4 +16,6 @@ export interface CopyContext {
   ticks: Wakeup;
   /** Publishes a JSON message when NATS is connected; drops it otherwise. */
   publish(subject: string, payload: unknown): void;
+  /** Told about the rows of each copy as they stream (the worker's metrics), when set. */
+  progressHooks?: CopyProgressHooks;
 }

@@ -22,6 +22,7 @@ import { runService, type ServiceShell } from "../../shared/service-shell.ts";
 import { VERSION } from "../../shared/version.ts";
 import type { CopyContext } from "./context.ts";
 import { dropStaleCopyConsumers } from "./copy-consumer.ts";
+import { copyMetrics } from "./metrics.ts";
 import { CopyScheduler } from "./scheduler.ts";
 import { Wakeup } from "./wakeup.ts";
 
@@ -57,6 +58,8 @@ async function copyBody(shell: ServiceShell<LondisteConfig>): Promise<number> {
       const nc = shell.nats;
       if (nc && !nc.isClosed()) nc.publish(subject, JSON.stringify(payload));
     },
+    // Read at scrape time only, when the scheduler exists.
+    progressHooks: copyMetrics(shell.metrics, { activeCopies: () => scheduler.tables.length }),
   };
   const scheduler = new CopyScheduler(ctx, shell.stopSignal);
 

@@ -4,7 +4,8 @@
  * end: published as JSON on `<prefix>.londiste.<job>.copy.progress.<table
  * token>`, logged, and written to the table's copy_progress column (from
  * the pool, not the copy's transaction, so `subscriber tables`/status can
- * show it meanwhile).
+ * show it meanwhile). The worker's metrics follow the rows through the
+ * context's progressHooks, if any (services/copy/metrics.ts).
  */
 import { subjectToken } from "../../shared/config/common-keys.ts";
 import { londisteSubjects } from "../../shared/config/londiste.ts";
@@ -31,6 +32,16 @@ export interface CopyProgressReport {
 
 export const PROGRESS_INTERVAL_MS = 2000;
 
+/** What is told about the rows of a copy while they stream (the worker's metrics). */
+export interface CopyProgressHooks {
+  /** The rows of `table` start streaming; `now` reports the figures so far at any time until ended(). */
+  started(table: string, now: () => Pick<CopyProgressReport, "rows" | "bytes" | "mb_per_s" | "eta_s">): void;
+  /** A chunk of `rows` rows, `bytes` bytes (COPY text format) passed. */
+  chunk(table: string, bytes: number, rows: number): void;
+  /** The rows stopped streaming: all in, or the copy failed. */
+  ended(table: string): void;
+}
+
 export class CopyProgress {
   rows = 0;
   bytes = 0;
@@ -47,11 +58,13 @@ export class CopyProgress {
 
   start(): void {
     this.timer = setInterval(() => this.report("copying"), PROGRESS_INTERVAL_MS);
+    this.ctx.progressHooks?.started(this.table, () => this.snapshot("copying"));
   }
 
   add(bytes: number, rows: number): void {
     this.bytes += bytes;
     this.rows += rows;
+    this.ctx.progressHooks?.chunk(this.table, bytes, rows);
   }
 
   snapshot(phase: CopyProgressReport["phase"]): CopyProgressReport {
@@ -98,7 +111,9 @@ export class CopyProgress {
   stop(): void {
     if (this.timer) clearInterval(this.timer);
     this.timer = undefined;
-    this.endedAt ??= Date.now();
+    if (this.endedAt !== undefined) return;
+    this.endedAt = Date.now();
+    this.ctx.progressHooks?.ended(this.table);
   }
 }
 

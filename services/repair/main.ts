@@ -22,6 +22,7 @@ import { sleep } from "../../shared/sleep.ts";
 import { VERSION } from "../../shared/version.ts";
 import { compareCommand } from "./compare.ts";
 import type { RepairContext } from "./context.ts";
+import { repairMetrics } from "./metrics.ts";
 import { repairCommand } from "./repair.ts";
 
 /** `<prefix>.londiste.<job>.repair.progress`: what running requests report. */
@@ -51,6 +52,7 @@ async function repairBody(shell: ServiceShell<LondisteConfig>, counts: { served:
   const subscriber = shell.pool("subscriber", withPinnedSettings({ ...config.subscriber, max: 12, application_name: appName }));
   const progressSubject = repairProgressSubject(config.subjectPrefix, config.jobName);
   let running = 0;
+  const metrics = repairMetrics(shell.metrics);
 
   const base: RepairContext = {
     provider,
@@ -85,15 +87,18 @@ async function repairBody(shell: ServiceShell<LondisteConfig>, counts: { served:
           },
         };
         running++;
+        metrics.started(command);
         const t0 = Date.now();
         ctx.log.info({ request }, `${command} started`);
         ctx.progress({ phase: "started", request_body: request });
         try {
           const result = await make(ctx).handler(request);
           ctx.progress({ phase: "finished", seconds: (Date.now() - t0) / 1000 });
+          metrics.finished(command, result);
           return result;
         } catch (error) {
           ctx.progress({ phase: "failed", error: (error as Error).message ?? String(error) });
+          metrics.failed(command);
           throw error;
         } finally {
           running--;

@@ -21,13 +21,15 @@ import { registerConsumer } from "../../shared/pgq/index.ts";
 import { VERSION } from "../../shared/version.ts";
 import type { ReplayLiveState } from "./admin/context.ts";
 import { londisteAdminCommands } from "./admin-commands.ts";
-import { type ApplyChanges, replayOneBatch } from "./replay-batch.ts";
+import { type AppliedCount, type ApplyChanges, replayOneBatch } from "./replay-batch.ts";
 import { ADVISORY_LOCKS } from "../../shared/db/advisory-locks.ts";
 import { hasTableSyncs, SyncConflict } from "../../shared/londiste/sync-store.ts";
 import { subscriberSeqs } from "../../shared/londiste/catalog.ts";
 import { recordTick } from "../../shared/londiste/position.ts";
 import { startOutboxRelay } from "../../shared/londiste/outbox-relay.ts";
 import { ensureStateStream } from "../../shared/londiste/state-events.ts";
+import { failureKind } from "../../shared/db/failure.ts";
+import { replayMetrics, replayScrapeSources } from "./metrics.ts";
 
 /** pg_try_advisory_lock(REPLAY_LOCK_CLASS, hash(job)) on the subscriber: the active replay of a job. */
 export const REPLAY_LOCK_CLASS = ADVISORY_LOCKS.activeReplay.classId;
@@ -141,11 +143,16 @@ async function replayBody(shell: ServiceShell<LondisteConfig>, live: ReplayLiveS
     "polling every loop_delay, no admin commands",
   );
 
+  const metrics = replayMetrics(shell.metrics, replayScrapeSources({ provider, subscriber, queue: config.queue, consumer: config.consumer }));
   const lock = new SessionLock(config.subscriber, [REPLAY_LOCK_CLASS, jobLockKey(config.jobName)]);
   const settings = {
     queue: config.queue,
     consumer: config.consumer,
     ignoreTruncate: config.ignoreTruncate,
+    onApplied: (c: AppliedCount) => {
+      metrics.applied(c.table, c.op, c.n);
+      if (c.missed > 0) metrics.missed(c.table, c.op, c.missed);
+    },
     onTableError: (table: string, message: string) => log.error({ table, error: message }, "table stopped: state error"),
     onNotice: (message: string, details: Record<string, unknown>) => log.warn(details, message),
   };
@@ -156,6 +163,7 @@ async function replayBody(shell: ServiceShell<LondisteConfig>, live: ReplayLiveS
       log: (msg, details) => log.warn(details, msg),
     });
     if (report.missedTotal > 0) log.warn({ missed: report.missedTotal }, "updates/deletes that found no row");
+    return report;
   };
 
   let registered = false;
@@ -197,7 +205,12 @@ async function replayBody(shell: ServiceShell<LondisteConfig>, live: ReplayLiveS
           await registerConsumer(provider, config.queue, config.consumer);
           registered = true;
         }
+        const batchStarted = performance.now();
         const outcome = await replayOneBatch(provider, subscriber, settings, apply);
+        if (outcome.kind === "applied") {
+          metrics.batchApplied((performance.now() - batchStarted) / 1000);
+          for (let i = 0; i < outcome.tableErrors.length; i++) metrics.error("data");
+        }
         backoffMs = 1000;
         live.lastError = null;
         if (outcome.kind !== "skipped" && outcome.copyRequested.length > 0) {
@@ -220,6 +233,7 @@ async function replayBody(shell: ServiceShell<LondisteConfig>, live: ReplayLiveS
           continue;
         }
         live.lastError = (error as Error).message ?? String(error);
+        metrics.error(failureKind(error));
         log.error({ err: error, retryInMs: backoffMs }, "replay failed; retrying");
         registered = false;
         idleReason = "";

@@ -19,6 +19,7 @@
  */
 import type pg from "pg";
 import { isDataError } from "../../shared/db/failure.ts";
+import type { ApplyReport, ChangeOp } from "../../shared/londiste/apply.ts";
 import { providerTables } from "../../shared/londiste/catalog.ts";
 import { isChangeEvent, isTableListEvent, isTruncateEvent, type RowChange } from "../../shared/londiste/change-event.ts";
 import { parseTextArray } from "../../shared/londiste/record-text.ts";
@@ -29,8 +30,24 @@ import { getConsumerInfo, nextBatch } from "../../shared/pgq/index.ts";
 import type { BatchInfo } from "../../shared/pgq/types.ts";
 import { pushSequences } from "./sequences.ts";
 
-/** Applies decoded changes inside the caller's subscriber transaction; destTable maps provider to subscriber names. */
-export type ApplyChanges = (client: pg.ClientBase, changes: RowChange[], destTable: (table: string) => string) => Promise<void>;
+/**
+ * Applies decoded changes inside the caller's subscriber transaction;
+ * destTable maps provider to subscriber names. The report, when given,
+ * tells onApplied the updates and deletes that found no row.
+ */
+export type ApplyChanges = (
+  client: pg.ClientBase,
+  changes: RowChange[],
+  destTable: (table: string) => string,
+) => Promise<Pick<ApplyReport, "tables"> | void>;
+
+/** Change events of one provider table and operation applied in a batch; `missed` of them found no row. */
+export interface AppliedCount {
+  table: string;
+  op: ChangeOp;
+  n: number;
+  missed: number;
+}
 
 export interface ReplaySettings {
   queue: string;
@@ -44,6 +61,12 @@ export interface ReplaySettings {
    * here (and a caller may log or count).
    */
   afterSubscriberCommit?: (batch: BatchInfo) => Promise<void>;
+  /**
+   * Told, per provider table and operation, the change events of a batch
+   * that were applied, once the batch is committed on the subscriber (a
+   * batch rolled back and retried is told once): the hook for counting.
+   */
+  onApplied?: (count: AppliedCount) => void;
   /** Told when a table is put into state error (already written, not yet committed). */
   onTableError?: (table: string, message: string) => void;
   /** Told about table-set and sequence events worth a log line. */
@@ -65,6 +88,8 @@ export async function replayOneBatch(
   settings: ReplaySettings,
   apply: ApplyChanges,
 ): Promise<ReplayOutcome> {
+  // The counts of the round being applied; told only after its commit.
+  let applied = new AppliedTally();
   const outcome = await runSerialBatch(provider, subscriber, {
     consumer: settings.consumer,
     chunkSize: settings.chunkSize,
@@ -77,8 +102,14 @@ export async function replayOneBatch(
     },
     // A consistent read of both sides is going on at this tick: leave the batch (it stays open) for later.
     hold: (sub, recorded) => heldAt(sub, settings.consumer, recorded),
-    begin: (sub, batch) => replayRound(provider, sub, settings, apply, batch),
-    afterCommit: settings.afterSubscriberCommit,
+    begin: (sub, batch) => {
+      applied = new AppliedTally();
+      return replayRound(provider, sub, settings, apply, batch, applied);
+    },
+    afterCommit: async (batch) => {
+      if (settings.onApplied) for (const count of applied.counts()) settings.onApplied(count);
+      await settings.afterSubscriberCommit?.(batch);
+    },
   });
   switch (outcome.kind) {
     case "idle":
@@ -104,6 +135,7 @@ async function replayRound(
   settings: ReplaySettings,
   apply: ApplyChanges,
   batch: BatchInfo,
+  tally: AppliedTally,
 ): Promise<BatchRound<{ changes: number; tableErrors: string[]; copyRequested: string[] }>> {
   const steps = await replaySteps(sub, settings.queue, batch.prevTickId);
   const tables = steps.tables;
@@ -126,8 +158,9 @@ async function replayRound(
     const name = `londiste_sp${++savepoints}`;
     await sub.query(`savepoint ${name}`);
     try {
-      await apply(sub, changes, destOf);
+      const report = await apply(sub, changes, destOf);
       await sub.query(`release savepoint ${name}`);
+      tally.add(changes, report ?? undefined);
       return undefined;
     } catch (error) {
       // Anything but the data's fault fails the batch, which is retried (a privilege error waits for a GRANT).
@@ -177,6 +210,30 @@ async function replayRound(
       return { changes: applied, tableErrors, copyRequested: steps.copyRequested };
     },
   };
+}
+
+/** The change events applied in one round, per provider table and operation (those of rolled-back savepoints left out). */
+class AppliedTally {
+  private readonly byKey = new Map<string, AppliedCount>();
+
+  add(changes: RowChange[], report: Pick<ApplyReport, "tables"> | undefined): void {
+    for (const c of changes) this.entry(c.table, c.op).n++;
+    for (const [table, stats] of report?.tables ?? []) {
+      if (stats.missedUpdates > 0) this.entry(table, "update").missed += stats.missedUpdates;
+      if (stats.missedDeletes > 0) this.entry(table, "delete").missed += stats.missedDeletes;
+    }
+  }
+
+  counts(): AppliedCount[] {
+    return [...this.byKey.values()];
+  }
+
+  private entry(table: string, op: ChangeOp): AppliedCount {
+    const key = `${op} ${table}`;
+    let count = this.byKey.get(key);
+    if (!count) this.byKey.set(key, (count = { table, op, n: 0, missed: 0 }));
+    return count;
+  }
 }
 
 /** Whether a live hold (londiste.replay_hold) stops replay at the tick it stands at. */
