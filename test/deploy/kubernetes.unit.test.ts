@@ -135,7 +135,8 @@ describe("the manifests", () => {
   });
 
   const kubectl = spawnSync("kubectl", ["version", "--client"], { encoding: "utf8" }).status === 0;
-  it.runIf(kubectl)("kubectl kustomize builds them (offline)", () => {
+  // Where kubectl is not installed the manifests are still validated against the schemas above.
+  if (kubectl) it("kubectl kustomize builds them (offline)", () => {
     const run = spawnSync("kubectl", ["kustomize", repoPath(DIR)], { encoding: "utf8" });
     expect(run.status, run.stderr).toBe(0);
     const kinds = parseAllDocuments(run.stdout).map((d) => (d.toJS() as Manifest).kind);

@@ -95,7 +95,8 @@ describe.each(Object.entries(UNITS))("%s", (file, expected) => {
     expect(service("Type")).toBe("exec");
   });
 
-  it.runIf(expected.named)("JOB:NAME runs the worker NAME of JOB", () => {
+  // Only the worker units take JOB:NAME; no test is declared for the others.
+  if (expected.named) it("JOB:NAME runs the worker NAME of JOB", () => {
     const started = parseServiceCommand(finalArgv(service("ExecStart")!, "orders:2"), BIN_DIR) as ServiceCommand;
     expect(started, JSON.stringify(started)).toBeTypeOf("object");
     expect(started.config).toBe("/etc/skytools/orders.ini");
@@ -155,7 +156,8 @@ describe("the unit files", () => {
 const analyze = spawnSync("systemd-analyze", ["--version"], { encoding: "utf8" });
 const systemdVersion = analyze.status === 0 ? Number(/systemd (\d+)/.exec(analyze.stdout)?.[1]) : undefined;
 
-describe.runIf(systemdVersion !== undefined)(`systemd-analyze verify (systemd ${systemdVersion})`, () => {
+// Where systemd-analyze is not installed the units are still checked by the parser tests above.
+if (systemdVersion !== undefined) describe(`systemd-analyze verify (systemd ${systemdVersion})`, () => {
   /** Keys older systemd versions do not know; they log them and go on. */
   const newer = (line: string) => systemdVersion! < 254 && /Unknown key '(RestartSteps|RestartMaxDelaySec)'/.test(line);
 
