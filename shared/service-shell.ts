@@ -207,8 +207,9 @@ export async function runService<C extends CommonSettings>(spec: ServiceSpec<C>)
   }
 
   /** One short connection per database and probe: a busy pool must not make the service look down. */
-  async function probe(poolConfig: pg.PoolConfig): Promise<string> {
-    const client = new pg.Client({ ...poolConfig, connectionTimeoutMillis: READY_PROBE_TIMEOUT_MS, query_timeout: READY_PROBE_TIMEOUT_MS });
+  async function probe(side: string, poolConfig: pg.PoolConfig): Promise<string> {
+    const Client = clientNaming(side, poolConfig);
+    const client = new Client({ ...poolConfig, connectionTimeoutMillis: READY_PROBE_TIMEOUT_MS, query_timeout: READY_PROBE_TIMEOUT_MS });
     client.on("error", () => {});
     try {
       await client.connect();
@@ -222,7 +223,7 @@ export async function runService<C extends CommonSettings>(spec: ServiceSpec<C>)
   }
   const readiness = async (): Promise<Record<string, string>> => {
     const checks: Record<string, string> = {};
-    for (const p of pools) checks[`database:${p.side}`] = await probe(p.config);
+    for (const p of pools) checks[`database:${p.side}`] = await probe(p.side, p.config);
     // Without NATS a ticker still ticks, replay still replays and a copy still copies: only the repair worker needs it.
     if (spec.needsNats || natsUp) checks.nats = natsUp ? "ok" : "not connected";
     return checks;
@@ -233,7 +234,7 @@ export async function runService<C extends CommonSettings>(spec: ServiceSpec<C>)
     labelNames: ["side"],
     registers: [registry],
     async collect() {
-      for (const p of pools) this.set({ side: p.side }, (await probe(p.config)) === "ok" ? 1 : 0);
+      for (const p of pools) this.set({ side: p.side }, (await probe(p.side, p.config)) === "ok" ? 1 : 0);
     },
   });
   new Gauge({

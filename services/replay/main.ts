@@ -144,7 +144,7 @@ async function replayBody(shell: ServiceShell<LondisteConfig>, live: ReplayLiveS
   );
 
   const metrics = replayMetrics(shell.metrics, replayScrapeSources({ provider, subscriber, queue: config.queue, consumer: config.consumer }));
-  const lock = new SessionLock(config.subscriber, [REPLAY_LOCK_CLASS, jobLockKey(config.jobName)]);
+  const lock = new SessionLock(config.subscriber, [REPLAY_LOCK_CLASS, jobLockKey(config.jobName)], "subscriber");
   const settings = {
     queue: config.queue,
     consumer: config.consumer,

@@ -54,7 +54,7 @@ export class TickerLoop {
   }
 
   async run(signal: AbortSignal): Promise<void> {
-    const lock = new SessionLock(this.config.db, TICKER_LOCK_KEY);
+    const lock = new SessionLock(this.config.db, TICKER_LOCK_KEY, "PgQ");
     let backoffMs = 1000;
     try {
       while (!signal.aborted) {

@@ -5,7 +5,8 @@
  * connection, so a killed or partitioned holder loses it without any
  * clean-up, and a standby on any host takes over.
  */
-import pg from "pg";
+import type pg from "pg";
+import { clientNaming } from "./where.ts";
 
 export class SessionLock {
   private client: pg.Client | undefined;
@@ -15,6 +16,8 @@ export class SessionLock {
     private readonly pgConfig: pg.ClientConfig,
     /** The two int4 keys of pg_try_advisory_lock. */
     private readonly key: readonly [number, number],
+    /** Which database this is, for connection errors ("subscriber"). */
+    private readonly side = "lock",
   ) {}
 
   /** The connection holding the lock; do the active instance's work on it, so losing it means losing the lock. */
@@ -31,7 +34,7 @@ export class SessionLock {
   async tryAcquire(): Promise<boolean> {
     if (this.held) return true;
     if (!this.client) {
-      const client = new pg.Client(this.pgConfig);
+      const client = new (clientNaming(this.side, this.pgConfig))(this.pgConfig);
       client.on("error", () => {
         // The next query reports it; the lock is gone with the connection.
         this.held = false;
