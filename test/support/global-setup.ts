@@ -62,6 +62,9 @@ export default async function setup(project: TestProject): Promise<() => Promise
   const teardown = async (): Promise<void> => {
     try {
       await killLeftoverChildren(runDir);
+    } catch (err) {
+      console.error(`[global-setup] ${(err as Error).message}`);
+      throw err;
     } finally {
       await stopServers();
       await rm(runDir, { recursive: true, force: true });

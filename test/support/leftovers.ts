@@ -100,7 +100,6 @@ export async function killLeftoverChildren(runDir: string): Promise<void> {
   const message =
     `Child processes escaped their test file's cleanup: ${problems.join("; ")}. ` +
     "A test that starts a process must kill it (useProcessCleanup() in test/support/processes.ts).";
-  console.error(`[global-setup] ${message}`);
   // vitest only logs an error thrown by a global teardown ("error during close") and keeps exit
   // code 0; the exit code makes the run fail.
   process.exitCode = 1;
