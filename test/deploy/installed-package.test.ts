@@ -132,6 +132,10 @@ describe("installed from the packed tarball", () => {
       expect(readFileSync(pidfile, "utf8").trim(), pidfile).toBe(String(p.pid));
     }
     expect(readdirSync(join(dir, "log")).sort()).toEqual(["shipjob.log", "shipjob.log.copy.a", "shipjob.log.copy.b", "shipjob.log.repair", "ticker.log"]);
+    // A second worker with a taken instance name stops at once: one line, no stack trace.
+    const twin = await cli("londiste", conf, "copy", "--instance", "a");
+    expect(twin.code).toBe(1);
+    expect(twin.stderr.trim()).toBe(`copy: pidfile ${join(dir, "run", `${jobName}.pid.copy.a`)} exists and process ${copyA.pid} is running`);
 
     await ok("londiste", conf, "provider", "install");
     await ok("londiste", conf, "subscriber", "install");
