@@ -105,14 +105,14 @@ beforeAll(async () => {
   expectOk(await job.londiste("provider", "add", TABLE));
   expectOk(await job.londiste("subscriber", "register"));
   await replay.kill("SIGTERM");
-}, 120_000);
+});
 
 afterAll(async () => {
   await job?.drop();
 });
 
 describe("copy worker without replay", () => {
-  it("catches up under a write load to rows equal to the provider's, then offers the handover and finishes at do-sync", { timeout: 120_000 }, async () => {
+  it("catches up under a write load to rows equal to the provider's, then offers the handover and finishes at do-sync", async () => {
     const copyConsumer = copyConsumerName(job.jobName, TABLE);
     // Replay's position lock, held: the copy cannot hand over.
     const replayLock = new pg.Client({ connectionString: job.subscriber.url });

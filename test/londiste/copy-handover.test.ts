@@ -196,7 +196,7 @@ beforeAll(async () => {
   copy = startCopy("copy");
   await copy.waitForLog("copy worker starting", { timeoutMs: 20_000 });
   nc = await connectNatsClient(natsUrl());
-}, 120_000);
+});
 
 afterAll(async () => {
   await nc?.close();
@@ -204,7 +204,7 @@ afterAll(async () => {
 });
 
 describe("copy service", () => {
-  it("copies two tables under a write load and hands them over to replay: equal rows, same indexes and constraints", { timeout: 120_000 }, async () => {
+  it("copies two tables under a write load and hands them over to replay: equal rows, same indexes and constraints", async () => {
     const before = {
       parent: await objectsOf(job.subscriber, "public.parent"),
       child: await objectsOf(job.subscriber, "public.child"),
@@ -274,7 +274,7 @@ describe("copy service", () => {
     expect(copy.logs("table stopped")).toEqual([]);
   });
 
-  it("--skip-truncate keeps the subscriber's own rows", { timeout: 60_000 }, async () => {
+  it("--skip-truncate keeps the subscriber's own rows", async () => {
     await job.subscriber.query("insert into public.keep select g, 'subscriber ' || g from generate_series(1001, 1010) g");
     expectOk(await job.londiste("subscriber", "add", "--skip-truncate", "public.keep"));
     await waitState("public.keep", (s) => s === "ok");
@@ -289,7 +289,7 @@ describe("copy service", () => {
     expect(flag).toEqual([{ skip_truncate: null }]);
   });
 
-  it("a provider column missing on the subscriber stops the table with a state error", { timeout: 60_000 }, async () => {
+  it("a provider column missing on the subscriber stops the table with a state error", async () => {
     const r = await job.londiste("subscriber", "add", "public.wide");
     expect(r.code).toBe(1); // the add check sees it too
     expectOk(await job.londiste("subscriber", "add", "--force", "public.wide"));

@@ -137,14 +137,14 @@ beforeAll(async () => {
   await replay.waitForLog("active: this instance replays the job", { timeoutMs: 20_000 });
   await installJob(job);
   expectOk(await job.londiste("provider", "add", TABLE));
-}, 120_000);
+});
 
 afterAll(async () => {
   await job?.drop();
 });
 
 describe("copy worker dies or stops during in-copy", () => {
-  it("kill -9: another worker takes the table once the lease expires and finishes it", { timeout: 120_000 }, async () => {
+  it("kill -9: another worker takes the table once the lease expires and finishes it", async () => {
     const before = await objects();
     expect(before.length).toBe(5); // 3 indexes, 2 constraints
     const writer = startWriter();
@@ -182,7 +182,7 @@ describe("copy worker dies or stops during in-copy", () => {
     expect(await objects()).toEqual(before);
   });
 
-  it("SIGTERM: the worker rolls back, releases the lease and exits 0; the next one takes over at once", { timeout: 120_000 }, async () => {
+  it("SIGTERM: the worker rolls back, releases the lease and exits 0; the next one takes over at once", async () => {
     const before = await objects();
     await job.subscriber.query("update public.gate set s = 0.1");
     const c = startCopy();
@@ -217,7 +217,7 @@ describe("copy worker dies or stops during in-copy", () => {
     expect(await objects()).toEqual(before);
   });
 
-  it("resync during in-copy cancels the running copy; the table is copied again", { timeout: 120_000 }, async () => {
+  it("resync during in-copy cancels the running copy; the table is copied again", async () => {
     const before = await objects();
     await job.subscriber.query("update public.gate set s = 0.1");
     const e = startCopy();

@@ -33,7 +33,7 @@ describe("londiste CONF compare / repair / repair-worker", () => {
     }
     expectOk(await job.londiste("provider", "add", "public.t", 'public."Odd ""T"""'));
     expectOk(await job.londiste("subscriber", "add", "--expect-sync", "public.t", 'public."Odd ""T"""'));
-  }, 60_000);
+  });
 
   afterAll(async () => {
     await job?.drop();

@@ -153,7 +153,7 @@ beforeAll(async () => {
   await worker.waitForLog("serving compare and repair on NATS", { timeoutMs: 20_000 });
   nc = await connectNatsClient(natsUrl());
   writer = startWriter(job.provider.url);
-}, 60_000);
+});
 
 afterAll(async () => {
   await writer?.stop().catch(() => {});

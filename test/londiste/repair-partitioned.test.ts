@@ -56,7 +56,7 @@ beforeAll(async () => {
   await worker.waitForLog("serving compare and repair on NATS", { timeoutMs: 20_000 });
   nc = await connectNatsClient(natsUrl());
   await waitFor(async () => (await ask("compare", { tables: ["parted"] })).status === "equal", { timeoutMs: 30_000, what: "parted equal" });
-}, 90_000);
+});
 
 afterAll(async () => {
   await nc?.close();

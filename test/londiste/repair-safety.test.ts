@@ -109,7 +109,7 @@ beforeAll(async () => {
   worker = startWorker("repair-worker");
   await worker.waitForLog("serving compare and repair on NATS", { timeoutMs: 20_000 });
   nc = await connectNatsClient(natsUrl());
-}, 60_000);
+});
 
 afterAll(async () => {
   await nc?.close();
