@@ -9,7 +9,7 @@
  * fix files only inside repair_dir, shell-safe fix-file names, and
  * repair_max_requests.
  */
-import { execFileSync } from "node:child_process";
+import { execFileSync, spawnSync } from "node:child_process";
 import { mkdirSync, readdirSync, readFileSync, symlinkSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import type { NatsConnection } from "@nats-io/nats-core";
@@ -228,6 +228,20 @@ describe("NATS roles with the sample server config", () => {
     expect(repaired.stdout).toMatch(/public\.t: .*applied at tick \d+: 1 inserts, 0 updates, 0 deletes/);
     expectDone(await londiste("operator", "subscriber", "remove", "public.t"));
     expect(JSON.parse(expectDone(await pgqadm("operator", "--json", "drop", "scratch")))).toEqual({ queue: "scratch", dropped: true });
+  });
+
+  it("the cluster samples are valid server configs once their certificates exist", () => {
+    for (const node of ["node1.conf", "node2.conf", "node3.conf"]) {
+      const text = adaptSample(node, [["/etc/nats/tls", join(dir, "tls")]]);
+      writeFileSync(join(dir, node), text);
+      const r = spawnSync(natsServerBin(), ["-t", "-c", join(dir, node)], { env: { ...process.env, ...natsEnv() }, encoding: "utf8" });
+      expect(r.status, `${node}: ${r.stdout}${r.stderr}`).toBe(0);
+      expect(r.stdout + r.stderr).toContain("is valid");
+    }
+    // Without the passwords in its environment the server refuses the config, naming the variable.
+    const r = spawnSync(natsServerBin(), ["-t", "-c", join(dir, "node1.conf")], { env: { PATH: process.env.PATH }, encoding: "utf8" });
+    expect(r.status).not.toBe(0);
+    expect(r.stdout + r.stderr).toMatch(/SKYTOOLS_SERVICE_PASSWORD/);
   });
 
   it("a wrong password is told as such, naming the user", async () => {
