@@ -124,7 +124,9 @@ async function runWatch(configPath: string, json: boolean): Promise<number> {
     return 0;
   } catch (error) {
     if (!(error instanceof NotPermittedError)) throw error;
-    process.stderr.write(`londiste: watch: ${error.message}\n`);
+    // Watchers may read the stream, not make it: only replay does.
+    const why = error.message.includes("$JS.API.STREAM.CREATE.") ? `; the job's stream does not exist yet: replay makes it when it starts` : "";
+    process.stderr.write(`londiste: watch: ${error.message}${why}\n`);
     return 4;
   } finally {
     process.off("SIGINT", onSignal);
