@@ -152,6 +152,7 @@ async function main(): Promise<void> {
       progress: () => {},
       notifyTick: () => {},
       signal: new AbortController().signal,
+      repairDir: () => dir,
     };
     const compare = compareCommand(ctx).handler;
     const repairCtx = { ...ctx };

@@ -16,7 +16,7 @@ export interface Flags {
   lock: boolean;
   apply: boolean;
   dryRun: boolean;
-  /** repair: directory of the fix files on the repair worker's host (absolute). */
+  /** repair: directory of the fix files on the repair worker's host, inside its repair_dir. */
   dir: string | undefined;
 }
 
@@ -126,7 +126,7 @@ export const LONDISTE_COMMANDS: Record<string, Usage> = {
   },
   repair: {
     args: "[TABLE...] [--apply | --dry-run] [--lock] [--force] [--dir DIR]",
-    help: "the differing rows as SQL in fix.<table>.sql (--dir on the worker's host); --apply applies them, --dry-run lists them",
+    help: "the differing rows as SQL in fix.<table>.sql (in the worker's repair_dir, or --dir inside it); --apply applies them, --dry-run lists them",
     min: 0,
     max: MANY,
     flags: ["apply", "dryRun", "lock", "force", "dir"],

@@ -9,6 +9,8 @@ interface NameOutcome {
   /** repair --dry-run: the statements that would fix the table. */
   statements?: string[];
   statements_truncated?: boolean;
+  /** repair: the table's fix file (its name is made shell-safe, so say which table it holds). */
+  file?: string;
 }
 
 function isOutcomeList(v: unknown): v is NameOutcome[] {
@@ -25,6 +27,7 @@ function outcomes(list: NameOutcome[]): string {
   for (const o of list) {
     out.push(`${o.name}: ${o.ok ? "" : "FAILED: "}${o.message}`);
     for (const w of o.warnings ?? []) out.push(`  warning: ${w}`);
+    if (o.file) out.push(`  fix file: ${o.file}`);
     for (const st of o.statements ?? []) out.push(`  ${st}`);
     if (o.statements_truncated) out.push("  -- ... more statements: run repair without --dry-run for the whole fix file");
   }

@@ -4,14 +4,14 @@
  * that job's replay service and prints the reply.
  *
  * Exit codes: 0 done, 1 the command failed (for any table), 2 bad usage
- * or config, 3 no service answered.
+ * or config, 3 no service answered, 4 NATS does not permit the command to
+ * the configured user.
  */
 import { invocation } from "../../shared/cli/invocation.ts";
-import { resolve } from "node:path";
 import { natsSettingsFrom } from "../../shared/config/common-keys.ts";
 import { ConfigError } from "../../shared/config/load.ts";
 import { loadLondisteConfig, londisteSubjects } from "../../shared/config/londiste.ts";
-import { connectForCli, NoServiceError, requestReply } from "../../shared/cli/request.ts";
+import { connectForCli, NoServiceError, NotPermittedError, requestReply, throwIfNotPermitted } from "../../shared/cli/request.ts";
 import { parseCommandLine } from "../../shared/cli/args.ts";
 import { CONTROL_COMMANDS, flagsFrom, helpText, LONDISTE_OPTIONS, parseCommand, REPAIR_COMMANDS, SERVICE_COMMANDS, UsageError } from "./commands.ts";
 import { anyFailed, formatResult } from "./format.ts";
@@ -35,9 +35,8 @@ export async function runLondisteCommand(argv: string[]): Promise<number> {
       if (words[0] === "watch" && words.length === 1 && extra.length === 0) return await runWatch(configPath!, options.json);
       throw new UsageError(`usage: londiste CONFIG ${service.usage}`);
     }
+    // --dir is sent as written: the worker resolves it inside its own repair_dir.
     const flags = flagsFrom(options.options);
-    // Sent to a worker that may run elsewhere: an absolute path, resolved here.
-    if (flags.dir !== undefined) flags.dir = resolve(flags.dir);
     command = parseCommand(words, flags);
     for (const serviceOnly of ["reset", "instance"]) {
       if (options.options[serviceOnly] !== undefined) throw new UsageError(`--${serviceOnly} does not apply to "${command.command.replace(".", " ")}"`);
@@ -62,9 +61,10 @@ export async function runLondisteCommand(argv: string[]): Promise<number> {
       ? `no service of job ${config.jobName} is running`
       : `start replay with "${londiste} ${options.words[0]} replay"`;
   try {
-    const nc = await connectForCli(natsSettingsFrom(config.values, `londiste cli ${config.jobName}`), Math.min(timeoutMs, config.commandTimeoutMs));
+    const nats = natsSettingsFrom(config.values, `londiste cli ${config.jobName}`);
+    const nc = await connectForCli(nats, Math.min(timeoutMs, config.commandTimeoutMs));
     try {
-      const reply = await requestReply(nc, subject, command.request, timeoutMs, howToStart);
+      const reply = await requestReply(nc, subject, command.request, timeoutMs, howToStart, nats);
       if ("error" in reply) {
         if (options.json) process.stdout.write(`${JSON.stringify(reply)}\n`);
         else process.stderr.write(`londiste: ${command.command.replace(".", " ")} failed (${reply.error.code}): ${reply.error.message}\n`);
@@ -80,15 +80,20 @@ export async function runLondisteCommand(argv: string[]): Promise<number> {
       process.stderr.write(`londiste: ${error.message}\n`);
       return 3;
     }
+    if (error instanceof NotPermittedError) {
+      process.stderr.write(`londiste: ${command.command.replace(".", " ")}: ${error.message}\n`);
+      return 4;
+    }
     throw error;
   }
 }
 
 async function runWatch(configPath: string, json: boolean): Promise<number> {
   const config = loadLondisteConfig(configPath);
+  const nats = natsSettingsFrom(config.values, `londiste watch ${config.jobName}`);
   let nc;
   try {
-    nc = await connectForCli(natsSettingsFrom(config.values, `londiste watch ${config.jobName}`), config.commandTimeoutMs, true);
+    nc = await connectForCli(nats, config.commandTimeoutMs, true);
   } catch (error) {
     process.stderr.write(`londiste: ${(error as Error).message}\n`);
     return 3;
@@ -106,12 +111,23 @@ async function runWatch(configPath: string, json: boolean): Promise<number> {
         else if (s.type === "reconnect") process.stderr.write("londiste watch: NATS connection back\n");
       }
     })();
-    await watchStateChanges(nc, config.subjectPrefix, config.jobName, { json, signal: stop.signal, write: (line) => process.stdout.write(`${line}\n`) });
+    try {
+      await watchStateChanges(nc, config.subjectPrefix, config.jobName, { json, signal: stop.signal, write: (line) => process.stdout.write(`${line}\n`) });
+    } catch (error) {
+      throwIfNotPermitted(error, nats);
+      throw error;
+    }
     if (!stop.signal.aborted) {
       process.stderr.write("londiste watch: the NATS connection closed\n");
       return 3;
     }
     return 0;
+  } catch (error) {
+    if (!(error instanceof NotPermittedError)) throw error;
+    // Watchers may read the stream, not make it: only replay does.
+    const why = error.message.includes("$JS.API.STREAM.CREATE.") ? `; the job's stream does not exist yet: replay makes it when it starts` : "";
+    process.stderr.write(`londiste: watch: ${error.message}${why}\n`);
+    return 4;
   } finally {
     process.off("SIGINT", onSignal);
     process.off("SIGTERM", onSignal);

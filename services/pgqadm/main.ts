@@ -4,13 +4,14 @@
  * that job's ticker service and prints the reply.
  *
  * Exit codes: 0 done, 1 the service replied with an error, 2 bad usage or
- * config, 3 no service answered.
+ * config, 3 no service answered, 4 NATS does not permit the command to the
+ * configured user.
  */
 import { invocation } from "../../shared/cli/invocation.ts";
 import { natsSettingsFrom } from "../../shared/config/common-keys.ts";
 import { ConfigError } from "../../shared/config/load.ts";
 import { loadTickerConfig, tickerSubjects } from "../../shared/config/pgqadm.ts";
-import { connectForCli, NoServiceError, requestReply } from "../../shared/cli/request.ts";
+import { connectForCli, NoServiceError, NotPermittedError, requestReply } from "../../shared/cli/request.ts";
 import { parseCommandLine } from "../../shared/cli/args.ts";
 import { helpText, parseCommand, UsageError } from "./commands.ts";
 import { formatResult } from "./format.ts";
@@ -44,9 +45,10 @@ export async function runPgqadmCommand(argv: string[]): Promise<number> {
   const timeoutMs = (options.timeoutSeconds ?? config.commandTimeoutMs / 1000) * 1000;
   const subject = tickerSubjects(config.subjectPrefix, config.jobName).command(command.command);
   try {
-    const nc = await connectForCli(natsSettingsFrom(config.values, `pgqadm cli ${config.jobName}`), timeoutMs);
+    const nats = natsSettingsFrom(config.values, `pgqadm cli ${config.jobName}`);
+    const nc = await connectForCli(nats, timeoutMs);
     try {
-      const reply = await requestReply(nc, subject, command.request, timeoutMs, `start the ticker with "${invocation("pgqadm")} ${configPath} ticker"`);
+      const reply = await requestReply(nc, subject, command.request, timeoutMs, `start the ticker with "${invocation("pgqadm")} ${configPath} ticker"`, nats);
       if ("error" in reply) {
         if (options.json) process.stdout.write(`${JSON.stringify(reply)}\n`);
         else process.stderr.write(`pgqadm: ${command.command} failed (${reply.error.code}): ${reply.error.message}\n`);
@@ -61,6 +63,10 @@ export async function runPgqadmCommand(argv: string[]): Promise<number> {
     if (error instanceof NoServiceError) {
       process.stderr.write(`pgqadm: ${error.message}\n`);
       return 3;
+    }
+    if (error instanceof NotPermittedError) {
+      process.stderr.write(`pgqadm: ${command.command}: ${error.message}\n`);
+      return 4;
     }
     throw error;
   }

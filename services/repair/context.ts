@@ -16,6 +16,8 @@ export interface RepairContext {
   progress: (report: Record<string, unknown>) => void;
   /** Wakes replay at once (a tick notice on NATS) instead of at its next poll. */
   notifyTick: (tick: number) => void;
+  /** The worker's repair_dir (absolute): fix files go only there (read at each request: a reload may change it). */
+  repairDir: () => string;
   /** Aborted when the worker stops. */
   signal: AbortSignal;
 }

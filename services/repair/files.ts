@@ -1,12 +1,14 @@
 /**
  * Files written by repair: fix.<table>.sql (written under a temporary
  * name, renamed when complete, so a half-written file never has the
- * final name) and key spools for --apply. Writes wait for the stream to
- * drain: memory stays flat.
+ * final name) and key spools for --apply, and where fix files may go:
+ * only inside the worker's repair_dir, whatever a request names. Writes
+ * wait for the stream to drain: memory stays flat.
  */
+import { createHash } from "node:crypto";
 import { createReadStream, createWriteStream, type WriteStream } from "node:fs";
-import { rename, rm, stat } from "node:fs/promises";
-import { join } from "node:path";
+import { mkdir, realpath, rename, rm, stat } from "node:fs/promises";
+import { isAbsolute, join, relative, resolve } from "node:path";
 import { createInterface } from "node:readline";
 import { CommandError } from "../../shared/bus/replies.ts";
 
@@ -54,9 +56,26 @@ export class LineWriter {
   }
 }
 
-/** fix.<table>.sql in dir: the table's canonical name, `/` replaced so it stays one file name. */
+/** Longest table part of a fix file name (file names are limited to 255 bytes). */
+const MAX_NAME_CHARS = 120;
+
+/**
+ * fix.<table>.sql, safe to type on a shell command line: the table's
+ * canonical name with quotes dropped and every character other than a
+ * letter, a digit, `_`, `.` or `-` made `_`. When that changed the name
+ * (or it was too long), a short hash of the real name follows, so two
+ * tables never share a file: `public."Odd ""T"""` → `fix.public.Odd_T-1f0c3a.sql`.
+ * The reply lists each table with its file.
+ */
+export function fixFileName(table: string): string {
+  const plain = table.replace(/"/g, "").replace(/[^\p{L}\p{N}_.-]/gu, "_");
+  if (plain === table && plain.length <= MAX_NAME_CHARS) return `fix.${plain}.sql`;
+  const hash = createHash("sha256").update(table).digest("hex").slice(0, 6);
+  return `fix.${plain.slice(0, MAX_NAME_CHARS)}-${hash}.sql`;
+}
+
 export function fixFilePath(dir: string, table: string): string {
-  return join(dir, `fix.${table.replace(/[/\0]/g, "_")}.sql`);
+  return join(dir, fixFileName(table));
 }
 
 /** The fix file, written to `<path>.tmp` and renamed by commit(). */
@@ -116,12 +135,36 @@ export async function* readChunks<T>(path: string, size: number): AsyncGenerator
   if (chunk.length > 0) yield chunk;
 }
 
-/** The directory fix files go to: it must exist. */
-export async function checkDirectory(dir: string): Promise<void> {
+/** Whether `path` is `base` or inside it (both already absolute and free of symlinks). */
+export function isInside(base: string, path: string): boolean {
+  const rel = relative(base, path);
+  return rel === "" || (!rel.startsWith("..") && !isAbsolute(rel));
+}
+
+/**
+ * The directory a request's fix files go to: `requested` (relative to
+ * `base`, or absolute) must be an existing directory inside the worker's
+ * repair_dir `base`, symlinks followed; no request names one elsewhere on
+ * the worker's host. `base` itself is made when missing (owner only).
+ */
+export async function fixDirectory(base: string, requested: string | undefined): Promise<string> {
   try {
-    if (!(await stat(dir)).isDirectory()) throw new CommandError("bad_request", `${dir} is not a directory`);
+    await mkdir(base, { recursive: true, mode: 0o750 });
+  } catch (error) {
+    throw new CommandError("internal", `repair_dir ${base}: ${(error as Error).message}`);
+  }
+  const realBase = await realpath(base);
+  const wanted = resolve(base, requested ?? ".");
+  let real: string;
+  try {
+    real = await realpath(wanted);
+    if (!(await stat(real)).isDirectory()) throw new CommandError("bad_request", `${wanted} is not a directory`);
   } catch (error) {
     if (error instanceof CommandError) throw error;
-    throw new CommandError("bad_request", `directory ${dir}: ${(error as Error).message}`);
+    throw new CommandError("bad_request", `directory ${wanted}: ${(error as Error).message}`);
   }
+  if (!isInside(realBase, real)) {
+    throw new CommandError("bad_request", `directory ${wanted} is outside this worker's repair_dir ${realBase}: fix files go only there (--dir names a folder inside it)`);
+  }
+  return real;
 }

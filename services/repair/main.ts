@@ -8,12 +8,16 @@
  * `<prefix>.londiste.<job>.repair.progress`. Run it on a third machine to
  * keep the merge work off both databases.
  *
+ * Fix files go only inside repair_dir; at most repair_max_requests
+ * requests run at once, more are refused (unavailable) rather than queued.
+ *
  * Signals: SIGINT/SIGTERM stop taking requests, abort the running ones
  * (their holds on replay are released) and exit.
  * Exit codes: 0 stopped, 2 bad config, 1 other failure (NATS unreachable).
  */
 import type { NatsConnection } from "@nats-io/nats-core";
 import { type CommandSpec, startCommandService } from "../../shared/bus/command-service.ts";
+import { CommandError } from "../../shared/bus/replies.ts";
 import { tickNoticeSubject, type TickNotice } from "../../shared/bus/subjects.ts";
 import { type LondisteConfig, loadLondisteConfig, londisteSubjects } from "../../shared/config/londiste.ts";
 import { withPinnedSettings } from "../../shared/londiste/compare/settings.ts";
@@ -63,6 +67,7 @@ async function repairBody(shell: ServiceShell<LondisteConfig>, counts: { served:
     log,
     instance,
     signal: stop.signal,
+    repairDir: () => config.repairDir,
     progress: () => {},
     notifyTick: (tick) => {
       const notice: TickNotice = { queue: config.queue, tick_id: tick, time: new Date().toISOString(), database: undefined };
@@ -77,6 +82,10 @@ async function repairBody(shell: ServiceShell<LondisteConfig>, counts: { served:
     return {
       ...probe,
       handler: async (request) => {
+        if (running >= config.repairMaxRequests) {
+          // Each request holds connections, spools and (briefly) replay: a bound keeps a flood from piling up.
+          throw new CommandError("unavailable", `this repair worker (${instance}) runs ${running} requests already, the most repair_max_requests allows: try again later`);
+        }
         const id = Math.random().toString(36).slice(2, 10);
         const ctx: RepairContext = {
           ...base,

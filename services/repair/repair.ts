@@ -43,7 +43,7 @@ import { cursorRows, textRows } from "../../shared/londiste/compare/row-source.t
 import { COMMON_FIELDS, type CommonOptions, commonOptions, failedOutcome, forEachTable, inSavepoints, newOwner, openPoint, type TableOutcome } from "./common.ts";
 import { checksumPair } from "./compare.ts";
 import type { RepairContext } from "./context.ts";
-import { checkDirectory, FixFile, fixFilePath, LineWriter, readChunks } from "./files.ts";
+import { FixFile, fixDirectory, fixFilePath, LineWriter, readChunks } from "./files.ts";
 import { applyFixStatements, type Fix } from "./fixes.ts";
 import type { ConsistentPoint } from "./point.ts";
 import { planAt, type Target } from "./tables.ts";
@@ -200,7 +200,11 @@ export function repairCommand(ctx: RepairContext): CommandSpec {
       ...COMMON_FIELDS,
       apply: { type: "boolean", description: "apply the fixes on the subscriber (in one transaction, at a consistent point)" },
       dry_run: { type: "boolean", description: "list the statements in the reply; write no file" },
-      dir: { type: "string", maxLength: 4096, description: "directory of the fix files, on the worker's host (default its working directory)" },
+      dir: {
+        type: "string",
+        maxLength: 4096,
+        description: "directory of the fix files on the worker's host: inside its repair_dir (relative to it, or absolute); default repair_dir",
+      },
       max_statements: { type: "integer", min: 0, max: 1_000_000, description: "dry_run: most statements listed per table (default 1000)" },
     },
     handler: async (request) => {
@@ -209,10 +213,10 @@ export function repairCommand(ctx: RepairContext): CommandSpec {
         ...commonOptions(request),
         apply: request.apply === true,
         dryRun: request.dry_run === true,
-        dir: (request.dir as string | undefined) ?? process.cwd(),
+        dir: "",
         maxStatements: (request.max_statements as number | undefined) ?? 1000,
       };
-      if (!options.dryRun) await checkDirectory(options.dir);
+      if (!options.dryRun) options.dir = await fixDirectory(ctx.repairDir(), request.dir as string | undefined);
       const owner = newOwner(ctx);
       const spools = new Map<string, { path: string; target: Target }>();
       let n = 0;

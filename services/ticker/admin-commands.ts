@@ -2,7 +2,9 @@
  * The pgqadm admin commands, served over NATS by every ticker instance of
  * a job (one instance answers each request: queue group). Each is a thin
  * call of the PgQ SQL API; request fields are validated before they get
- * here and reach SQL only as bind parameters.
+ * here and reach SQL only as bind parameters. `create` stops at the
+ * configured number of queues, so no request can fill the database with
+ * queues (each one is three tables and a ticker's work).
  */
 import type pg from "pg";
 import type { CommandSpec } from "../../shared/bus/command-service.ts";
@@ -53,7 +55,18 @@ async function queueSettings(pool: pg.Pool, queue: string) {
   };
 }
 
-export function adminCommands(pool: pg.Pool): Record<string, CommandSpec> {
+/** Refuses a new queue when the database holds `max` already (an existing one is fine: create is idempotent). */
+async function checkQueueLimit(pool: pg.Pool, queue: string, max: number): Promise<void> {
+  const { rows } = await pgqCall(
+    pool.query<{ n: number; exists: boolean }>("select count(*)::int as n, coalesce(bool_or(queue_name = $1), false) as exists from pgq.queue", [queue]),
+  );
+  const { n, exists } = rows[0]!;
+  if (!exists && n >= max) {
+    throw new CommandError("conflict", `the database holds ${n} queues, the most max_queues (${max}) allows: drop one or raise max_queues`);
+  }
+}
+
+export function adminCommands(pool: pg.Pool, limits: { maxQueues: () => number }): Record<string, CommandSpec> {
   return {
     install: {
       description: "install or upgrade the PgQ schema in the ticker's database",
@@ -66,7 +79,10 @@ export function adminCommands(pool: pg.Pool): Record<string, CommandSpec> {
     create: {
       description: "create a queue",
       request: { queue: name },
-      handler: async (r) => ({ queue: r.queue, created: await createQueue(pool, r.queue as string) }),
+      handler: async (r) => {
+        await checkQueueLimit(pool, r.queue as string, limits.maxQueues());
+        return { queue: r.queue, created: await createQueue(pool, r.queue as string) };
+      },
     },
     drop: {
       description: "drop a queue (no consumers may be registered)",

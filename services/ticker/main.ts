@@ -91,7 +91,7 @@ async function tickerBody(shell: ServiceShell<TickerConfig>): Promise<number> {
         version: VERSION,
         description: `PgQ ticker and admin commands for job ${config.jobName}`,
         subjectPrefix: subjects.commandPrefix,
-        commands: { ...adminCommands(pool), ...control },
+        commands: { ...adminCommands(pool, { maxQueues: () => config.maxQueues }), ...control },
         metadata: { job: config.jobName, instance },
         queue: `pgqadm-${config.jobName}`,
         log,

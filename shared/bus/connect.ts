@@ -2,7 +2,8 @@
  * The one way services connect to NATS: credentials from config, the first
  * connection retried with backoff until it is made (a server that is down,
  * refuses the credentials or is too old is said in the log, with the URL,
- * once a minute), then reconnect forever, every status change logged. A
+ * once a minute), then reconnect forever, every status change logged (a
+ * subject the server's authorization refuses is named, with the user). A
  * service keeps working on Postgres while NATS is away; only commands and
  * notices wait.
  */
@@ -16,6 +17,7 @@ import {
 } from "@nats-io/nats-core";
 import { connect } from "@nats-io/transport-node";
 import type { Logger } from "../log.ts";
+import { natsUserLabel, notPermittedMessage, permissionViolation } from "./permissions.ts";
 import { sleep } from "../sleep.ts";
 
 /**
@@ -50,6 +52,8 @@ export interface NatsSettings {
   tlsKeyFile?: string;
   /** Connection name shown by the server. */
   name?: string;
+  /** First tokens of this connection's reply subjects (default _INBOX). */
+  inboxPrefix?: string;
 }
 
 export function natsConnectionOptions(settings: NatsSettings): ConnectionOptions {
@@ -64,6 +68,7 @@ export function natsConnectionOptions(settings: NatsSettings): ConnectionOptions
   if (settings.user !== undefined) options.user = settings.user;
   if (settings.password !== undefined) options.pass = settings.password;
   if (settings.token !== undefined) options.token = settings.token;
+  if (settings.inboxPrefix !== undefined) options.inboxPrefix = settings.inboxPrefix;
   const authenticators: Authenticator[] = [];
   if (settings.credsFile) authenticators.push(credsAuthenticator(readFileSync(settings.credsFile)));
   if (settings.nkeySeedFile) {
@@ -97,8 +102,15 @@ export async function connectNats(settings: NatsSettings, log: Logger, signal?: 
         void (async () => {
           for await (const status of nc.status()) {
             if (status.type === "ping") continue;
+            const violation = status.type === "error" ? permissionViolation(status.error) : undefined;
+            if (violation) {
+              // A server authorization that lacks a subject this service needs: say which, every time.
+              log.error({ nats: "permission" }, `NATS refused: ${notPermittedMessage(violation, natsUserLabel(settings), settings.inboxPrefix)}`);
+              continue;
+            }
             const level = status.type === "disconnect" || status.type === "error" ? "warn" : "info";
-            log[level]({ nats: status.type, data: "server" in status ? status.server : undefined }, `NATS ${status.type}`);
+            const problem = status.type === "error" ? status.error.message : undefined;
+            log[level]({ nats: status.type, data: "server" in status ? status.server : undefined, problem }, `NATS ${status.type}`);
           }
         })().catch(() => {});
         return nc;

@@ -1,17 +1,33 @@
 /**
  * How command-line tools talk to services: one NATS request, a bounded
- * wait, and a one-line explanation when nobody answers.
+ * wait, and a one-line explanation when nobody answers or NATS refuses
+ * the request to this user.
  */
 import { errors, type NatsConnection } from "@nats-io/nats-core";
 import { connect } from "@nats-io/transport-node";
 import { natsConnectionOptions, type NatsSettings } from "../bus/connect.ts";
 import type { Reply } from "../bus/replies.ts";
+import { natsUserLabel, notPermittedMessage, permissionViolation } from "../bus/permissions.ts";
 
 export class NoServiceError extends Error {
   constructor(message: string) {
     super(message);
     this.name = "NoServiceError";
   }
+}
+
+/** NATS refused a publish or subscribe of the command to the configured user. */
+export class NotPermittedError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = "NotPermittedError";
+  }
+}
+
+/** Throws NotPermittedError when `error` is (or wraps) a permissions violation; else returns. */
+export function throwIfNotPermitted(error: unknown, settings: NatsSettings): void {
+  const violation = permissionViolation(error);
+  if (violation) throw new NotPermittedError(notPermittedMessage(violation, natsUserLabel(settings), settings.inboxPrefix));
 }
 
 /**
@@ -28,22 +44,28 @@ export async function connectForCli(settings: NatsSettings, timeoutMs: number, r
       timeout: timeoutMs,
     });
   } catch (error) {
-    throw new NoServiceError(`cannot connect to NATS at ${settings.url}: ${(error as Error).message}`);
+    const refused = error instanceof errors.AuthorizationError ? ` (as ${natsUserLabel(settings)}: check nats_user and nats_password, nats_token or nats_creds)` : "";
+    throw new NoServiceError(`cannot connect to NATS at ${settings.url}: ${(error as Error).message}${refused}`);
   }
 }
 
-/** Sends a request and returns the reply; NoServiceError when nobody answers in time. */
+/**
+ * Sends a request and returns the reply; NoServiceError when nobody answers
+ * in time, NotPermittedError when NATS refuses it to `settings`' user.
+ */
 export async function requestReply(
   nc: NatsConnection,
   subject: string,
   body: unknown,
   timeoutMs: number,
   howToStart: string,
+  settings: NatsSettings,
 ): Promise<Reply> {
   try {
     const msg = await nc.request(subject, JSON.stringify(body), { timeout: timeoutMs });
     return JSON.parse(msg.string()) as Reply;
   } catch (error) {
+    throwIfNotPermitted(error, settings);
     const noResponders =
       error instanceof errors.NoRespondersError ||
       (error instanceof errors.RequestError && error.cause instanceof errors.NoRespondersError);

@@ -24,6 +24,10 @@ export const COMMON_KEYS: ConfigSchema = {
   nats_tls_ca: { kind: "string", description: "CA certificate file for NATS TLS" },
   nats_tls_cert: { kind: "string", description: "client certificate file for NATS TLS" },
   nats_tls_key: { kind: "string", description: "client key file for NATS TLS" },
+  nats_inbox_prefix: {
+    kind: "string",
+    description: "first tokens of the subjects replies come back on (default _INBOX); with the sample NATS authorization, _INBOX.<nats_user>",
+  },
   subject_prefix: { kind: "string", description: "first token(s) of every NATS subject", default: "skytools" },
   metrics_port: { kind: "integer", description: "serve /metrics, /healthz and /readyz on this port (off when unset)", min: 1 },
   metrics_host: { kind: "string", description: "address the metrics and health endpoints listen on", default: "127.0.0.1" },
@@ -43,6 +47,7 @@ export function natsSettingsFrom(values: ConfigValues, name: string): NatsSettin
     tlsCaFile: str(values.nats_tls_ca),
     tlsCertFile: str(values.nats_tls_cert),
     tlsKeyFile: str(values.nats_tls_key),
+    inboxPrefix: str(values.nats_inbox_prefix),
     name,
   };
 }

@@ -1,4 +1,5 @@
 /** The [londiste] config section: what replay, copy, repair and the londiste tool read. */
+import { resolve } from "node:path";
 import type pg from "pg";
 import { COMMON_KEYS, type CommonSettings, commonSettingsFrom } from "./common-keys.ts";
 import { toPgConfig } from "./dsn.ts";
@@ -20,6 +21,17 @@ export const LONDISTE_SCHEMA: ConfigSchema = {
   method: { kind: "string", description: "accepted for Skytools compatibility; only direct is supported", default: "direct" },
   parallel_copies: { kind: "number", description: "tables one copy worker copies at the same time", default: "2", min: 1 },
   copy_lease: { kind: "number", description: "seconds a copy worker's claim on a table lasts without a heartbeat", default: "30", min: 2 },
+  repair_dir: {
+    kind: "string",
+    description: "the only directory (with its subdirectories) a repair worker writes fix files to; relative to its working directory; made when missing",
+    default: "londiste-%(job_name)s-repair",
+  },
+  repair_max_requests: {
+    kind: "integer",
+    description: "compare/repair requests one repair worker runs at the same time; more are refused (unavailable)",
+    default: "4",
+    min: 1,
+  },
   ...COMMON_KEYS,
 };
 
@@ -33,6 +45,9 @@ export interface LondisteConfig extends CommonSettings {
   ignoreTruncate: boolean;
   parallelCopies: number;
   copyLeaseMs: number;
+  /** Absolute. */
+  repairDir: string;
+  repairMaxRequests: number;
 }
 
 export function loadLondisteConfig(path: string, env: NodeJS.ProcessEnv = process.env): LondisteConfig {
@@ -54,6 +69,8 @@ export function loadLondisteConfig(path: string, env: NodeJS.ProcessEnv = proces
     ignoreTruncate: v.ignore_truncate as boolean,
     parallelCopies: Math.floor(v.parallel_copies as number),
     copyLeaseMs: (v.copy_lease as number) * 1000,
+    repairDir: resolve(v.repair_dir as string),
+    repairMaxRequests: v.repair_max_requests as number,
   };
 }
 

@@ -18,6 +18,12 @@ export const PGQADM_SCHEMA: ConfigSchema = {
   },
   ticker_log_delay: { kind: "number", description: "seconds between tick statistics log lines", default: "300", min: 1 },
   standby_delay: { kind: "number", description: "seconds a standby waits between tries to become active", default: "1", min: 0.1 },
+  max_queues: {
+    kind: "integer",
+    description: "most queues the database may hold: `create` of one more is refused (conflict); existing queues are never touched",
+    default: "100",
+    min: 1,
+  },
   ...COMMON_KEYS,
 };
 
@@ -27,6 +33,7 @@ export interface TickerConfig extends CommonSettings {
   maintDelayMs: number;
   logStatsMs: number;
   standbyDelayMs: number;
+  maxQueues: number;
 }
 
 export function loadTickerConfig(path: string, env: NodeJS.ProcessEnv = process.env): TickerConfig {
@@ -39,6 +46,7 @@ export function loadTickerConfig(path: string, env: NodeJS.ProcessEnv = process.
     maintDelayMs: maintSeconds * 1000,
     logStatsMs: (v.ticker_log_delay as number) * 1000,
     standbyDelayMs: (v.standby_delay as number) * 1000,
+    maxQueues: v.max_queues as number,
   };
 }
 

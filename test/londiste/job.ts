@@ -66,6 +66,8 @@ export async function createLondisteJob(options: JobOptions): Promise<LondisteJo
       `nats_url = ${natsUrl()}`,
       `subject_prefix = ${subjectPrefix}`,
       "loop_delay = 0.2",
+      // repair writes fix files only here
+      `repair_dir = ${dir}`,
       ...(options.extraConfig ?? []),
       "",
     ].join("\n"),

@@ -7,7 +7,7 @@
  * fix files to --dir, `repair --apply` fixes the subscriber, usage errors
  * exit 2 and no worker exits 3.
  */
-import { existsSync, readFileSync } from "node:fs";
+import { readdirSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { expectOk, show } from "../support/pgqadm.ts";
@@ -70,7 +70,11 @@ describe("londiste CONF compare / repair / repair-worker", () => {
     const filed = await job.londiste("repair", "--dir", job.dir);
     expect(filed.code, show(filed)).toBe(0);
     expect(readFileSync(join(job.dir, "fix.public.t.sql"), "utf8")).toContain("insert into public.t");
-    expect(existsSync(join(job.dir, 'fix.public."Odd ""T""".sql'))).toBe(true);
+    // Quotes and spaces of the name stay out of the file name; the output says which table it holds.
+    const odd = readdirSync(job.dir).filter((f) => f.startsWith("fix.public.Odd"));
+    expect(odd).toEqual([expect.stringMatching(/^fix\.public\.Odd_T-[0-9a-f]{6}\.sql$/)]);
+    const oddLine = filed.stdout.split("\n").findIndex((l) => l.startsWith(`public."Odd ""T""": `));
+    expect(filed.stdout.split("\n")[oddLine + 1]).toBe(`  fix file: ${join(job.dir, odd[0]!)}`);
 
     const applied = await job.londiste("repair", "--apply", "--dir", job.dir);
     expect(applied.code, show(applied)).toBe(0);

@@ -248,7 +248,9 @@ describe("compare and repair while the provider takes writes", () => {
     const statements = readFileSync(file, "utf8").split("\n").filter((l) => /^(insert|update|delete) /.test(l));
     expect(statements.sort()).toEqual([...kinds.statements!].sort());
     expect(filed.get("public.kinds")!.message).toMatch(/^finished public\.kinds: src: \d+ rows, dst: \d+ rows, missed: 1 inserts, 6 updates, 1 deletes; /);
-    expect(existsSync(join(job.dir, `fix.${TWO}.sql`))).toBe(true);
+    // `"Odd ""Schema"""."Two Key"`: quotes dropped, the space made `_`, a hash of the real name added.
+    expect(filed.get(TWO)!.file).toMatch(new RegExp(`^${job.dir}/fix\\.Odd_Schema\\.Two_Key-[0-9a-f]{6}\\.sql$`));
+    expect(existsSync(filed.get(TWO)!.file!)).toBe(true);
 
     // Apply, then compare: equal; the files now hold what was applied.
     const applied = byName(await ask("repair", { apply: true, dir: job.dir }));
