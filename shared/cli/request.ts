@@ -7,8 +7,14 @@ import { connect } from "@nats-io/transport-node";
 import { natsConnectionOptions, type NatsSettings } from "../bus/connect.ts";
 import type { Reply } from "../bus/replies.ts";
 
+/** Why no service answered: NATS could not be reached, nobody listens on the subject, or nobody replied in time. */
+export type NoServiceReason = "unreachable" | "no_responders" | "timeout";
+
 export class NoServiceError extends Error {
-  constructor(message: string) {
+  constructor(
+    message: string,
+    readonly reason: NoServiceReason = "timeout",
+  ) {
     super(message);
     this.name = "NoServiceError";
   }
@@ -28,7 +34,7 @@ export async function connectForCli(settings: NatsSettings, timeoutMs: number, r
       timeout: timeoutMs,
     });
   } catch (error) {
-    throw new NoServiceError(`cannot connect to NATS at ${settings.url}: ${(error as Error).message}`);
+    throw new NoServiceError(`cannot connect to NATS at ${settings.url}: ${(error as Error).message}`, "unreachable");
   }
 }
 
@@ -47,9 +53,9 @@ export async function requestReply(
     const noResponders =
       error instanceof errors.NoRespondersError ||
       (error instanceof errors.RequestError && error.cause instanceof errors.NoRespondersError);
-    if (noResponders) throw new NoServiceError(`no service is listening on ${subject}: ${howToStart}`);
+    if (noResponders) throw new NoServiceError(`no service is listening on ${subject}: ${howToStart}`, "no_responders");
     if (error instanceof errors.TimeoutError || error instanceof errors.RequestError) {
-      throw new NoServiceError(`no service answered on ${subject} within ${timeoutMs / 1000} s: ${howToStart}`);
+      throw new NoServiceError(`no service answered on ${subject} within ${timeoutMs / 1000} s: ${howToStart}`, "timeout");
     }
     throw error;
   }
