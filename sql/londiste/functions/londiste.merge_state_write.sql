@@ -23,6 +23,10 @@
 --      'cannot set merge_state of <t> from <a> to <b> by hand: ...' naming
 --      the londiste command that does what was likely meant.
 --
+-- Calls:
+--      londiste.sync_state_of_text(text), londiste.sync_sql_write(from, text),
+--      londiste.sync_state_text(sync_state)
+--
 -- Tables directly manipulated:
 --      insert - londiste.sync_outbox
 -- ----------------------------------------------------------------------

@@ -12,6 +12,12 @@
 -- Returns:
 --      the text; NULL for (none); '<invalid ...>' for a state the machine
 --      does not have (it matches no merge_state).
+--
+-- Calls:
+--      None
+--
+-- Tables directly manipulated:
+--      None
 -- ----------------------------------------------------------------------
 create or replace function londiste.sync_state_text(i_sync jsonb)
 returns text as $$
@@ -35,6 +41,12 @@ $$ language sql immutable;
 --
 -- Returns:
 --      the state name; NULL when the text is no state.
+--
+-- Calls:
+--      None
+--
+-- Tables directly manipulated:
+--      None
 -- ----------------------------------------------------------------------
 create or replace function londiste.sync_state_of_text(i_text text)
 returns text as $$
@@ -59,6 +71,12 @@ $$ language sql immutable;
 --
 -- Returns:
 --      (event, to_sync); no row when the machine has no such move.
+--
+-- Calls:
+--      None
+--
+-- Tables directly manipulated:
+--      None
 -- ----------------------------------------------------------------------
 create or replace function londiste.sync_sql_write(
     in i_from_state text, in i_to_text text,
