@@ -14,8 +14,8 @@
 --      1
 --
 -- Errors:
---      'no such event queue: <q>', 'no such table: <t>',
---      'need key column: <t> has no primary key', and a unique violation
+--      'no such event queue', 'no such table: <t>', 'need key column'
+--      (the Skytools 2 texts; the name is in the DETAIL), and a unique violation
 --      when the table is registered already.
 --
 -- Calls:
@@ -33,7 +33,7 @@ declare
 begin
     perform 1 from pgq.queue where queue_name = i_queue_name;
     if not found then
-        raise exception 'no such event queue: %', i_queue_name;
+        raise exception 'no such event queue' using detail = format('queue %s', i_queue_name);
     end if;
     v_oid := londiste.resolve_name(i_table_name, 'r');
     if v_oid is null then
@@ -55,7 +55,7 @@ $$ language plpgsql;
 --      1
 --
 -- Errors:
---      'no such table registered: <t>'
+--      'no such table registered' (the table in the DETAIL)
 --
 -- Calls:
 --      londiste.resolve_name(i_table_name, 'r'), londiste.quote_table(table),
@@ -76,7 +76,7 @@ begin
        and table_name = coalesce(londiste.quote_table(v_oid::regclass), i_table_name)
     returning * into v_row;
     if not found then
-        raise exception 'no such table registered: %', i_table_name;
+        raise exception 'no such table registered' using detail = format('table %s', i_table_name);
     end if;
     if v_oid is not null then
         perform londiste.drop_capture(i_queue_name, v_oid::regclass);
@@ -95,7 +95,7 @@ $$ language plpgsql;
 --      1
 --
 -- Errors:
---      'no such table registered: <t>'
+--      'no such table registered' (the table in the DETAIL)
 --
 -- Calls:
 --      londiste.resolve_name(i_table_name, 'r'), londiste.quote_table(table),
@@ -113,7 +113,7 @@ begin
     perform 1 from londiste.provider_table
       where queue_name = i_queue_name and table_name = londiste.quote_table(v_oid::regclass);
     if v_oid is null or not found then
-        raise exception 'no such table registered: %', i_table_name;
+        raise exception 'no such table registered' using detail = format('table %s', i_table_name);
     end if;
     perform londiste.create_capture(i_queue_name, v_oid::regclass);
     return 1;
