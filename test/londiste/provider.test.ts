@@ -99,6 +99,23 @@ describe("provider tables", () => {
   });
 });
 
+describe("the Skytools 2 column-type string", () => {
+  it("find_column_types gives k for key columns and v for the others; add and refresh take the string when it is the table's own", async () => {
+    await db.query("create table typed (a int, gone text, b text, c int, primary key (c, a)); alter table typed drop column gone");
+    expect((await db.query("select londiste.find_column_types('typed') as t")).rows[0].t).toBe("kvk");
+    await expect(db.query("select londiste.provider_add_table($1, 'typed', 'kiv')", [Q])).rejects.toThrow(
+      "column types kiv not supported: the capture logs the primary key as k and every other column as v (kvk)",
+    );
+    expect(await triggersOn("typed")).toEqual([]);
+    expect((await db.query("select londiste.provider_add_table($1, 'typed', 'kvk') as r", [Q])).rows[0].r).toBe(1);
+    expect((await db.query("select londiste.provider_refresh_trigger($1, 'typed', 'kvk') as r", [Q])).rows[0].r).toBe(1);
+    await expect(db.query("select londiste.provider_refresh_trigger($1, 'typed', 'vvk')", [Q])).rejects.toThrow(/^column types vvk not supported/);
+    await expect(db.query("select londiste.provider_add_table($1, 'missing', 'kv')", [Q])).rejects.toThrow("no such table: missing");
+    await expect(db.query("select londiste.find_column_types('missing')")).rejects.toThrow("no such table: missing");
+    expect((await db.query("select londiste.provider_remove_table($1, 'typed') as r", [Q])).rows[0].r).toBe(1);
+  });
+});
+
 describe("provider sequences", () => {
   it("adds, lists and removes sequences with the original errors", async () => {
     await expect(db.query("select londiste.provider_add_seq($1, 'noseq')", [Q])).rejects.toMatchObject({ message: "seq not found", detail: "sequence noseq" });
