@@ -42,16 +42,16 @@ const seqs = (args: string[]) => ({ seqs: args });
 const MANY = Number.MAX_SAFE_INTEGER;
 
 export const LONDISTE_COMMANDS: Record<string, Usage> = {
-  "provider install": { args: "", help: "install PgQ and londiste on the provider, create the queue", min: 0, max: 0, build: none },
+  "provider install": { args: "", help: "install PgQ and londiste on the provider, create the queue (needs no service)", min: 0, max: 0, build: none },
   "provider add": { args: "TABLE...", help: "capture changes of tables", min: 1, max: MANY, build: tables },
   "provider remove": { args: "TABLE...", help: "stop capturing tables", min: 1, max: MANY, build: tables },
   "provider tables": { args: "", help: "list captured tables", min: 0, max: 0, build: none },
   "provider seqs": { args: "", help: "list registered sequences", min: 0, max: 0, build: none },
   "provider add-seq": { args: "SEQ...", help: "register sequences", min: 1, max: MANY, build: seqs },
   "provider remove-seq": { args: "SEQ...", help: "unregister sequences", min: 1, max: MANY, build: seqs },
-  "subscriber install": { args: "", help: "install londiste on the subscriber", min: 0, max: 0, build: none },
-  "subscriber register": { args: "", help: "register replay's consumer on the provider queue", min: 0, max: 0, build: none },
-  "subscriber unregister": { args: "", help: "unregister it; all tables go back to (none)", min: 0, max: 0, build: none },
+  "subscriber install": { args: "", help: "install londiste on the subscriber (needs no service)", min: 0, max: 0, build: none },
+  "subscriber register": { args: "", help: "register replay's consumer on the provider queue (needs no service)", min: 0, max: 0, build: none },
+  "subscriber unregister": { args: "", help: "unregister it; all tables go back to (none) (needs no service)", min: 0, max: 0, build: none },
   "subscriber add": {
     args: "TABLE... [--expect-sync | --skip-truncate] [--force] [--dest-table SCHEMA.TABLE]",
     help: "replicate tables (--expect-sync: they are equal already, no copy)",

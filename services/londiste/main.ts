@@ -1,19 +1,24 @@
 /**
  * The londiste command line (all but the long-running services): reads
  * the [londiste] config to find NATS and the job, sends the command to
- * that job's replay service and prints the reply.
+ * that job's replay service and prints the reply. The commands that only
+ * set up the databases (direct.ts) run here, on the databases, when no
+ * service of the job answers; the output says so. Hints in messages are
+ * printed as command lines the user can paste.
  *
  * Exit codes: 0 done, 1 the command failed (for any table), 2 bad usage
  * or config, 3 no service answered, 4 NATS does not permit the command to
  * the configured user.
  */
-import { invocation } from "../../shared/cli/invocation.ts";
+import { CommandError } from "../../shared/bus/replies.ts";
+import { invocation, pasteableHints, shellWord } from "../../shared/cli/invocation.ts";
 import { natsSettingsFrom } from "../../shared/config/common-keys.ts";
 import { ConfigError } from "../../shared/config/load.ts";
-import { loadLondisteConfig, londisteSubjects } from "../../shared/config/londiste.ts";
+import { type LondisteConfig, loadLondisteConfig, londisteSubjects } from "../../shared/config/londiste.ts";
 import { connectForCli, NoServiceError, NotPermittedError, requestReply, throwIfNotPermitted } from "../../shared/cli/request.ts";
 import { parseCommandLine } from "../../shared/cli/args.ts";
 import { CONTROL_COMMANDS, flagsFrom, helpText, LONDISTE_OPTIONS, parseCommand, REPAIR_COMMANDS, SERVICE_COMMANDS, UsageError } from "./commands.ts";
+import { runDirectly, runsDirectly } from "./direct.ts";
 import { anyFailed, formatResult } from "./format.ts";
 import { watchStateChanges } from "./watch.ts";
 
@@ -56,10 +61,13 @@ export async function runLondisteCommand(argv: string[]): Promise<number> {
   const subject = londisteSubjects(config.subjectPrefix, config.jobName).command(command.command);
   const londiste = invocation("londiste");
   const howToStart = repairWork
-    ? `start a repair worker with "${londiste} ${options.words[0]} repair-worker"`
+    ? `start a repair worker with "${londiste} ${shellWord(options.words[0]!)} repair-worker"`
     : CONTROL_COMMANDS.has(command.command)
       ? `no service of job ${config.jobName} is running`
-      : `start replay with "${londiste} ${options.words[0]} replay"`;
+      : `start replay with "${londiste} ${shellWord(options.words[0]!)} replay"`;
+  const configPath = options.words[0]!;
+  const paste = (text: string) => pasteableHints(text, configPath);
+  const name = command.command.replace(".", " ");
   try {
     const nats = natsSettingsFrom(config.values, `londiste cli ${config.jobName}`);
     const nc = await connectForCli(nats, Math.min(timeoutMs, config.commandTimeoutMs));
@@ -67,16 +75,18 @@ export async function runLondisteCommand(argv: string[]): Promise<number> {
       const reply = await requestReply(nc, subject, command.request, timeoutMs, howToStart, nats);
       if ("error" in reply) {
         if (options.json) process.stdout.write(`${JSON.stringify(reply)}\n`);
-        else process.stderr.write(`londiste: ${command.command.replace(".", " ")} failed (${reply.error.code}): ${reply.error.message}\n`);
+        else process.stderr.write(`londiste: ${name} failed (${reply.error.code}): ${paste(reply.error.message)}\n`);
         return 1;
       }
-      process.stdout.write(`${options.json ? JSON.stringify(reply.result, null, 2) : formatResult(command.command, reply.result)}\n`);
+      process.stdout.write(`${options.json ? JSON.stringify(reply.result, null, 2) : paste(formatResult(command.command, reply.result))}\n`);
       return anyFailed(reply.result) ? 1 : 0;
     } finally {
       await nc.close();
     }
   } catch (error) {
     if (error instanceof NoServiceError) {
+      // Setting up the databases needs no service: with none answering, do it here.
+      if (error.reason !== "timeout" && runsDirectly(command.command)) return await direct(command.command, config, options.json, paste);
       process.stderr.write(`londiste: ${error.message}\n`);
       return 3;
     }
@@ -86,6 +96,26 @@ export async function runLondisteCommand(argv: string[]): Promise<number> {
     }
     throw error;
   }
+}
+
+async function direct(command: string, config: LondisteConfig, json: boolean, paste: (text: string) => string): Promise<number> {
+  const name = command.replace(".", " ");
+  let result;
+  try {
+    result = await runDirectly(command, config);
+  } catch (error) {
+    const code = error instanceof CommandError ? error.code : "failed";
+    if (json) process.stdout.write(`${JSON.stringify({ error: { code, message: (error as Error).message }, direct: true })}\n`);
+    else process.stderr.write(`londiste: ${name} failed (${code}): ${paste((error as Error).message)}\n`);
+    return 1;
+  }
+  if (json) {
+    process.stdout.write(`${JSON.stringify({ ...result, direct: true }, null, 2)}\n`);
+  } else {
+    process.stdout.write(`${paste(formatResult(command, result))}\n`);
+    process.stdout.write(`(no service of job ${config.jobName} is running: done directly on the databases)\n`);
+  }
+  return 0;
 }
 
 async function runWatch(configPath: string, json: boolean): Promise<number> {

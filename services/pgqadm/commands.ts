@@ -27,7 +27,7 @@ function integer(name: string, value: string): number {
 
 
 export const PGQADM_COMMANDS: Record<string, Usage> = {
-  install: { args: "", help: "install or upgrade PgQ in the database", min: 0, max: 0, build: () => ({}) },
+  install: { args: "", help: "install or upgrade PgQ in the database (needs no running ticker)", min: 0, max: 0, build: () => ({}) },
   create: { args: "QUEUE", help: "create a queue", min: 1, max: 1, build: ([q]) => ({ queue: q }) },
   drop: { args: "QUEUE", help: "drop a queue", min: 1, max: 1, build: ([q]) => ({ queue: q }) },
   register: { args: "QUEUE CONSUMER", help: "register a consumer", min: 2, max: 2, build: ([q, c]) => ({ queue: q, consumer: c }) },
@@ -106,7 +106,12 @@ export function parseCommand(words: string[]): CommandLine {
 }
 
 export function helpText(): string {
-  const lines = ["usage: pgqadm [--json] [--timeout SECONDS] CONFIG COMMAND [ARGS]", "", "commands:"];
+  const lines = [
+    "usage: pgqadm [--json] [--timeout SECONDS] CONFIG COMMAND [ARGS]",
+    "       pgqadm --sql-dir      print the folder of the SQL files: psql -f \"$(pgqadm --sql-dir)/pgq/install.sql\"",
+    "",
+    "commands:",
+  ];
   lines.push(`  ${"ticker".padEnd(36)} run the ticker service (long-running)`);
   for (const [name, u] of Object.entries(PGQADM_COMMANDS)) lines.push(`  ${`${name} ${u.args}`.padEnd(36)} ${u.help}`);
   return lines.join("\n");

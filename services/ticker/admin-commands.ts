@@ -16,6 +16,7 @@ import {
   getConsumerInfo,
   getQueueInfo,
   installPgq,
+  pgVersions,
   registerConsumer,
   setQueueConfig,
   unregisterConsumer,
@@ -33,13 +34,6 @@ export const QUEUE_SETTINGS = [
   "external_ticker",
 ] as const;
 
-async function pgVersions(pool: pg.Pool) {
-  const { rows } = await pool.query<{ pg: string; pgq: string | null }>(
-    `select current_setting('server_version') as pg,
-            case when to_regprocedure('pgq.version()') is not null then pgq.version() end as pgq`,
-  );
-  return { postgres_version: rows[0]!.pg, pgq_version: rows[0]!.pgq };
-}
 
 async function queueSettings(pool: pg.Pool, queue: string) {
   const [info] = await getQueueInfo(pool, queue);

@@ -9,8 +9,14 @@ import { natsConnectionOptions, type NatsSettings } from "../bus/connect.ts";
 import type { Reply } from "../bus/replies.ts";
 import { natsUserLabel, notPermittedMessage, permissionViolation } from "../bus/permissions.ts";
 
+/** Why no service answered: NATS could not be reached, nobody listens on the subject, or nobody replied in time. */
+export type NoServiceReason = "unreachable" | "no_responders" | "timeout";
+
 export class NoServiceError extends Error {
-  constructor(message: string) {
+  constructor(
+    message: string,
+    readonly reason: NoServiceReason = "timeout",
+  ) {
     super(message);
     this.name = "NoServiceError";
   }
@@ -45,7 +51,7 @@ export async function connectForCli(settings: NatsSettings, timeoutMs: number, r
     });
   } catch (error) {
     const refused = error instanceof errors.AuthorizationError ? ` (as ${natsUserLabel(settings)}: check nats_user and nats_password, nats_token or nats_creds)` : "";
-    throw new NoServiceError(`cannot connect to NATS at ${settings.url}: ${(error as Error).message}${refused}`);
+    throw new NoServiceError(`cannot connect to NATS at ${settings.url}: ${(error as Error).message}${refused}`, refused ? "timeout" : "unreachable");
   }
 }
 
@@ -69,9 +75,9 @@ export async function requestReply(
     const noResponders =
       error instanceof errors.NoRespondersError ||
       (error instanceof errors.RequestError && error.cause instanceof errors.NoRespondersError);
-    if (noResponders) throw new NoServiceError(`no service is listening on ${subject}: ${howToStart}`);
+    if (noResponders) throw new NoServiceError(`no service is listening on ${subject}: ${howToStart}`, "no_responders");
     if (error instanceof errors.TimeoutError || error instanceof errors.RequestError) {
-      throw new NoServiceError(`no service answered on ${subject} within ${timeoutMs / 1000} s: ${howToStart}`);
+      throw new NoServiceError(`no service answered on ${subject} within ${timeoutMs / 1000} s: ${howToStart}`, "timeout");
     }
     throw error;
   }

@@ -7,7 +7,7 @@ import type pg from "pg";
 export const PGQADM_SCHEMA: ConfigSchema = {
   job_name: { kind: "string", description: "name of this ticker job, its token in NATS subjects (letters, digits, _ and -)", default: "pgqadm" },
   db: { kind: "dsn", description: "the database whose queues are ticked", required: true, secret: true },
-  loop_delay: { kind: "number", description: "seconds between tick checks; pgq.ticker() decides per queue whether a tick is due", default: "1.0", min: 0.01 },
+  loop_delay: { kind: "number", description: "seconds between tick checks; pgq.tick_if_due() decides per queue whether a tick is due", default: "1.0", min: 0.01 },
   maint_delay: { kind: "number", description: "seconds between maintenance runs (rotation, retry mover, VACUUM of the PgQ tables)", default: "300", min: 1 },
   maint_delay_min: { kind: "number", description: "minutes between maintenance runs (overrides maint_delay)", min: 0.01 },
   queue_refresh_period: {

@@ -38,7 +38,7 @@ export const ADVISORY_LOCKS = {
     objectKey: "queue_id",
     level: "transaction",
     database: "provider",
-    takenBy: "pgq.ticker(queue) (transaction); the repair worker's consistent point (session, around londiste.tick_at_snapshot)",
+    takenBy: "pgq.ticker(queue), pgq.tick_if_due(queue) (transaction); the repair worker's consistent point (session, around londiste.tick_at_snapshot)",
     heldFor: "one tick; the repair point's snapshot and tick insert",
     excludes: "two ticks of one queue at once, so tick snapshots never go back",
   },

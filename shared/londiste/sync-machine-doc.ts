@@ -4,6 +4,7 @@
  * output; a test keeps the two in step). Pure.
  */
 import { stateFacts, stateTextForm, type SyncStateName, syncMachine } from "./sync-machine.ts";
+import { sqlWrites } from "./sync-machine-sql.ts";
 
 interface Edge {
   from: string;
@@ -68,5 +69,17 @@ export function machineMarkdown(): string {
   for (const e of edges()) if (!e.from.startsWith("any")) lines.push(`  ${id(e.from)} --> ${id(e.to)}: ${e.event}`);
   lines.push("  note right of none: RESYNC from any state leads here; REMOVE from any state to removed");
   lines.push("  removed --> [*]", "```", "");
+  lines.push(
+    "## Writing merge_state by hand",
+    "",
+    "A plain-SQL write of `londiste.subscriber_table.merge_state` is one of these moves (the trigger",
+    "`londiste.merge_state_write`, from `londiste.sync_sql_write`, generated from the machine); any other",
+    "write is refused.",
+    "",
+    "| in state | writing | is the event | to |",
+    "|---|---|---|---|",
+  );
+  for (const w of sqlWrites()) lines.push(`| ${w.from} | ${w.toText === null ? "NULL" : `\`${w.toText}\``} | ${w.event.type} | ${w.to.state} |`);
+  lines.push("");
   return lines.join("\n");
 }

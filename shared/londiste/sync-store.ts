@@ -11,7 +11,12 @@
  * service reads merge_state or writes the state columns or the outbox
  * itself. (The SQL functions londiste.subscriber_set_table_state/_error
  * are kept for compatibility only: they bypass the machine's guards and
- * the outbox, and no service calls them.)
+ * the outbox, and no service calls them.) A person's plain-SQL write of
+ * merge_state is turned into the machine's move by the trigger
+ * londiste.merge_state_write, from the generated londiste.sync_sql_write
+ * (sync-machine-sql.ts), the same way: new state, sync_version + 1, an
+ * outbox entry. The check subscriber_table_merge_state_matches keeps
+ * merge_state equal to the text of sync_state.
  */
 import type { Queryable } from "../db/queryable.ts";
 import { decide, fromStateText, type PersistedSync, stateText, type SyncActor, type SyncEvent } from "./sync-machine.ts";

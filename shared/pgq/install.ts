@@ -18,3 +18,12 @@ export async function pgqSchemaVersion(db: Queryable): Promise<number> {
   const result = await db.query<{ version: number | null }>("select max(version) as version from pgq.schema_migration");
   return result.rows[0]?.version ?? 0;
 }
+
+/** The server's version and the installed PgQ API version (null when PgQ is not installed). */
+export async function pgVersions(db: Queryable): Promise<{ postgres_version: string; pgq_version: string | null }> {
+  const { rows } = await db.query<{ pg: string; pgq: string | null }>(
+    `select current_setting('server_version') as pg,
+            case when to_regprocedure('pgq.version()') is not null then pgq.version() end as pgq`,
+  );
+  return { postgres_version: rows[0]!.pg, pgq_version: rows[0]!.pgq };
+}

@@ -27,14 +27,19 @@ export async function setQueueConfig(db: Queryable, queue: string, key: string, 
   await scalar(db, "select pgq.set_queue_config($1, $2, $3) as v", [queue, key, value]);
 }
 
-/** Ticks one queue if a tick is due; returns the new tick id or null. */
+/** Ticks one queue now (pgq.ticker, as in Skytools 2); returns the new tick id, null when its ticker is paused. */
 export async function tickQueue(db: Queryable, queue: string): Promise<number | null> {
   return toSafeIntOrNull(await scalar<string | null>(db, "select pgq.ticker($1) as v", [queue]));
 }
 
-/** Ticks every queue that is due; returns how many got a tick. */
+/** Ticks every queue now (not external, not paused); returns how many got a tick. */
 export async function tickAll(db: Queryable): Promise<number> {
   return toSafeInt(await scalar<string>(db, "select pgq.ticker() as v", []));
+}
+
+/** Ticks one queue if the tick policy says a tick is due (pgq.tick_if_due); returns the new tick id or null. */
+export async function tickIfDue(db: Queryable, queue: string): Promise<number | null> {
+  return toSafeIntOrNull(await scalar<string | null>(db, "select pgq.tick_if_due($1) as v", [queue]));
 }
 
 /** Asks for a tick at the ticker's next check; returns the current last tick id. */
@@ -43,14 +48,13 @@ export async function forceTick(db: Queryable, queue: string): Promise<number> {
 }
 
 /**
- * Makes a tick now, whatever the tick policy says: force_tick then ticker,
- * in the caller's transaction (autocommit on a pool). For tools and tests;
- * a running ticker service does the same on its own within loop_delay.
+ * Makes a tick now (pgq.ticker), in the caller's transaction (autocommit
+ * on a pool). For tools and tests; a running ticker service ticks on its
+ * own when the tick policy says so.
  */
 export async function tickNow(db: Queryable, queue: string): Promise<number> {
-  await forceTick(db, queue);
   const tick = await tickQueue(db, queue);
-  if (tick === null) throw new Error(`queue ${queue}: no tick after force_tick (ticker paused?)`);
+  if (tick === null) throw new Error(`queue ${queue}: no tick (ticker paused?)`);
   return tick;
 }
 
@@ -170,9 +174,9 @@ export interface NewTickOptions {
 
 /**
  * A tick made after this call began (and, with notOlderThan, after that
- * snapshot): force_tick, then pgq.ticker; when a running ticker service
- * took the forced tick first (ticker returns NULL), the first tick after
- * the one that was newest at force_tick. Asks again every second while
+ * snapshot): force_tick (so a running ticker service ticks too), then
+ * pgq.ticker; the first tick after the one that was newest at force_tick,
+ * whoever made it. Asks again every second while
  * none appears; throws after timeoutMs (e.g. the queue's ticker is
  * paused). Each statement must commit on its own: pass a pool or an
  * autocommit client (the ticker needs READ COMMITTED).

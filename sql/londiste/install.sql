@@ -17,6 +17,9 @@ set local client_min_messages = warning;
 \ir structure/004_subscriber_state.sql
 \ir structure/005_sync_machine.sql
 \ir structure/006_replay_hold.sql
+-- the machine's facts (generated), which migration 7's check uses
+\ir functions/londiste.sync_machine.sql
+\ir structure/007_merge_state_check.sql
 
 -- Group: names (how tables and sequences are named in events and
 -- registrations)
@@ -33,6 +36,7 @@ set local client_min_messages = warning;
 
 -- Group: subscriber: tables and their states, sequences, position
 \ir functions/londiste.subscriber_table.sql
+\ir functions/londiste.merge_state_write.sql
 \ir functions/londiste.subscriber_seq.sql
 \ir functions/londiste.last_tick.sql
 \ir functions/londiste.subscriber_dest.sql

@@ -4,7 +4,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { describe, expect, it } from "vitest";
 import { MIN_NATS_SERVER, versionAtLeast } from "../../shared/bus/connect.ts";
-import { invocation } from "../../shared/cli/invocation.ts";
+import { invocation, pasteableHints } from "../../shared/cli/invocation.ts";
 
 describe("pasteable command names", () => {
   it("npx <name> under npx or when the name is not on the PATH; the bare name when it is", () => {
@@ -19,6 +19,20 @@ describe("pasteable command names", () => {
     } finally {
       rmSync(dir, { recursive: true, force: true });
     }
+  });
+});
+
+describe("hints in messages become command lines the user can paste", () => {
+  const env = { PATH: "/nonexistent" };
+  it("`londiste CONFIG ...` / `pgqadm CONF ...` take the user's invocation and config path", () => {
+    expect(pasteableHints('londiste is not installed: run "londiste CONFIG subscriber install" first', "conf/job.ini", env)).toBe(
+      'londiste is not installed: run "npx londiste conf/job.ini subscriber install" first',
+    );
+    expect(pasteableHints("waiting (pgqadm CONF install)", "/etc/t.ini", env)).toBe("waiting (npx pgqadm /etc/t.ini install)");
+    expect(pasteableHints("run londiste CONF subscriber resync public.t", "my job.ini", { ...env, npm_command: "exec" })).toBe(
+      "run npx londiste 'my job.ini' subscriber resync public.t",
+    );
+    expect(pasteableHints("no hint here: londiste ran", "x.ini", env)).toBe("no hint here: londiste ran");
   });
 });
 

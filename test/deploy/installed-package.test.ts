@@ -2,7 +2,8 @@
 // the ticker, replay, two copy workers and a repair worker run from the installed bins (plain
 // node, no tsx, no node_modules of the checkout) with Skytools-style configs that set pidfile
 // and logfile. A table is added and copied; /metrics and /readyz answer on every service;
-// SIGHUP reloads; `stop` over NATS stops each of them. Also: a service started through
+// SIGHUP reloads; `stop` over NATS stops each of them; `pgqadm --sql-dir` points into the
+// installed package. Also: a service started through
 // `npx londiste CONF replay &` stops when that PID is signalled, instead of running on orphaned.
 import { execFile } from "node:child_process";
 import { existsSync, readdirSync, readFileSync, writeFileSync } from "node:fs";
@@ -104,6 +105,11 @@ describe("installed from the packed tarball", () => {
     expect(existsSync(join(installed, "dist", "services", "replay", "main.js"))).toBe(true);
     expect(existsSync(join(installed, "shared"))).toBe(false);
     expect(existsSync(join(installed, "node_modules", "tsx"))).toBe(false);
+    // The SQL files for psql alone: psql -f "$(pgqadm --sql-dir)/pgq/install.sql"
+    const sqlDir = (await ok("pgqadm", "--sql-dir")).trim();
+    expect(sqlDir).toBe(join(installed, "sql"));
+    expect(existsSync(join(sqlDir, "pgq", "install.sql"))).toBe(true);
+    expect(existsSync(join(sqlDir, "londiste", "install.sql"))).toBe(true);
 
     const ports = { ticker: await freePort(), replay: await freePort(), copyA: await freePort(), copyB: await freePort(), repair: await freePort() };
     const start = (label: keyof typeof ports, tool: "pgqadm" | "londiste", args: string[], envKey: string) =>

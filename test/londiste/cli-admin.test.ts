@@ -17,6 +17,7 @@ import { connectNatsClient, rawRequest } from "../support/nats.ts";
 import { expectOk, type CliResult, runPgqadm, show } from "../support/pgqadm.ts";
 import { type ServiceProcess, useProcessCleanup } from "../support/processes.ts";
 import { waitFor } from "../support/wait.ts";
+import { invocation } from "../../shared/cli/invocation.ts";
 import { createLondisteJob, LONDISTE_LAUNCHER, type LondisteJob } from "./job.ts";
 
 useProcessCleanup();
@@ -76,7 +77,12 @@ describe("before install", () => {
       job.londiste("subscriber", "add", "--expect-sync", "public.t"),
       job.londiste("status"),
     ]);
-    expectFailure(ptables, 'londiste: provider tables failed (conflict): londiste is not installed on the provider: run "londiste CONFIG provider install" first');
+    // the hint is a command line the user can paste: their invocation and config path
+    const paste = `(npx )?londiste ${job.conf.replace(/[.*+?^${}()|[\]\\]/g, "\\$&")}`;
+    expectFailure(
+      ptables,
+      new RegExp(`londiste: provider tables failed \\(conflict\\): londiste is not installed on the provider: run "${paste} provider install" first`),
+    );
     expectFailure(stables, "londiste is not installed on the subscriber");
     expectFailure(padd, "londiste is not installed on the provider");
     expectFailure(sadd, "londiste is not installed on the subscriber");
@@ -206,7 +212,7 @@ describe("rules and clear errors", () => {
     const r = await job.londiste("subscriber", "add", "--expect-sync", "r_uncaptured", "r_subless", "public.t");
     expect(r.code, show(r)).toBe(1);
     const lines = r.stdout.trimEnd().split("\n");
-    expect(lines[0]).toBe('r_uncaptured: FAILED: not captured on the provider: run "londiste CONFIG provider add public.r_uncaptured" first');
+    expect(lines[0]).toBe(`r_uncaptured: FAILED: not captured on the provider: run "${invocation("londiste")} ${job.conf} provider add public.r_uncaptured" first`);
     expect(lines[1]).toMatch(/^r_subless: FAILED: public\.r_subless: no such table on the subscriber/);
     expect(lines[2]).toBe("public.t: FAILED: already registered");
     expect(lines).toHaveLength(3);

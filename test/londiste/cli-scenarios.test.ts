@@ -17,6 +17,7 @@ import { type CliResult, expectOk, show } from "../support/pgqadm.ts";
 import { lastTickId, waitForTickAfter } from "../support/pgq-state.ts";
 import { type ServiceProcess, useProcessCleanup } from "../support/processes.ts";
 import { waitFor } from "../support/wait.ts";
+import { invocation } from "../../shared/cli/invocation.ts";
 import { lockConsumerPosition } from "../../shared/londiste/position.ts";
 import { createLondisteJob, installJob, type LondisteJob } from "./job.ts";
 
@@ -169,7 +170,7 @@ describe("scenarios on one job", () => {
     await onBoth(job, "create sequence sq1");
     await job.provider.query("create sequence sq_provider_only");
     const padd = await job.londiste("provider", "add-seq", "sq1", "sq_provider_only", "no_such_seq");
-    expect(expectExit(padd, 1)).toBe("sq1: added\nsq_provider_only: added\nno_such_seq: FAILED: seq not found: no_such_seq\n");
+    expect(expectExit(padd, 1)).toBe("sq1: added\nsq_provider_only: added\nno_such_seq: FAILED: seq not found\n");
     expect(expectOk(await job.londiste("provider", "seqs"))).toBe("public.sq1\npublic.sq_provider_only\n");
 
     const sadd = await job.londiste("subscriber", "add-seq", "sq1", "sq_provider_only", "sq_unknown");
@@ -177,7 +178,7 @@ describe("scenarios on one job", () => {
       [
         "sq1: added",
         "sq_provider_only: FAILED: no such sequence on the subscriber",
-        'sq_unknown: FAILED: not registered on the provider: run "londiste CONFIG provider add-seq public.sq_unknown" first',
+        `sq_unknown: FAILED: not registered on the provider: run "${invocation("londiste")} ${job.conf} provider add-seq public.sq_unknown" first`,
         "",
       ].join("\n"),
     );

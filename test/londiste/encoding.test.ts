@@ -210,9 +210,13 @@ describe("change capture and replay of every built-in kind of value", () => {
 
   it("refuses a table without a primary key and an unknown queue", async () => {
     await provider.query("create table no_pk (a int)");
-    await expect(provider.query("select londiste.create_capture($1, 'no_pk')", [Q])).rejects.toThrow(
-      "need key column: public.no_pk has no primary key",
-    );
-    await expect(provider.query(`select londiste.create_capture('nope', $1::regclass)`, [TABLE])).rejects.toThrow("no such event queue: nope");
+    await expect(provider.query("select londiste.create_capture($1, 'no_pk')", [Q])).rejects.toMatchObject({
+      message: "need key column",
+      detail: "public.no_pk has no primary key",
+    });
+    await expect(provider.query(`select londiste.create_capture('nope', $1::regclass)`, [TABLE])).rejects.toMatchObject({
+      message: "no such event queue",
+      detail: "queue nope",
+    });
   });
 });

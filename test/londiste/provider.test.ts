@@ -66,8 +66,12 @@ describe("provider tables", () => {
   });
 
   it("refuses a table without a primary key, an unknown queue or table, and a second add", async () => {
-    await expect(db.query("select londiste.provider_add_table($1, 'nopk')", [Q])).rejects.toThrow(/^need key column/);
-    await expect(db.query("select londiste.provider_add_table('nope', 'data1')")).rejects.toThrow("no such event queue: nope");
+    // the Skytools 2 texts exactly; the name is in the DETAIL
+    await expect(db.query("select londiste.provider_add_table($1, 'nopk')", [Q])).rejects.toMatchObject({
+      message: "need key column",
+      detail: "public.nopk has no primary key",
+    });
+    await expect(db.query("select londiste.provider_add_table('nope', 'data1')")).rejects.toMatchObject({ message: "no such event queue", detail: "queue nope" });
     await expect(db.query("select londiste.provider_add_table($1, 'missing')", [Q])).rejects.toThrow("no such table: missing");
     await expect(db.query("select londiste.provider_add_table($1, 'public.data1')", [Q])).rejects.toMatchObject({ code: "23505" });
     await expect(db.query(`select londiste.provider_add_table($1, 'a.b.c.d')`, [Q])).rejects.toThrow("bad name: a.b.c.d");
@@ -87,22 +91,40 @@ describe("provider tables", () => {
     expect(await triggersOn("data1")).toEqual([]);
     const funcs = await db.query("select proname from pg_proc where pronamespace = 'londiste'::regnamespace and proname like 'capture_%'");
     expect(funcs.rows).toHaveLength(1); // only the one of "Other"."Odd Name"
-    await expect(db.query("select londiste.provider_remove_table($1, 'data1')", [Q])).rejects.toThrow("no such table registered: data1");
-    await expect(db.query("select londiste.provider_refresh_trigger($1, 'data1')", [Q])).rejects.toThrow("no such table registered: data1");
+    await expect(db.query("select londiste.provider_remove_table($1, 'data1')", [Q])).rejects.toMatchObject({ message: "no such table registered", detail: "table data1" });
+    await expect(db.query("select londiste.provider_refresh_trigger($1, 'data1')", [Q])).rejects.toMatchObject({ message: "no such table registered" });
     expect((await db.query("select table_name from londiste.provider_get_table_list($1)", [Q])).rows).toEqual([
       { table_name: '"Other"."Odd Name"' },
     ]);
   });
 });
 
+describe("the Skytools 2 column-type string", () => {
+  it("find_column_types gives k for key columns and v for the others; add and refresh take the string when it is the table's own", async () => {
+    await db.query("create table typed (a int, gone text, b text, c int, primary key (c, a)); alter table typed drop column gone");
+    expect((await db.query("select londiste.find_column_types('typed') as t")).rows[0].t).toBe("kvk");
+    await expect(db.query("select londiste.provider_add_table($1, 'typed', 'kiv')", [Q])).rejects.toThrow(
+      "column types kiv not supported: the capture logs the primary key as k and every other column as v (kvk)",
+    );
+    expect(await triggersOn("typed")).toEqual([]);
+    expect((await db.query("select londiste.provider_add_table($1, 'typed', 'kvk') as r", [Q])).rows[0].r).toBe(1);
+    expect((await db.query("select londiste.provider_refresh_trigger($1, 'typed', 'kvk') as r", [Q])).rows[0].r).toBe(1);
+    await expect(db.query("select londiste.provider_refresh_trigger($1, 'typed', 'vvk')", [Q])).rejects.toThrow(/^column types vvk not supported/);
+    await expect(db.query("select londiste.provider_add_table($1, 'missing', 'kv')", [Q])).rejects.toThrow("no such table: missing");
+    await expect(db.query("select londiste.find_column_types('missing')")).rejects.toThrow("no such table: missing");
+    expect((await db.query("select londiste.provider_remove_table($1, 'typed') as r", [Q])).rows[0].r).toBe(1);
+  });
+});
+
 describe("provider sequences", () => {
   it("adds, lists and removes sequences with the original errors", async () => {
-    await expect(db.query("select londiste.provider_add_seq($1, 'noseq')", [Q])).rejects.toThrow("seq not found: noseq");
+    await expect(db.query("select londiste.provider_add_seq($1, 'noseq')", [Q])).rejects.toMatchObject({ message: "seq not found", detail: "sequence noseq" });
+    await expect(db.query("select londiste.provider_add_seq('nope', 'noseq')")).rejects.toMatchObject({ message: "no such event queue" });
     expect((await db.query("select londiste.provider_add_seq($1, 'seq1') as r", [Q])).rows[0].r).toBe(1);
     await expect(db.query("select londiste.provider_add_seq($1, 'public.seq1')", [Q])).rejects.toMatchObject({ code: "23505" });
     expect((await db.query("select s from londiste.provider_get_seq_list($1) s", [Q])).rows).toEqual([{ s: "public.seq1" }]);
     expect((await db.query("select londiste.provider_remove_seq($1, 'seq1') as r", [Q])).rows[0].r).toBe(1);
-    await expect(db.query("select londiste.provider_remove_seq($1, 'seq1')", [Q])).rejects.toThrow("seq not attached: seq1");
+    await expect(db.query("select londiste.provider_remove_seq($1, 'seq1')", [Q])).rejects.toMatchObject({ message: "seq not attached", detail: "sequence seq1" });
   });
 });
 

@@ -24,6 +24,7 @@ import {
   syncMachine,
 } from "../../shared/londiste/sync-machine.ts";
 import { machineMarkdown } from "../../shared/londiste/sync-machine-doc.ts";
+import { machineSql, sqlWrites } from "../../shared/londiste/sync-machine-sql.ts";
 
 const at = (state: SyncStateName, context: Partial<PersistedSync["context"]> = {}): PersistedSync => ({
   state,
@@ -158,5 +159,17 @@ describe("table-sync machine", () => {
   it("docs/table-sync-machine.md is generated from the current machine (npm run docs:machine)", () => {
     const doc = readFileSync(new URL("../../docs/table-sync-machine.md", import.meta.url), "utf8");
     expect(doc).toBe(machineMarkdown());
+  });
+
+  it("sql/londiste/functions/londiste.sync_machine.sql is generated from the current machine (npm run docs:machine)", () => {
+    const sql = readFileSync(new URL("../../sql/londiste/functions/londiste.sync_machine.sql", import.meta.url), "utf8");
+    expect(sql).toBe(machineSql());
+  });
+
+  it("the merge_state writes SQL honours are the machine's RESYNC from every live state and EXPECT_SYNC from none", () => {
+    expect(sqlWrites().map((w) => `${w.from} -> ${w.toText ?? "NULL"} (${w.event.type})`)).toEqual([
+      "none -> ok (EXPECT_SYNC)",
+      ...["in-copy", "catching-up", "wanna-sync", "do-sync", "ok", "error"].map((s) => `${s} -> NULL (RESYNC)`),
+    ]);
   });
 });

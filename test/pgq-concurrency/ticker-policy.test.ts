@@ -1,7 +1,8 @@
 /**
- * The ticker policy (docs/differences-from-skytools.md, "The tick decision
- * is inside `pgq.ticker(queue)`") under a simulated clock. Here the tick decision is in pgq.ticker(q) (PgQ 3 policy, see the
- * header of sql/pgq/functions/pgq.ticker.sql):
+ * The ticker policy (docs/differences-from-skytools.md, "When a tick is
+ * due: `pgq.tick_if_due(queue)`") under a simulated clock. The tick
+ * decision is in pgq.tick_if_due(q), which the ticker service calls (PgQ 3
+ * policy, see the header of sql/pgq/functions/pgq.ticker.sql):
  *   * new events: tick once max_count arrived or max_lag passed;
  *   * idle: tick once max_lag/2 passed and the time since the last tick is
  *     twice the previous interval or idle_period (so idle ticks slow down
@@ -57,7 +58,7 @@ class SimulatedTicker {
         where t.tick_queue = $1 and t.tick_id = v.id`,
       [this.qid, this.now, entries.map(([id]) => id), entries.map(([, at]) => at)],
     );
-    const id = await num(db.pool, "select pgq.ticker($1)", [this.queue]);
+    const id = await num(db.pool, "select pgq.tick_if_due($1)", [this.queue]);
     if (id !== null) {
       this.vt.set(id, this.now);
       this.ticks.push({ id, at: this.now });
@@ -153,7 +154,9 @@ describe("ticker policy under a simulated clock", () => {
     await db.query("select pgq.force_tick('pol3')");
     await sim.runUntil(200);
     expect(sim.times()).toEqual([0]);
-    expect(await num(db.pool, "select pgq.ticker()")).toBe(0);
+    expect(await num(db.pool, "select pgq.tick_if_due()")).toBe(0);
+    // even pgq.ticker, which ticks whenever called, leaves a paused queue alone
+    expect(await num(db.pool, "select pgq.ticker('pol3')")).toBeNull();
     await db.query("select pgq.set_queue_config('pol3', 'ticker_paused', 'false')");
     await sim.runUntil(201);
     expect(sim.times()).toEqual([0, 201]);

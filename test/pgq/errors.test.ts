@@ -133,7 +133,8 @@ describe("PgqError kinds through the TypeScript API", () => {
     await createQueue(db.pool, "extqueue");
     await setQueueConfig(db.pool, "extqueue", "external_ticker", "true");
     await expectPgqError(tickQueue(db.pool, "extqueue"), "queue_external_ticker", "This queue has external tick source.");
-    await expectPgqError(tickNow(db.pool, "extqueue"), "queue_not_found", "queue not found or ticks not allowed");
+    await expectPgqError(tickNow(db.pool, "extqueue"), "queue_external_ticker", "This queue has external tick source.");
+    await expectPgqError(forceTick(db.pool, "extqueue"), "queue_not_found", "queue not found or ticks not allowed");
   });
 
   it("tick_not_found and batch_open: repositioning a consumer", async () => {

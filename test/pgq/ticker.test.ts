@@ -1,8 +1,10 @@
 /**
- * force_tick, and queues with an external tick source. Here pgq.ticker(q)
- * holds the tick decision (PgQ 3 style; docs/differences-from-skytools.md,
- * "The tick decision is inside `pgq.ticker(queue)`"), so it returns NULL
- * when no tick is due and force_tick is what makes the next call tick.
+ * pgq.ticker, pgq.tick_if_due, force_tick, and queues with an external tick
+ * source. pgq.ticker(q) and pgq.ticker() tick whenever called, as in
+ * Skytools 2; the PgQ 3 decision of when a tick is due is
+ * pgq.tick_if_due(q)'s (docs/differences-from-skytools.md, "When a tick is
+ * due: `pgq.tick_if_due(queue)`"), which returns NULL when no tick is due;
+ * force_tick makes its next call tick.
  */
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import {
@@ -13,6 +15,7 @@ import {
   registerConsumer,
   setQueueConfig,
   tickAll,
+  tickIfDue,
   tickNow,
   tickQueue,
 } from "../../shared/pgq/index.ts";
@@ -39,18 +42,18 @@ const lastTick = (queue: string) =>
     [queue],
   );
 
-describe("force_tick", () => {
-  it("a fresh queue ticks on the first ticker call; right after a tick, an idle queue does not", async () => {
-    expect(await num(db.pool, "select pgq.ticker('myqueue')")).toBe(2);
-    expect(await num(db.pool, "select pgq.ticker('myqueue')")).toBeNull();
+describe("tick_if_due and force_tick", () => {
+  it("a fresh queue ticks on the first tick_if_due call; right after a tick, an idle queue does not", async () => {
+    expect(await num(db.pool, "select pgq.tick_if_due('myqueue')")).toBe(2);
+    expect(await num(db.pool, "select pgq.tick_if_due('myqueue')")).toBeNull();
     expect(await lastTick("myqueue")).toBe(2);
   });
 
-  it("a fresh queue that already has events also ticks on the first ticker call", async () => {
+  it("a fresh queue that already has events also ticks on the first tick_if_due call", async () => {
     await db.pool.query("select pgq.create_queue('busyfresh')");
     await db.pool.query("select pgq.register_consumer('busyfresh', 'consumer')");
     const id = (await num(db.pool, "select pgq.insert_event('busyfresh', 'x', 'y')"))!;
-    expect(await num(db.pool, "select pgq.ticker('busyfresh')")).toBe(2);
+    expect(await num(db.pool, "select pgq.tick_if_due('busyfresh')")).toBe(2);
     expect((await drainBatch(db.pool, "busyfresh", "consumer"))!.map((e) => e.ev_id)).toEqual([id]);
   });
 
@@ -63,7 +66,7 @@ describe("force_tick", () => {
     // nextval gives seqBefore + 1, then + 2 x 500
     expect(await eventSeq("myqueue")).toBe(seqBefore + 1 + 2 * 500);
     expect(await lastTick("myqueue")).toBe(2); // force_tick itself does not tick
-    expect(await num(db.pool, "select pgq.ticker('myqueue')")).toBe(3);
+    expect(await num(db.pool, "select pgq.tick_if_due('myqueue')")).toBe(3);
     expect(await num(db.pool, "select pgq.force_tick('myqueue')")).toBe(3);
   });
 
@@ -73,16 +76,17 @@ describe("force_tick", () => {
     const last = await lastTick("myqueue");
     expect(await num(db.pool, "select pgq.force_tick('myqueue')")).toBe(last);
     expect(await eventSeq("myqueue")).toBe(seqBefore + 1 + 2 * 10);
-    expect(await num(db.pool, "select pgq.ticker('myqueue')")).toBe(last! + 1);
+    expect(await num(db.pool, "select pgq.tick_if_due('myqueue')")).toBe(last! + 1);
   });
 
-  it("forceTick / tickQueue / tickNow in TypeScript", async () => {
+  it("forceTick / tickIfDue / tickQueue / tickNow in TypeScript", async () => {
     const last = (await lastTick("myqueue"))!;
-    expect(await tickQueue(db.pool, "myqueue")).toBeNull();
+    expect(await tickIfDue(db.pool, "myqueue")).toBeNull();
     expect(await forceTick(db.pool, "myqueue")).toBe(last);
-    expect(await tickQueue(db.pool, "myqueue")).toBe(last + 1);
-    expect(await tickNow(db.pool, "myqueue")).toBe(last + 2);
-    expect((await getQueueInfo(db.pool, "myqueue"))[0]!.lastTickId).toBe(last + 2);
+    expect(await tickIfDue(db.pool, "myqueue")).toBe(last + 1);
+    expect(await tickQueue(db.pool, "myqueue")).toBe(last + 2);
+    expect(await tickNow(db.pool, "myqueue")).toBe(last + 3);
+    expect((await getQueueInfo(db.pool, "myqueue"))[0]!.lastTickId).toBe(last + 3);
   });
 
   it("on an external-ticker queue force_tick fails with 'queue not found or ticks not allowed'", async () => {
@@ -108,6 +112,9 @@ describe("external ticker", () => {
 
   it("ticker(q) on an external-ticker queue fails with 'This queue has external tick source.'", async () => {
     await expect(db.pool.query("select pgq.ticker('extqueue')")).rejects.toThrow(
+      /^This queue has external tick source\.$/,
+    );
+    await expect(db.pool.query("select pgq.tick_if_due('extqueue')")).rejects.toThrow(
       /^This queue has external tick source\.$/,
     );
     expect(await lastTick("extqueue")).toBe(1);
@@ -146,7 +153,7 @@ describe("external ticker", () => {
     expect(await lastTick("myqueue")).toBe(last);
   });
 
-  it("ticker() ticks only the queues without an external tick source", async () => {
+  it("tick_if_due() and ticker() tick only the queues without an external tick source", async () => {
     // keep the queues made so far from becoming due while the test runs
     const { rows: others } = await db.pool.query<{ queue_name: string }>("select queue_name from pgq.queue");
     for (const { queue_name } of others) {
@@ -158,11 +165,16 @@ describe("external ticker", () => {
     await createQueue(db.pool, "fresh2");
     await registerConsumer(db.pool, "fresh2", "c");
     const extBefore = await lastTick("extqueue");
-    expect(await num(db.pool, "select pgq.ticker()")).toBe(2);
+    expect(await num(db.pool, "select pgq.tick_if_due()")).toBe(2);
     expect(await lastTick("fresh1")).toBe(2);
     expect(await lastTick("fresh2")).toBe(2);
+    expect(await num(db.pool, "select pgq.tick_if_due()")).toBe(0);
+    // ticker() ticks every one of them now, due or not
+    const internal = (await num(db.pool, "select count(*) from pgq.queue where not queue_external_ticker"))!;
+    expect(internal).toBe(others.length + 2 - 2); // forcedext and extqueue are ticked externally
+    expect(await tickAll(db.pool)).toBe(internal);
+    expect(await lastTick("fresh1")).toBe(3);
     expect(await lastTick("extqueue")).toBe(extBefore);
-    expect(await tickAll(db.pool)).toBe(0);
   });
 
   it("setQueueConfig('external_ticker') from TypeScript switches a queue to external ticks", async () => {
@@ -171,5 +183,29 @@ describe("external ticker", () => {
     expect((await getQueueInfo(db.pool, "tsext"))[0]!.externalTicker).toBe(true);
     await expect(tickQueue(db.pool, "tsext")).rejects.toMatchObject({ kind: "queue_external_ticker" });
     expect(await num(db.pool, "select pgq.ticker('tsext', 7)")).toBe(7);
+  });
+});
+
+describe("pgq.ticker ticks whenever called (Skytools 2)", () => {
+  it("ticker(q) inserts a tick on every call, even right after one, and returns its id", async () => {
+    await db.pool.query("select pgq.create_queue('s2queue')");
+    expect(await num(db.pool, "select pgq.ticker('s2queue')")).toBe(2);
+    expect(await num(db.pool, "select pgq.ticker('s2queue')")).toBe(3);
+    expect(await num(db.pool, "select pgq.ticker('s2queue')")).toBe(4);
+    expect(await lastTick("s2queue")).toBe(4);
+  });
+
+  it("events inserted, then ticker(): the next batch has them, however recent the last tick", async () => {
+    await db.pool.query("select pgq.register_consumer('s2queue', 'c')");
+    const before = (await num(db.pool, "select count(*) from pgq.queue where not queue_external_ticker and not queue_ticker_paused"))!;
+    const ids = [];
+    for (let i = 0; i < 3; i++) ids.push((await num(db.pool, "select pgq.insert_event('s2queue', 'x', $1)", [String(i)]))!);
+    expect(await num(db.pool, "select pgq.ticker()")).toBe(before);
+    expect((await drainBatch(db.pool, "s2queue", "c"))!.map((e) => e.ev_id)).toEqual(ids);
+  });
+
+  it("the errors are Skytools 2's: 'no such queue'", async () => {
+    await expect(db.pool.query("select pgq.ticker('nope')")).rejects.toThrow(/^no such queue$/);
+    await expect(db.pool.query("select pgq.tick_if_due('nope')")).rejects.toThrow(/^no such queue$/);
   });
 });

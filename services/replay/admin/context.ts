@@ -4,7 +4,7 @@
  */
 import type pg from "pg";
 import { CommandError } from "../../../shared/bus/replies.ts";
-import { londisteSchemaVersion } from "../../../shared/londiste/install.ts";
+import { requireLondisteOn, requireQueueOn } from "../../../shared/londiste/setup.ts";
 
 export interface ReplayLiveState {
   /** starting, standby (another instance replays), active. */
@@ -38,17 +38,11 @@ export interface NameOutcome {
 export const names = { type: "string[]", required: true, maxItems: 500, maxLength: 300 } as const;
 
 export async function requireLondiste(db: pg.Pool, side: "provider" | "subscriber"): Promise<void> {
-  if ((await londisteSchemaVersion(db)) === 0) {
-    throw new CommandError("conflict", `londiste is not installed on the ${side}: run "londiste CONFIG ${side} install" first`);
-  }
+  await requireLondisteOn(db, side);
 }
 
 export async function requireQueue(ctx: AdminContext): Promise<void> {
-  await requireLondiste(ctx.provider, "provider");
-  const { rows } = await ctx.provider.query("select 1 from pgq.queue where queue_name = $1", [ctx.queue]);
-  if (rows.length === 0) {
-    throw new CommandError("conflict", `queue ${ctx.queue} does not exist on the provider: run "londiste CONFIG provider install" first`);
-  }
+  await requireQueueOn(ctx.provider, ctx.queue);
 }
 
 export function requireNames(list: unknown): string[] {

@@ -6,9 +6,8 @@
  * subscribers drop them from their sets.
  */
 import type { CommandSpec } from "../../../shared/bus/command-service.ts";
-import { installLondiste } from "../../../shared/londiste/install.ts";
+import { installProvider } from "../../../shared/londiste/setup.ts";
 import { canonicalName, providerSeqs, providerTables } from "../../../shared/londiste/catalog.ts";
-import { createQueue, installPgq } from "../../../shared/pgq/index.ts";
 import { readTableShape } from "../../../shared/londiste/table-shape.ts";
 import { type AdminContext, names, perName, requireNames, requireQueue } from "./context.ts";
 
@@ -19,11 +18,9 @@ export function providerCommands(ctx: AdminContext): Record<string, CommandSpec>
       description: "install PgQ and londiste on the provider and create the job's queue",
       request: {},
       handler: async () => {
-        await installPgq(db);
-        await installLondiste(db);
-        const created = await createQueue(db, ctx.queue);
+        const result = await installProvider(ctx);
         ctx.wake();
-        return { queue: ctx.queue, queue_created: created };
+        return result;
       },
     },
     "provider.add": {

@@ -19,13 +19,13 @@ import {
   subscriberTables,
   tableTriggers,
 } from "../../../shared/londiste/catalog.ts";
-import { installLondiste } from "../../../shared/londiste/install.ts";
+import { installSubscriber, registerSubscriber, unregisterSubscriber } from "../../../shared/londiste/setup.ts";
 import { checkTablePair } from "../../../shared/londiste/table-check.ts";
 import { readTableShape } from "../../../shared/londiste/table-shape.ts";
-import { loadTableSync, loadTableSyncs, recordTableAdded, writeTransition } from "../../../shared/londiste/sync-store.ts";
+import { loadTableSync, recordTableAdded, writeTransition } from "../../../shared/londiste/sync-store.ts";
 import { stateLabel, type SyncEvent } from "../../../shared/londiste/sync-machine.ts";
-import { registerConsumer, unregisterConsumer } from "../../../shared/pgq/index.ts";
-import { lockConsumerPosition, recordedTick, recordTick } from "../../../shared/londiste/position.ts";
+import { registerConsumer } from "../../../shared/pgq/index.ts";
+import { lockConsumerPosition } from "../../../shared/londiste/position.ts";
 import { type AdminContext, names, type NameOutcome, perName, requireLondiste, requireNames, requireQueue } from "./context.ts";
 
 const TRIGGER_MODES: Record<string, string> = {
@@ -53,50 +53,24 @@ export function subscriberCommands(ctx: AdminContext): Record<string, CommandSpe
       description: "install londiste on the subscriber",
       request: {},
       handler: async () => {
-        await installLondiste(sub);
+        const result = await installSubscriber(ctx);
         ctx.wake();
-        return { installed: true };
+        return result;
       },
     },
     "subscriber.register": {
       description: "register replay's consumer on the provider queue",
       request: {},
       handler: async () => {
-        await ready();
-        const created = await registerConsumer(ctx.provider, ctx.queue, ctx.consumer);
-        const recorded = await recordedTick(sub, ctx.consumer);
+        const result = await registerSubscriber(ctx);
         ctx.wake();
-        return {
-          consumer: ctx.consumer,
-          registered: created,
-          warning:
-            created && recorded !== null
-              ? `the subscriber still records tick ${recorded} from an earlier registration: replay will stop with "Lost position" ` +
-                `until the tables are resynced and replay is started once with --reset`
-              : undefined,
-        };
+        return result;
       },
     },
     "subscriber.unregister": {
       description: "unregister replay's consumer; every table goes back to (none) to be copied again",
       request: {},
-      handler: async () => {
-        await ready();
-        // Under replay's lock, so no batch is half applied while the position goes away.
-        const tables = await withTransaction(sub, async (client) => {
-          await lockConsumerPosition(client, ctx.consumer);
-          let reset = 0;
-          for (const t of await loadTableSyncs(client, ctx.queue)) {
-            if ((await writeTransition(client, t, { type: "RESYNC" }, "admin")).accepted) reset++;
-          }
-          await recordTick(client, ctx.consumer, null);
-          await unregisterConsumer(ctx.provider, ctx.queue, ctx.consumer).catch((error: unknown) => {
-            if ((error as { kind?: string }).kind !== "consumer_not_registered") throw error;
-          });
-          return reset;
-        });
-        return { consumer: ctx.consumer, unregistered: true, tables_reset: tables };
-      },
+      handler: async () => unregisterSubscriber(ctx),
     },
     "subscriber.add": {
       description: "replicate provider tables into the subscriber",

@@ -54,7 +54,8 @@
 --      The trigger name.
 --
 -- Errors:
---      'no such event queue: <q>', 'need key column: <table> has no primary key'
+--      'no such event queue', 'need key column' (the Skytools 2 texts; the
+--      queue or table in the DETAIL)
 --
 -- Calls:
 --      londiste.quote_table(i_table); the generated trigger function calls
@@ -80,7 +81,7 @@ declare
 begin
     select queue_id into v_qid from pgq.queue where queue_name = i_queue_name;
     if not found then
-        raise exception 'no such event queue: %', i_queue_name;
+        raise exception 'no such event queue' using detail = format('queue %s', i_queue_name);
     end if;
     v_name := londiste.quote_table(i_table);
 
@@ -92,7 +93,7 @@ begin
       join pg_attribute a on a.attrelid = i.indrelid and a.attnum = any(i.indkey::int2[])
      where i.indrelid = i_table and i.indisprimary;
     if v_keys is null then
-        raise exception 'need key column: % has no primary key', v_name;
+        raise exception 'need key column' using detail = format('%s has no primary key', v_name);
     end if;
 
     select 'row(' || string_agg(format('OLD.%I', k), ', ' order by n) || ')::text'

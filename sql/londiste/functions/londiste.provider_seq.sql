@@ -10,7 +10,7 @@
 --      1
 --
 -- Errors:
---      'no such event queue: <q>', 'seq not found: <s>', and a unique
+--      'no such event queue', 'seq not found' (the name in the DETAIL), and a unique
 --      violation when it is registered already.
 --
 -- Calls:
@@ -26,11 +26,11 @@ declare
 begin
     perform 1 from pgq.queue where queue_name = i_queue_name;
     if not found then
-        raise exception 'no such event queue: %', i_queue_name;
+        raise exception 'no such event queue' using detail = format('queue %s', i_queue_name);
     end if;
     v_oid := londiste.resolve_name(i_seq_name, 'S');
     if v_oid is null then
-        raise exception 'seq not found: %', i_seq_name;
+        raise exception 'seq not found' using detail = format('sequence %s', i_seq_name);
     end if;
     insert into londiste.provider_seq (queue_name, seq_name)
     values (i_queue_name, londiste.quote_table(v_oid::regclass));
@@ -45,7 +45,7 @@ $$ language plpgsql;
 --      1
 --
 -- Errors:
---      'seq not attached: <s>'
+--      'seq not attached' (the sequence in the DETAIL)
 --
 -- Calls:
 --      londiste.resolve_name(i_seq_name, 'S'), londiste.quote_table(seq)
@@ -63,7 +63,7 @@ begin
      where queue_name = i_queue_name
        and seq_name = coalesce(londiste.quote_table(v_oid::regclass), i_seq_name);
     if not found then
-        raise exception 'seq not attached: %', i_seq_name;
+        raise exception 'seq not attached' using detail = format('sequence %s', i_seq_name);
     end if;
     return 1;
 end;

@@ -39,7 +39,7 @@ $$ language plpgsql;
 --      0
 --
 -- Errors:
---      'no such table: <t>'
+--      'no such table' (the table in the DETAIL)
 --
 -- Calls:
 --      londiste.canonical_name(i_table)
@@ -53,7 +53,7 @@ begin
     delete from londiste.subscriber_table
      where queue_name = i_queue_name and table_name = londiste.canonical_name(i_table);
     if not found then
-        raise exception 'no such table: %', i_table;
+        raise exception 'no such table' using detail = format('table %s', i_table);
     end if;
     return 0;
 end;
@@ -100,7 +100,7 @@ $$ language sql stable;
 --      1
 --
 -- Errors:
---      'no such table: <t>'
+--      'no such table' (the table in the DETAIL)
 --
 -- Calls:
 --      londiste.canonical_name(i_table)
@@ -124,7 +124,7 @@ begin
            sync_version = sync_version + 1
      where queue_name = i_queue_name and table_name = londiste.canonical_name(i_table);
     if not found then
-        raise exception 'no such table: %', i_table;
+        raise exception 'no such table' using detail = format('table %s', i_table);
     end if;
     return 1;
 end;
@@ -140,7 +140,7 @@ $$ language plpgsql;
 --      1
 --
 -- Errors:
---      'no such table: <t>'
+--      'no such table' (the table in the DETAIL)
 --
 -- Calls:
 --      londiste.canonical_name(i_table)
@@ -156,7 +156,7 @@ begin
        set skip_truncate = i_value
      where queue_name = i_queue_name and table_name = londiste.canonical_name(i_table);
     if not found then
-        raise exception 'no such table: %', i_table;
+        raise exception 'no such table' using detail = format('table %s', i_table);
     end if;
     return 1;
 end;

@@ -88,7 +88,91 @@ $$ language plpgsql;
 -- ----------------------------------------------------------------------
 -- Function: pgq.ticker(i_queue_name)
 --
---      Ticks the queue when a tick is due:
+--      Inserts a tick now, as Skytools 2 did: whoever calls it decides
+--      when a tick is wanted.  The ticker service does not call this; it
+--      calls pgq.tick_if_due, which holds the policy of when a tick is due.
+--      A queue whose ticker is paused (queue_ticker_paused) is not ticked.
+--
+-- Parameters:
+--      i_queue_name - queue to tick
+--
+-- Returns:
+--      The new tick id; NULL only when the queue's ticker is paused.
+--
+-- Errors:
+--      'no such queue', 'This queue has external tick source.'
+--
+-- Calls:
+--      pgq.ticker_lock(queue_id), pgq.insert_tick(queue_id, tick_id)
+--
+-- Tables directly manipulated:
+--      None
+-- ----------------------------------------------------------------------
+create or replace function pgq.ticker(i_queue_name text)
+returns bigint as $$
+declare
+    v_q  record;
+begin
+    select queue_id, queue_external_ticker into v_q
+      from pgq.queue where queue_name = i_queue_name;
+    if not found then
+        raise exception 'no such queue';
+    end if;
+    if v_q.queue_external_ticker then
+        raise exception 'This queue has external tick source.';
+    end if;
+
+    perform pgq.ticker_lock(v_q.queue_id);
+
+    -- Re-read under the lock: the settings may have changed while waiting.
+    select queue_id, queue_tick_seq, queue_ticker_paused into v_q
+      from pgq.queue where queue_id = v_q.queue_id;
+    if v_q.queue_ticker_paused then
+        return null;
+    end if;
+    return pgq.insert_tick(v_q.queue_id, nextval(v_q.queue_tick_seq));
+end;
+$$ language plpgsql;
+
+-- ----------------------------------------------------------------------
+-- Function: pgq.ticker()
+--
+--      Runs pgq.ticker(queue) for every queue that is not ticked
+--      externally and not paused: each gets a tick now.
+--
+-- Returns:
+--      Number of queues that got a tick.
+--
+-- Calls:
+--      pgq.ticker(i_queue_name)
+--
+-- Tables directly manipulated:
+--      None
+-- ----------------------------------------------------------------------
+create or replace function pgq.ticker()
+returns bigint as $$
+declare
+    v_name   text;
+    v_count  int8 := 0;
+begin
+    for v_name in
+        select queue_name from pgq.queue
+         where not queue_external_ticker and not queue_ticker_paused
+         order by queue_id
+    loop
+        if pgq.ticker(v_name) is not null then
+            v_count := v_count + 1;
+        end if;
+    end loop;
+    return v_count;
+end;
+$$ language plpgsql;
+
+-- ----------------------------------------------------------------------
+-- Function: pgq.tick_if_due(i_queue_name)
+--
+--      Ticks the queue when a tick is due (the PgQ 3 policy; the ticker
+--      service calls this every loop_delay):
 --        * new events (by the event sequence): when at least
 --          queue_ticker_max_count arrived or queue_ticker_max_lag passed
 --          since the last tick;
@@ -115,7 +199,7 @@ $$ language plpgsql;
 -- Tables directly manipulated:
 --      None
 -- ----------------------------------------------------------------------
-create or replace function pgq.ticker(i_queue_name text)
+create or replace function pgq.tick_if_due(i_queue_name text)
 returns bigint as $$
 declare
     v_q       record;
@@ -174,21 +258,21 @@ end;
 $$ language plpgsql;
 
 -- ----------------------------------------------------------------------
--- Function: pgq.ticker()
+-- Function: pgq.tick_if_due()
 --
---      Runs pgq.ticker(queue) for every queue that is not ticked
+--      Runs pgq.tick_if_due(queue) for every queue that is not ticked
 --      externally and not paused.
 --
 -- Returns:
 --      Number of queues that got a tick.
 --
 -- Calls:
---      pgq.ticker(i_queue_name)
+--      pgq.tick_if_due(i_queue_name)
 --
 -- Tables directly manipulated:
 --      None
 -- ----------------------------------------------------------------------
-create or replace function pgq.ticker()
+create or replace function pgq.tick_if_due()
 returns bigint as $$
 declare
     v_name   text;
@@ -199,7 +283,7 @@ begin
          where not queue_external_ticker and not queue_ticker_paused
          order by queue_id
     loop
-        if pgq.ticker(v_name) is not null then
+        if pgq.tick_if_due(v_name) is not null then
             v_count := v_count + 1;
         end if;
     end loop;
