@@ -63,7 +63,9 @@ function status(s: Row): string {
     `  provider: ${s.provider_installed ? "installed" : "londiste not installed"}; subscriber: ${s.subscriber_installed ? "installed" : "londiste not installed"}`,
     s.registered
       ? `  lag ${formatSeconds(s.lag_s as number | null)}, last seen ${formatSeconds(s.last_seen_s as number)} ago, provider tick ${s.last_tick as number}, subscriber tick ${(s.subscriber_tick as number | null) ?? "-"}, pending events ${(s.pending_events as number | null) ?? "-"}`
-      : "  consumer not registered on the provider",
+      : s.unregistered_at
+        ? `  consumer unregistered by "subscriber unregister" at ${s.unregistered_at as string}: nothing is replayed until "subscriber register"`
+        : "  consumer not registered on the provider",
     `  replay ${replay.instance as string}: ${replay.role as string}, ${replay.batches as number} batches, ${replay.changes as number} changes since start` +
       (replay.lastError ? `; last error: ${replay.lastError as string}` : ""),
     "",

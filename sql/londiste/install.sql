@@ -17,6 +17,7 @@ set local client_min_messages = warning;
 \ir structure/004_subscriber_state.sql
 \ir structure/005_sync_machine.sql
 \ir structure/006_replay_hold.sql
+\ir structure/007_unregistered.sql
 
 -- Group: names (how tables and sequences are named in events and
 -- registrations)

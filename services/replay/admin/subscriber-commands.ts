@@ -26,6 +26,7 @@ import { loadTableSync, loadTableSyncs, recordTableAdded, writeTransition } from
 import { stateLabel, type SyncEvent } from "../../../shared/londiste/sync-machine.ts";
 import { registerConsumer, unregisterConsumer } from "../../../shared/pgq/index.ts";
 import { lockConsumerPosition, recordedTick, recordTick } from "../../../shared/londiste/position.ts";
+import { clearUnregistered, markUnregistered, UNREGISTER_TABLES_EFFECT, unregisteredSince } from "../../../shared/londiste/operator-unregister.ts";
 import { type AdminContext, names, type NameOutcome, perName, requireLondiste, requireNames, requireQueue } from "./context.ts";
 
 const TRIGGER_MODES: Record<string, string> = {
@@ -59,16 +60,22 @@ export function subscriberCommands(ctx: AdminContext): Record<string, CommandSpe
       },
     },
     "subscriber.register": {
-      description: "register replay's consumer on the provider queue",
+      description: "register replay's consumer on the provider queue (also ends an earlier subscriber unregister)",
       request: {},
       handler: async () => {
         await ready();
-        const created = await registerConsumer(ctx.provider, ctx.queue, ctx.consumer);
-        const recorded = await recordedTick(sub, ctx.consumer);
+        const { created, recorded, resumed } = await withTransaction(sub, async (client) => {
+          // Under replay's lock, as unregister: the two never interleave.
+          await lockConsumerPosition(client, ctx.consumer);
+          const resumed = await clearUnregistered(client, ctx.consumer);
+          const created = await registerConsumer(ctx.provider, ctx.queue, ctx.consumer);
+          return { created, recorded: await recordedTick(client, ctx.consumer), resumed };
+        });
         ctx.wake();
         return {
           consumer: ctx.consumer,
           registered: created,
+          resumed: resumed ? "replay goes on: tables in (none) are copied" : undefined,
           warning:
             created && recorded !== null
               ? `the subscriber still records tick ${recorded} from an earlier registration: replay will stop with "Lost position" ` +
@@ -78,24 +85,36 @@ export function subscriberCommands(ctx: AdminContext): Record<string, CommandSpe
       },
     },
     "subscriber.unregister": {
-      description: "unregister replay's consumer; every table goes back to (none) to be copied again",
+      description: `unregister replay's consumer until "subscriber register"; ${UNREGISTER_TABLES_EFFECT}`,
       request: {},
       handler: async () => {
         await ready();
         // Under replay's lock, so no batch is half applied while the position goes away.
-        const tables = await withTransaction(sub, async (client) => {
+        const { reset, wasRegistered } = await withTransaction(sub, async (client) => {
           await lockConsumerPosition(client, ctx.consumer);
           let reset = 0;
           for (const t of await loadTableSyncs(client, ctx.queue)) {
             if ((await writeTransition(client, t, { type: "RESYNC" }, "admin")).accepted) reset++;
           }
           await recordTick(client, ctx.consumer, null);
-          await unregisterConsumer(ctx.provider, ctx.queue, ctx.consumer).catch((error: unknown) => {
-            if ((error as { kind?: string }).kind !== "consumer_not_registered") throw error;
-          });
-          return reset;
+          await markUnregistered(client, ctx.consumer);
+          const wasRegistered = await unregisterConsumer(ctx.provider, ctx.queue, ctx.consumer).then(
+            () => true,
+            (error: unknown) => {
+              if ((error as { kind?: string }).kind !== "consumer_not_registered") throw error;
+              return false;
+            },
+          );
+          return { reset, wasRegistered };
         });
-        return { consumer: ctx.consumer, unregistered: true, tables_reset: tables };
+        ctx.wake();
+        return {
+          consumer: ctx.consumer,
+          unregistered: true,
+          was_registered: wasRegistered,
+          tables_reset: reset,
+          tables: UNREGISTER_TABLES_EFFECT,
+        };
       },
     },
     "subscriber.add": {
@@ -112,6 +131,7 @@ export function subscriberCommands(ctx: AdminContext): Record<string, CommandSpe
         const tables = requireNames(r.tables);
         if (r.expect_sync && r.skip_truncate) throw new CommandError("bad_request", "--expect-sync and --skip-truncate do not go together");
         if (r.dest_table !== undefined && tables.length !== 1) throw new CommandError("bad_request", "--dest-table needs exactly one table");
+        await refuseWhileUnregistered(sub, ctx);
         const captured = new Set(await providerTables(ctx.provider, ctx.queue));
         // Registered before the first table joins the set, so no change made after the add is missed.
         let registered = false;
@@ -235,6 +255,7 @@ export function subscriberCommands(ctx: AdminContext): Record<string, CommandSpe
       request: { seqs: names },
       handler: async (r) => {
         await ready();
+        await refuseWhileUnregistered(sub, ctx);
         const captured = new Set(await providerSeqs(ctx.provider, ctx.queue));
         let registered = false;
         const outcomes = await perName(requireNames(r.seqs), async (name) => {
@@ -317,6 +338,15 @@ export function subscriberCommands(ctx: AdminContext): Record<string, CommandSpe
       handler: async (r) => denyWrites(sub, ctx, requireNames(r.tables), false),
     },
   };
+}
+
+/** Adding to the set registers the consumer: not behind the back of an operator's unregister. */
+async function refuseWhileUnregistered(sub: pg.Pool, ctx: AdminContext): Promise<void> {
+  if ((await unregisteredSince(sub, ctx.consumer)) === null) return;
+  throw new CommandError(
+    "conflict",
+    `the consumer ${ctx.consumer} was unregistered by "subscriber unregister": run "londiste CONFIG subscriber register" first`,
+  );
 }
 
 /**
