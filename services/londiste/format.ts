@@ -9,6 +9,8 @@ interface NameOutcome {
   /** repair --dry-run: the statements that would fix the table. */
   statements?: string[];
   statements_truncated?: boolean;
+  /** compare/repair: equal, differ, repaired, refused, skipped, failed. */
+  status?: string;
 }
 
 function isOutcomeList(v: unknown): v is NameOutcome[] {
@@ -76,8 +78,24 @@ function status(s: Row): string {
   return lines.join("\n");
 }
 
+/** compare and repair: the tables that were not compared, named once more at the end so none goes unnoticed. */
+function notCompared(list: NameOutcome[]): string {
+  const left = list.filter((o) => o.status === "skipped" || o.status === "refused");
+  if (left.length === 0) return "";
+  const skipped = left.filter((o) => o.status === "skipped").map((o) => o.name);
+  const refused = left.filter((o) => o.status === "refused").map((o) => o.name);
+  const parts = [
+    ...(skipped.length > 0 ? [`skipped (not named, not in sync yet): ${skipped.join(", ")}`] : []),
+    ...(refused.length > 0 ? [`refused: ${refused.join(", ")}`] : []),
+  ];
+  return `\n${list.length - left.length} of ${list.length} tables compared; ${parts.join("; ")}`;
+}
+
 export function formatResult(command: string, result: unknown): string {
-  if (isOutcomeList(result)) return result.length === 0 ? "(nothing)" : outcomes(result);
+  if (isOutcomeList(result)) {
+    if (result.length === 0) return "(nothing)";
+    return outcomes(result) + (command === "compare" || command === "repair" ? notCompared(result) : "");
+  }
   switch (command) {
     case "status":
       return status(result as Row);

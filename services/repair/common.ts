@@ -160,7 +160,7 @@ export async function forEachTable(
     for (const { i, target } of todo) {
       // The lock needs the provider's canonical name: the catalog's, checked before anything is locked.
       if (!comparableStateText(target.state)) {
-        outcomes[i] = refusedOutcome(target.table, `${target.table}: state ${target.state ?? "(none)"}: a copy owns it, not in sync yet, nothing to compare`, target.named, true);
+        outcomes[i] = refusedOutcome(target.table, `${target.table}: state ${target.state ?? "(none)"}: not in sync yet (to be copied or being copied), nothing to compare`, target.named, true);
         continue;
       }
       let point: ConsistentPoint;

@@ -113,7 +113,7 @@ export function planTable(
   subscriber: DescribedTable | null,
 ): PlanResult {
   if (!comparableStateText(state)) {
-    return { ok: false, reason: `${table}: state ${state ?? "(none)"}: a copy owns it, not in sync yet, nothing to compare`, notSynced: true };
+    return { ok: false, reason: `${table}: state ${state ?? "(none)"}: not in sync yet (to be copied or being copied), nothing to compare`, notSynced: true };
   }
   if (!provider) return { ok: false, reason: `${table}: no such table on the provider` };
   if (!subscriber) return { ok: false, reason: `${dest}: no such table on the subscriber` };
