@@ -10,6 +10,7 @@ import type pg from "pg";
 import type { CommandSpec } from "../../../shared/bus/command-service.ts";
 import { isLockNotAvailable } from "../../../shared/db/failure.ts";
 import { withTransaction } from "../../../shared/db/transaction.ts";
+import { sleep } from "../../../shared/sleep.ts";
 import { installLondiste } from "../../../shared/londiste/install.ts";
 import { canonicalName, providerSeqs, providerTables } from "../../../shared/londiste/catalog.ts";
 import { createQueue, installPgq } from "../../../shared/pgq/index.ts";
@@ -18,6 +19,8 @@ import { type AdminContext, names, perName, requireNames, requireQueue } from ".
 
 /** How long `provider remove` waits for the table's lock before it drops the capture after telling the subscribers. */
 const REMOVE_LOCK_TIMEOUT = "1s";
+/** Pause between attempts to drop a busy table's capture, leaving its writers room. */
+const REMOVE_RETRY_MS = 500;
 
 /**
  * Removes a table's registration and its capture trigger in one
@@ -46,6 +49,26 @@ async function removeTable(db: pg.Pool, queue: string, table: string): Promise<b
   );
   if (rowCount !== 1) throw new Error(`no such table registered: ${table}`);
   return false;
+}
+
+/**
+ * Drops a table's capture once its readers are done, in attempts of
+ * REMOVE_LOCK_TIMEOUT: a trigger drop waiting for its lock would make every
+ * writer of the table wait behind it for as long as the reader runs.
+ */
+async function dropCaptureWhenFree(db: pg.Pool, queue: string, table: string): Promise<void> {
+  for (;;) {
+    try {
+      await withTransaction(db, async (client) => {
+        await client.query(`set local lock_timeout = '${REMOVE_LOCK_TIMEOUT}'`);
+        await client.query("select londiste.drop_capture($1, londiste.resolve_name($2, 'r')::regclass)", [queue, table]);
+      });
+      return;
+    } catch (error) {
+      if (!isLockNotAvailable(error)) throw error;
+    }
+    await sleep(REMOVE_RETRY_MS);
+  }
 }
 
 export function providerCommands(ctx: AdminContext): Record<string, CommandSpec> {
@@ -90,8 +113,8 @@ export function providerCommands(ctx: AdminContext): Record<string, CommandSpec>
           return { ok: true, message: "removed; its capture trigger was dropped once the table's readers were done" };
         });
         if (outcomes.some((o) => o.ok)) await db.query("select londiste.provider_notify_change($1)", [ctx.queue]);
-        // The subscribers have their table list already; this may wait for long readers (a copy of the table).
-        for (const table of busy) await db.query("select londiste.drop_capture($1, londiste.resolve_name($2, 'r')::regclass)", [ctx.queue, table]);
+        // The subscribers have their table list already; this waits for the table's long readers (a copy of it).
+        for (const table of busy) await dropCaptureWhenFree(db, ctx.queue, table);
         return outcomes;
       },
     },
