@@ -18,7 +18,7 @@ import { applyChanges } from "../../shared/londiste/apply.ts";
 import { LONDISTE_SCHEMA_VERSION, londisteSchemaVersion } from "../../shared/londiste/install.ts";
 import { runService, type ServiceShell } from "../../shared/service-shell.ts";
 import { PgqError } from "../../shared/pgq/index.ts";
-import { registerUnlessUnregistered, unregisteredSince } from "../../shared/londiste/operator-unregister.ts";
+import { registerUnlessUnregistered, unregisteredSince } from "../../shared/londiste/subscriber-registration.ts";
 import { VERSION } from "../../shared/version.ts";
 import type { ReplayLiveState } from "./admin/context.ts";
 import { londisteAdminCommands } from "./admin-commands.ts";

@@ -7,7 +7,7 @@ import { subscriberSeqs, subscriberTables } from "../../../shared/londiste/catal
 import { londisteSchemaVersion } from "../../../shared/londiste/install.ts";
 import { getConsumerInfo } from "../../../shared/pgq/index.ts";
 import { recordedTick } from "../../../shared/londiste/position.ts";
-import { unregisteredSince } from "../../../shared/londiste/operator-unregister.ts";
+import { unregisteredSince } from "../../../shared/londiste/subscriber-registration.ts";
 import type { AdminContext } from "./context.ts";
 
 export function statusCommand(ctx: AdminContext): CommandSpec {

@@ -22,11 +22,16 @@ import {
 import { installLondiste } from "../../../shared/londiste/install.ts";
 import { checkTablePair } from "../../../shared/londiste/table-check.ts";
 import { readTableShape } from "../../../shared/londiste/table-shape.ts";
-import { loadTableSync, loadTableSyncs, recordTableAdded, writeTransition } from "../../../shared/londiste/sync-store.ts";
+import { loadTableSync, recordTableAdded, writeTransition } from "../../../shared/londiste/sync-store.ts";
 import { stateLabel, type SyncEvent } from "../../../shared/londiste/sync-machine.ts";
-import { registerConsumer, unregisterConsumer } from "../../../shared/pgq/index.ts";
-import { lockConsumerPosition, recordedTick, recordTick } from "../../../shared/londiste/position.ts";
-import { clearUnregistered, markUnregistered, UNREGISTER_TABLES_EFFECT, unregisteredSince } from "../../../shared/londiste/operator-unregister.ts";
+import { registerConsumer } from "../../../shared/pgq/index.ts";
+import { lockConsumerPosition } from "../../../shared/londiste/position.ts";
+import {
+  registerSubscriber,
+  UNREGISTER_TABLES_EFFECT,
+  unregisteredSince,
+  unregisterSubscriber,
+} from "../../../shared/londiste/subscriber-registration.ts";
 import { type AdminContext, names, type NameOutcome, perName, requireLondiste, requireNames, requireQueue } from "./context.ts";
 
 const TRIGGER_MODES: Record<string, string> = {
@@ -64,13 +69,7 @@ export function subscriberCommands(ctx: AdminContext): Record<string, CommandSpe
       request: {},
       handler: async () => {
         await ready();
-        const { created, recorded, resumed } = await withTransaction(sub, async (client) => {
-          // Under replay's lock, as unregister: the two never interleave.
-          await lockConsumerPosition(client, ctx.consumer);
-          const resumed = await clearUnregistered(client, ctx.consumer);
-          const created = await registerConsumer(ctx.provider, ctx.queue, ctx.consumer);
-          return { created, recorded: await recordedTick(client, ctx.consumer), resumed };
-        });
+        const { created, recorded, resumed } = await registerSubscriber(sub, ctx.provider, ctx.queue, ctx.consumer);
         ctx.wake();
         return {
           consumer: ctx.consumer,
@@ -89,30 +88,13 @@ export function subscriberCommands(ctx: AdminContext): Record<string, CommandSpe
       request: {},
       handler: async () => {
         await ready();
-        // Under replay's lock, so no batch is half applied while the position goes away.
-        const { reset, wasRegistered } = await withTransaction(sub, async (client) => {
-          await lockConsumerPosition(client, ctx.consumer);
-          let reset = 0;
-          for (const t of await loadTableSyncs(client, ctx.queue)) {
-            if ((await writeTransition(client, t, { type: "RESYNC" }, "admin")).accepted) reset++;
-          }
-          await recordTick(client, ctx.consumer, null);
-          await markUnregistered(client, ctx.consumer);
-          const wasRegistered = await unregisterConsumer(ctx.provider, ctx.queue, ctx.consumer).then(
-            () => true,
-            (error: unknown) => {
-              if ((error as { kind?: string }).kind !== "consumer_not_registered") throw error;
-              return false;
-            },
-          );
-          return { reset, wasRegistered };
-        });
+        const { tablesReset, wasRegistered } = await unregisterSubscriber(sub, ctx.provider, ctx.queue, ctx.consumer);
         ctx.wake();
         return {
           consumer: ctx.consumer,
           unregistered: true,
           was_registered: wasRegistered,
-          tables_reset: reset,
+          tables_reset: tablesReset,
           tables: UNREGISTER_TABLES_EFFECT,
         };
       },
