@@ -43,6 +43,7 @@ export function createLogger(options: LoggerOptions): Logger {
     level: options.level ?? process.env.LOG_LEVEL ?? "info",
     base,
     redact: { paths: SECRET_PATHS, censor: "***" },
+    serializers: { err: serializeError },
     formatters: {
       log: (object) => redactStrings(object) as Record<string, unknown>,
     },
@@ -56,6 +57,24 @@ export function createLogger(options: LoggerOptions): Logger {
   }
   if (pretty) return pino({ ...config, transport: { target: "pino-pretty", options: { colorize: true } } });
   return pino(config);
+}
+
+/**
+ * pino's error serializer, without repeating a message: it joins the
+ * messages of the cause chain, and an error that wraps another with the
+ * same text (a PgqError around the database error) read "X: X".
+ */
+function serializeError(error: unknown): unknown {
+  const out = pino.stdSerializers.err(error as Error);
+  if (!(error instanceof Error) || typeof out !== "object" || out === null) return out;
+  const messages: string[] = [];
+  const seen = new Set<unknown>();
+  for (let e: unknown = error; e instanceof Error && !seen.has(e); e = e.cause) {
+    seen.add(e);
+    if (e.message !== "" && e.message !== messages.at(-1)) messages.push(e.message);
+  }
+  (out as { message: string }).message = messages.join(": ");
+  return out;
 }
 
 /** Masks passwords inside connection strings found in string values (one level deep is enough for our log calls). */

@@ -48,10 +48,10 @@ export const LONDISTE_COMMANDS: Record<string, Usage> = {
   "provider tables": { args: "", help: "list captured tables", min: 0, max: 0, build: none },
   "provider seqs": { args: "", help: "list registered sequences", min: 0, max: 0, build: none },
   "provider add-seq": { args: "SEQ...", help: "register sequences", min: 1, max: MANY, build: seqs },
-  "provider remove-seq": { args: "SEQ...", help: "unregister sequences", min: 1, max: MANY, build: seqs },
+  "provider remove-seq": { args: "SEQ...", help: "unregister sequences (subscribers stop following them)", min: 1, max: MANY, build: seqs },
   "subscriber install": { args: "", help: "install londiste on the subscriber (needs no service)", min: 0, max: 0, build: none },
   "subscriber register": { args: "", help: "register replay's consumer on the provider queue (needs no service)", min: 0, max: 0, build: none },
-  "subscriber unregister": { args: "", help: "unregister it; all tables go back to (none) (needs no service)", min: 0, max: 0, build: none },
+  "subscriber unregister": { args: "", help: "unregister it until subscriber register; all tables go back to (none) (needs no service)", min: 0, max: 0, build: none },
   "subscriber add": {
     args: "TABLE... [--expect-sync | --skip-truncate] [--force] [--dest-table SCHEMA.TABLE]",
     help: "replicate tables (--expect-sync: they are equal already, no copy)",
@@ -113,7 +113,7 @@ export const LONDISTE_COMMANDS: Record<string, Usage> = {
   },
   compare: {
     args: "[TABLE...] [--ranged] [--lock] [--force]",
-    help: "row counts and checksums of both sides at one consistent point (exit 1 when any differ; --ranged: the differing key ranges)",
+    help: "row counts and checksums of both sides at one consistent point (exit 1 when any differ, is in error or was named and not compared; --ranged: the differing key ranges)",
     min: 0,
     max: MANY,
     flags: ["ranged", "lock", "force"],
@@ -126,7 +126,7 @@ export const LONDISTE_COMMANDS: Record<string, Usage> = {
   },
   repair: {
     args: "[TABLE...] [--apply | --dry-run] [--lock] [--force] [--dir DIR]",
-    help: "the differing rows as SQL in fix.<table>.sql (in the worker's repair_dir, or --dir inside it); --apply applies them, --dry-run lists them",
+    help: "the differing rows as SQL in fix.<table>.sql (in the worker's repair_dir, or --dir inside it); --apply applies them (and resumes tables in error), --dry-run lists them",
     min: 0,
     max: MANY,
     flags: ["apply", "dryRun", "lock", "force", "dir"],

@@ -11,6 +11,8 @@ interface NameOutcome {
   statements_truncated?: boolean;
   /** repair: the table's fix file (its name is made shell-safe, so say which table it holds). */
   file?: string;
+  /** compare/repair: equal, differ, repaired, refused, skipped, failed. */
+  status?: string;
 }
 
 function isOutcomeList(v: unknown): v is NameOutcome[] {
@@ -66,7 +68,9 @@ function status(s: Row): string {
     `  provider: ${s.provider_installed ? "installed" : "londiste not installed"}; subscriber: ${s.subscriber_installed ? "installed" : "londiste not installed"}`,
     s.registered
       ? `  lag ${formatSeconds(s.lag_s as number | null)}, last seen ${formatSeconds(s.last_seen_s as number)} ago, provider tick ${s.last_tick as number}, subscriber tick ${(s.subscriber_tick as number | null) ?? "-"}, pending events ${(s.pending_events as number | null) ?? "-"}`
-      : "  consumer not registered on the provider",
+      : s.unregistered_at
+        ? `  consumer unregistered by "subscriber unregister" at ${s.unregistered_at as string}: nothing is replayed until "subscriber register"`
+        : "  consumer not registered on the provider",
     `  replay ${replay.instance as string}: ${replay.role as string}, ${replay.batches as number} batches, ${replay.changes as number} changes since start` +
       (replay.lastError ? `; last error: ${replay.lastError as string}` : ""),
     "",
@@ -77,8 +81,24 @@ function status(s: Row): string {
   return lines.join("\n");
 }
 
+/** compare and repair: the tables that were not compared, named once more at the end so none goes unnoticed. */
+function notCompared(list: NameOutcome[]): string {
+  const left = list.filter((o) => o.status === "skipped" || o.status === "refused");
+  if (left.length === 0) return "";
+  const skipped = left.filter((o) => o.status === "skipped").map((o) => o.name);
+  const refused = left.filter((o) => o.status === "refused").map((o) => o.name);
+  const parts = [
+    ...(skipped.length > 0 ? [`skipped (not named, not in sync yet): ${skipped.join(", ")}`] : []),
+    ...(refused.length > 0 ? [`refused: ${refused.join(", ")}`] : []),
+  ];
+  return `\n${list.length - left.length} of ${list.length} tables compared; ${parts.join("; ")}`;
+}
+
 export function formatResult(command: string, result: unknown): string {
-  if (isOutcomeList(result)) return result.length === 0 ? "(nothing)" : outcomes(result);
+  if (isOutcomeList(result)) {
+    if (result.length === 0) return "(nothing)";
+    return outcomes(result) + (command === "compare" || command === "repair" ? notCompared(result) : "");
+  }
   switch (command) {
     case "status":
       return status(result as Row);

@@ -5,7 +5,7 @@
 import { randomBytes } from "node:crypto";
 import type { FieldSpec } from "../../shared/bus/validate.ts";
 import { CommandError } from "../../shared/bus/replies.ts";
-import type { TablePlan } from "../../shared/londiste/compare/plan.ts";
+import { comparableStateText, type TablePlan } from "../../shared/londiste/compare/plan.ts";
 import { getConsumerInfo, getQueueInfo } from "../../shared/pgq/index.ts";
 import type { RepairContext } from "./context.ts";
 import { type ConsistentPoint, lockPoint, type PointMethod, snapshotPoint } from "./point.ts";
@@ -138,7 +138,8 @@ export async function forEachTable(
       outcomes[i] = await inSavepoints(point, async () => {
         const planned = await planAt(point.provider, point.subscriber, ctx.queue, target);
         if (!planned.ok) return refusedOutcome(target.table, planned.reason, target.named, planned.notSynced);
-        const outcome = await work(point, planned.plan, target);
+        // The state at the point, not the one when the request was read.
+        const outcome = await work(point, planned.plan, { ...target, state: planned.state ?? null });
         if (planned.plan.warnings.length > 0) outcome.warnings = planned.plan.warnings;
         return outcome;
       });
@@ -158,8 +159,8 @@ export async function forEachTable(
   } else {
     for (const { i, target } of todo) {
       // The lock needs the provider's canonical name: the catalog's, checked before anything is locked.
-      if (target.state !== "ok") {
-        outcomes[i] = refusedOutcome(target.table, `${target.table}: state ${target.state ?? "(none)"}, not ok: not in sync yet, nothing to compare`, target.named, true);
+      if (!comparableStateText(target.state)) {
+        outcomes[i] = refusedOutcome(target.table, `${target.table}: state ${target.state ?? "(none)"}: not in sync yet (to be copied or being copied), nothing to compare`, target.named, true);
         continue;
       }
       let point: ConsistentPoint;

@@ -3,7 +3,8 @@
  * the compared columns on both sides at one consistent point, computed
  * inside Postgres (one scan per side, both sides at once; nothing but two
  * numbers shipped). With `ranged`, a differing table is narrowed down to
- * the key ranges that differ (shared/londiste/compare/ranges.ts).
+ * the key ranges that differ (shared/londiste/compare/ranges.ts). A table
+ * replay stopped applying (state error) is compared too, and never passes.
  */
 import type pg from "pg";
 import type { CommandSpec } from "../../shared/bus/command-service.ts";
@@ -13,6 +14,7 @@ import { textRows } from "../../shared/londiste/compare/row-source.ts";
 import { COMMON_FIELDS, commonOptions, forEachTable, newOwner, type TableOutcome } from "./common.ts";
 import type { RepairContext } from "./context.ts";
 import type { ConsistentPoint } from "./point.ts";
+import { STOPPED_NOTE, stoppedTable } from "./tables.ts";
 
 async function sums(client: pg.ClientBase, plan: TablePlan, side: "provider" | "subscriber", range: KeyRange) {
   const q = checksumQuery(plan, side, range);
@@ -125,7 +127,16 @@ export function compareCommand(ctx: RepairContext): CommandSpec {
             }
           : null;
       const owner = newOwner(ctx);
-      return forEachTable(ctx, options, owner, (point, plan) => compareTable(ctx, point, plan, ranged));
+      return forEachTable(ctx, options, owner, async (point, plan, target) => {
+        const outcome = await compareTable(ctx, point, plan, ranged);
+        if (stoppedTable(target.state)) {
+          // Equal or not, the table does not replicate: not a success.
+          outcome.ok = false;
+          outcome.state = target.state;
+          outcome.message += `; ${STOPPED_NOTE}`;
+        }
+        return outcome;
+      });
     },
   };
 }

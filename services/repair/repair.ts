@@ -20,6 +20,13 @@
  * but did not at T are new differences and are left for the next run.
  * Every fix must change exactly its one row (fixes.ts), else the table's
  * fixes are rolled back and it is reported failed.
+ *
+ * A table replay stopped applying (state error) misses every change since
+ * it stopped, also those between T and T2, so for it phase 1 is skipped:
+ * at T2 it is merged whole and fixed, and REPAIRED (sync-machine.ts) puts
+ * it back to ok in the same transaction. Replay, held at T2, applies it
+ * again from the batch that starts at T2: no copy. Replay waits for that
+ * whole merge.
  */
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -46,7 +53,8 @@ import type { RepairContext } from "./context.ts";
 import { FixFile, fixDirectory, fixFilePath, LineWriter, readChunks } from "./files.ts";
 import { applyFixStatements, type Fix } from "./fixes.ts";
 import type { ConsistentPoint } from "./point.ts";
-import { planAt, type Target } from "./tables.ts";
+import { planAt, STOPPED_NOTE, stoppedTable, type Target } from "./tables.ts";
+import { loadTableSync, writeTransition } from "../../shared/londiste/sync-store.ts";
 
 /** Keys re-read per query in phase 2. */
 const APPLY_CHUNK = 500;
@@ -219,23 +227,51 @@ export function repairCommand(ctx: RepairContext): CommandSpec {
       if (!options.dryRun) options.dir = await fixDirectory(ctx.repairDir(), request.dir as string | undefined);
       const owner = newOwner(ctx);
       const spools = new Map<string, { path: string; target: Target }>();
+      const stopped = new Map<string, { path: string; target: Target }>();
       let n = 0;
       const spoolFor = (table: string) => join(tmpdir(), `londiste-repair-${owner.replace(/[^A-Za-z0-9]/g, "_")}-${n++}-${table.length}.keys`);
       try {
         const outcomes = await forEachTable(ctx, options, owner, async (point, plan, target) => {
           const path = spoolFor(plan.table);
+          if (stoppedTable(target.state) && options.apply) {
+            stopped.set(plan.table, { path, target });
+            return { name: plan.table, ok: true, status: "pending", message: `state ${target.state}: replay stopped applying it` };
+          }
           const outcome = await findDifferences(ctx, point, plan, options, path);
+          if (stoppedTable(target.state)) {
+            outcome.state = target.state;
+            outcome.message += `; ${STOPPED_NOTE}`;
+          }
           if (options.apply && outcome.status === "differ") spools.set(plan.table, { path, target });
           else if (options.apply) await rm(path, { force: true });
           return outcome;
         });
-        if (spools.size > 0) await applyAll(ctx, options, owner, outcomes, spools);
+        if (spools.size > 0 || stopped.size > 0) await applyAll(ctx, options, owner, outcomes, spools, stopped);
         return outcomes;
       } finally {
-        for (const { path } of spools.values()) await rm(path, { force: true }).catch(() => {});
+        for (const { path } of [...spools.values(), ...stopped.values()]) await rm(path, { force: true }).catch(() => {});
       }
     },
   };
+}
+
+/**
+ * A table replay stopped applying, at the write point: merged whole, its
+ * differences fixed, and handed back to replay (REPAIRED) in the point's
+ * subscriber transaction.
+ */
+async function resumeStopped(ctx: RepairContext, point: ConsistentPoint, target: Target, options: RepairOptions, spoolPath: string) {
+  const planned = await planAt(point.provider, point.subscriber, ctx.queue, target);
+  if (!planned.ok) throw new CommandError("conflict", `not applied: ${planned.reason}`);
+  const current = await loadTableSync(point.subscriber, ctx.queue, target.table);
+  if (!current || !stoppedTable(current.stateText)) {
+    throw new CommandError("conflict", `not applied: ${target.table} is in state ${current?.stateText ?? "(removed)"} now, no longer error`);
+  }
+  const found = await findDifferences(ctx, point, planned.plan, { ...options, apply: true, dryRun: false }, spoolPath);
+  const fixed = found.status === "differ" ? await applyFixes(ctx, point, target, spoolPath, options.dir) : { counts: emptyCounts(), file: null };
+  const step = await writeTransition(point.subscriber, current, { type: "REPAIRED", tick: point.tick }, "repair");
+  if (!step.accepted) throw new CommandError("conflict", `not applied: ${step.reason}`);
+  return { found, fixed };
 }
 
 /** Phase 2 of every table with differences: one write point for all (snapshot) or one per table (lock). */
@@ -245,6 +281,7 @@ async function applyAll(
   owner: string,
   outcomes: TableOutcome[],
   spools: Map<string, { path: string; target: Target }>,
+  stopped: Map<string, { path: string; target: Target }>,
 ): Promise<void> {
   const record = (table: string, result: Awaited<ReturnType<typeof applyFixes>>, tick: number) => {
     const o = outcomes.find((x) => x.name === table)!;
@@ -254,29 +291,61 @@ async function applyAll(
     o.message += `; applied at tick ${tick}: ${c.inserts} inserts, ${c.updates} updates, ${c.deletes} deletes${result.file ? ` (${result.file})` : ""}`;
     if (result.file) o.file = result.file;
   };
+  const recordResumed = (table: string, result: Awaited<ReturnType<typeof resumeStopped>>, tick: number) => {
+    const i = outcomes.findIndex((x) => x.name === table);
+    const c = result.fixed.counts;
+    outcomes[i] = {
+      ...result.found,
+      ok: true,
+      status: "repaired",
+      state: "ok",
+      applied: { tick, inserts: c.inserts, updates: c.updates, deletes: c.deletes },
+      message:
+        `${result.found.message}; applied at tick ${tick}: ${c.inserts} inserts, ${c.updates} updates, ${c.deletes} deletes` +
+        `${result.fixed.file ? ` (${result.fixed.file})` : ""}; state error -> ok: replay applies it from tick ${tick} (no copy)`,
+    };
+    if (result.fixed.file) outcomes[i]!.file = result.fixed.file;
+  };
   const fail = (table: string, error: unknown) => {
     void rm(fixFilePath(options.dir, table), { force: true }).catch(() => {});
     const i = outcomes.findIndex((x) => x.name === table);
     const failed = failedOutcome(table, error);
     outcomes[i] = { ...outcomes[i]!, ok: false, status: "failed", message: `${outcomes[i]!.message}; not applied: ${failed.message}` };
   };
-  ctx.progress({ phase: "apply", tables: [...spools.keys()] });
+  ctx.progress({ phase: "apply", tables: [...spools.keys(), ...stopped.keys()] });
+  type Work = { table: string; run: (point: ConsistentPoint) => Promise<(tick: number) => void> };
+  const work: Work[] = [
+    ...[...spools].map(([table, spool]) => ({
+      table,
+      run: async (point: ConsistentPoint) => {
+        const result = await applyFixes(ctx, point, spool.target, spool.path, options.dir);
+        return (tick: number) => record(table, result, tick);
+      },
+    })),
+    ...[...stopped].map(([table, spool]) => ({
+      table,
+      run: async (point: ConsistentPoint) => {
+        const result = await resumeStopped(ctx, point, spool.target, options, spool.path);
+        return (tick: number) => recordResumed(table, result, tick);
+      },
+    })),
+  ];
   if (options.method === "snapshot") {
     let point: ConsistentPoint;
     try {
       point = await openPoint(ctx, options, owner, true);
     } catch (error) {
-      for (const table of spools.keys()) fail(table, error);
+      for (const w of work) fail(w.table, error);
       return;
     }
-    const done: Array<[string, Awaited<ReturnType<typeof applyFixes>>]> = [];
+    const done: Array<[string, (tick: number) => void]> = [];
     try {
-      for (const [table, spool] of spools) {
+      for (const w of work) {
         try {
-          done.push([table, await inSavepoints(point, () => applyFixes(ctx, point, spool.target, spool.path, options.dir))]);
+          done.push([w.table, await inSavepoints(point, () => w.run(point))]);
         } catch (error) {
           if (ctx.signal.aborted) throw error;
-          fail(table, error);
+          fail(w.table, error);
         }
       }
     } catch (error) {
@@ -289,21 +358,21 @@ async function applyAll(
       for (const [table] of done) fail(table, error);
       return;
     }
-    for (const [table, result] of done) record(table, result, point.tick);
+    for (const [, report] of done) report(point.tick);
   } else {
-    for (const [table, spool] of spools) {
+    for (const w of work) {
       let point: ConsistentPoint | undefined;
       try {
-        point = await openPoint(ctx, options, owner, true, spool.target.table);
+        point = await openPoint(ctx, options, owner, true, (spools.get(w.table) ?? stopped.get(w.table))!.target.table);
         const tick = point.tick;
-        const result = await applyFixes(ctx, point, spool.target, spool.path, options.dir);
+        const report = await w.run(point);
         const p = point;
         point = undefined;
         await p.close(true);
-        record(table, result, tick);
+        report(tick);
       } catch (error) {
         if (ctx.signal.aborted) throw error;
-        fail(table, error);
+        fail(w.table, error);
       } finally {
         await point?.close(false);
       }

@@ -9,6 +9,7 @@ import { canonicalName, subscriberTables } from "../../shared/londiste/catalog.t
 import { describeTable } from "../../shared/londiste/compare/describe.ts";
 import { planTable, type PlanResult } from "../../shared/londiste/compare/plan.ts";
 import { loadTableSync } from "../../shared/londiste/sync-store.ts";
+import { fromStateText, isComparable, replayApplies } from "../../shared/londiste/sync-machine.ts";
 
 export interface Target {
   table: string;
@@ -45,11 +46,34 @@ export async function resolveTables(subscriber: pg.Pool, queue: string, requeste
   return out;
 }
 
-/** The table's plan from the two catalogs and its state, read in the point's transactions. */
-export async function planAt(provider: pg.ClientBase, subscriber: pg.ClientBase, queue: string, target: Target): Promise<PlanResult> {
+/** The table's plan from the two catalogs, and its state, read in the point's transactions. */
+export async function planAt(
+  provider: pg.ClientBase,
+  subscriber: pg.ClientBase,
+  queue: string,
+  target: Target,
+): Promise<PlanResult & { state?: string | null }> {
   // One query at a time per client.
   const [p, s] = await Promise.all([describeTable(provider, target.table), describeTable(subscriber, target.dest)]);
   const current = await loadTableSync(subscriber, queue, target.table);
   if (!current) return { ok: false, reason: `${target.table}: no longer replicated by this job` };
-  return planTable(target.table, target.dest, current.stateText, p, s);
+  return { ...planTable(target.table, target.dest, current.stateText, p, s), state: current.stateText };
 }
+
+/**
+ * A comparable table replay does not apply (error): its rows lag behind
+ * by every change since replay stopped on it, so differences found at one
+ * tick are not the ones at a later tick, and `repair --apply` merges it
+ * whole at the write point and hands it back to replay there (REPAIRED).
+ */
+export function stoppedTable(state: string | null): boolean {
+  try {
+    const name = fromStateText(state).state;
+    return isComparable(name) && !replayApplies(name);
+  } catch {
+    return false;
+  }
+}
+
+/** Said of a table replay does not apply, in compare's and repair's messages. */
+export const STOPPED_NOTE = "replay stopped applying it (state error): repair --apply fixes it at a consistent point and replay goes on from there";

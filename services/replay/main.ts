@@ -17,7 +17,8 @@ import { SessionLock } from "../../shared/db/session-lock.ts";
 import { applyChanges } from "../../shared/londiste/apply.ts";
 import { LONDISTE_SCHEMA_VERSION, londisteSchemaVersion } from "../../shared/londiste/install.ts";
 import { runService, type ServiceShell } from "../../shared/service-shell.ts";
-import { registerConsumer } from "../../shared/pgq/index.ts";
+import { PgqError } from "../../shared/pgq/index.ts";
+import { registerUnlessUnregistered, unregisteredSince } from "../../shared/londiste/subscriber-registration.ts";
 import { VERSION } from "../../shared/version.ts";
 import type { ReplayLiveState } from "./admin/context.ts";
 import { londisteAdminCommands } from "./admin-commands.ts";
@@ -71,6 +72,14 @@ class Waker {
   }
 }
 
+const UNREGISTERED_IDLE =
+  'unregistered by the operator (londiste CONFIG subscriber unregister): nothing is replayed until "londiste CONFIG subscriber register"';
+
+/** Whether the operator unregistered the consumer (false when that cannot be read now: the error path retries anyway). */
+async function operatorUnregistered(subscriber: pg.Pool, consumer: string): Promise<boolean> {
+  return (await unregisteredSince(subscriber, consumer).catch(() => null)) !== null;
+}
+
 export interface ReplayOptions {
   /** Forget the subscriber's recorded position first (after a deliberate re-registration). */
   reset?: boolean;
@@ -88,7 +97,7 @@ async function hasWork(subscriber: pg.Pool, queue: string): Promise<boolean | "u
 }
 
 export async function runReplayService(configPath: string, options: ReplayOptions = {}): Promise<number> {
-  const live: ReplayLiveState = { role: "starting", batches: 0, changes: 0, lastBatchAt: null, lastError: null };
+  const live: ReplayLiveState = { role: "starting", batches: 0, changes: 0, lastBatchAt: null, lastError: null, unregistered: false };
   return runService({
     kind: "replay",
     load: () => loadLondisteConfig(configPath),
@@ -202,7 +211,12 @@ async function replayBody(shell: ServiceShell<LondisteConfig>, live: ReplayLiveS
             await idle("nothing to replay yet: waiting for tables (londiste CONFIG subscriber add)");
             continue;
           }
-          await registerConsumer(provider, config.queue, config.consumer);
+          if ((await registerUnlessUnregistered(subscriber, provider, config.queue, config.consumer)) !== null) {
+            live.unregistered = true;
+            await idle(UNREGISTERED_IDLE);
+            continue;
+          }
+          live.unregistered = false;
           registered = true;
         }
         const batchStarted = performance.now();
@@ -230,6 +244,11 @@ async function replayBody(shell: ServiceShell<LondisteConfig>, live: ReplayLiveS
         if (error instanceof SyncConflict) {
           // Another actor moved a table's state meanwhile: decide again at once.
           log.debug({ table: error.table }, "table state changed meanwhile; retrying the round");
+          continue;
+        }
+        if (error instanceof PgqError && error.kind === "consumer_not_registered" && (await operatorUnregistered(subscriber, config.consumer))) {
+          // `subscriber unregister` while a round was starting: not a failure, and not to be undone.
+          registered = false;
           continue;
         }
         live.lastError = (error as Error).message ?? String(error);

@@ -85,6 +85,11 @@ export function isPrivilegeError(error: unknown): boolean {
   return state !== undefined && (PRIVILEGE_CODES.has(state) || PRIVILEGE_CLASSES.has(state.slice(0, 2)));
 }
 
+/** A lock not granted within lock_timeout (or NOWAIT): someone else holds the object. */
+export function isLockNotAvailable(error: unknown): boolean {
+  return sqlState(error) === "55P03";
+}
+
 /** About the moment: roll back and retry. Errors without a SQLSTATE count here unless they are our own data errors. */
 export function isTransientError(error: unknown): boolean {
   return failureKind(error) === "transient";

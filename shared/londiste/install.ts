@@ -6,7 +6,7 @@ import { runSqlScript } from "../db/sql-script.ts";
 export const LONDISTE_INSTALL_SQL = packagePath("sql", "londiste", "install.sql");
 
 /** The migration level this code expects (the highest in sql/londiste/structure/). */
-export const LONDISTE_SCHEMA_VERSION = 7;
+export const LONDISTE_SCHEMA_VERSION = 8;
 
 export async function installLondiste(db: Queryable): Promise<void> {
   await runSqlScript(db, LONDISTE_INSTALL_SQL);

@@ -8,11 +8,13 @@
  */
 import type pg from "pg";
 import { CommandError } from "../bus/replies.ts";
-import { withTransaction } from "../db/transaction.ts";
-import { createQueue, installPgq, registerConsumer, unregisterConsumer } from "../pgq/index.ts";
+import { createQueue, installPgq } from "../pgq/index.ts";
 import { installLondiste, londisteSchemaVersion } from "./install.ts";
-import { lockConsumerPosition, recordedTick, recordTick } from "./position.ts";
-import { loadTableSyncs, writeTransition } from "./sync-store.ts";
+import {
+  registerSubscriber as registerInPlace,
+  UNREGISTER_TABLES_EFFECT,
+  unregisterSubscriber as unregisterInPlace,
+} from "./subscriber-registration.ts";
 
 export interface JobDatabases {
   provider: pg.Pool;
@@ -48,15 +50,18 @@ export async function installSubscriber(job: Pick<JobDatabases, "subscriber">) {
   return { installed: true };
 }
 
-/** Registers replay's consumer on the provider queue (Skytools' `subscriber register`). */
+/**
+ * Registers replay's consumer on the provider queue (Skytools' `subscriber register`); ends an
+ * operator's earlier `subscriber unregister` (subscriber-registration.ts).
+ */
 export async function registerSubscriber(job: JobDatabases) {
   await requireLondisteOn(job.subscriber, "subscriber");
   await requireQueueOn(job.provider, job.queue);
-  const created = await registerConsumer(job.provider, job.queue, job.consumer);
-  const recorded = await recordedTick(job.subscriber, job.consumer);
+  const { created, recorded, resumed } = await registerInPlace(job.subscriber, job.provider, job.queue, job.consumer);
   return {
     consumer: job.consumer,
     registered: created,
+    resumed: resumed ? "replay goes on: tables in (none) are copied" : undefined,
     warning:
       created && recorded !== null
         ? `the subscriber still records tick ${recorded} from an earlier registration: replay will stop with "Lost position" ` +
@@ -65,22 +70,16 @@ export async function registerSubscriber(job: JobDatabases) {
   };
 }
 
-/** Unregisters replay's consumer; every table goes back to (none), to be copied again. */
+/** Unregisters replay's consumer until `subscriber register`; every table goes back to (none), to be copied again. */
 export async function unregisterSubscriber(job: JobDatabases) {
   await requireLondisteOn(job.subscriber, "subscriber");
   await requireQueueOn(job.provider, job.queue);
-  // Under replay's lock, so no batch is half applied while the position goes away.
-  const tables = await withTransaction(job.subscriber, async (client) => {
-    await lockConsumerPosition(client, job.consumer);
-    let reset = 0;
-    for (const t of await loadTableSyncs(client, job.queue)) {
-      if ((await writeTransition(client, t, { type: "RESYNC" }, "admin")).accepted) reset++;
-    }
-    await recordTick(client, job.consumer, null);
-    await unregisterConsumer(job.provider, job.queue, job.consumer).catch((error: unknown) => {
-      if ((error as { kind?: string }).kind !== "consumer_not_registered") throw error;
-    });
-    return reset;
-  });
-  return { consumer: job.consumer, unregistered: true, tables_reset: tables };
+  const { tablesReset, wasRegistered } = await unregisterInPlace(job.subscriber, job.provider, job.queue, job.consumer);
+  return {
+    consumer: job.consumer,
+    unregistered: true,
+    was_registered: wasRegistered,
+    tables_reset: tablesReset,
+    tables: UNREGISTER_TABLES_EFFECT,
+  };
 }

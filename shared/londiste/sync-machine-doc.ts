@@ -51,15 +51,15 @@ export function machineMarkdown(): string {
     "",
     "## States",
     "",
-    "| state | text in `merge_state` | owner | work | copy worker holds it | replay applies it |",
-    "|---|---|---|---|---|---|",
+    "| state | text in `merge_state` | owner | work | copy worker holds it | replay applies it | compare/repair read it |",
+    "|---|---|---|---|---|---|---|",
   ];
   const yes = (b: boolean) => (b ? "yes" : "");
   for (const name of Object.keys(syncMachine.root.states) as SyncStateName[]) {
     const facts = stateFacts(name);
     const form = stateTextForm(name);
     const text = form ? (form.withTick ? `${form.text}:<tick>` : form.text) : name === "removed" ? "NULL (row deleted)" : "NULL";
-    lines.push(`| ${name} | ${text} | ${facts.owner ?? "-"} | ${facts.work} | ${yes(facts.copyServes)} | ${yes(facts.replayApplies)} |`);
+    lines.push(`| ${name} | ${text} | ${facts.owner ?? "-"} | ${facts.work} | ${yes(facts.copyServes)} | ${yes(facts.replayApplies)} | ${yes(facts.comparable)} |`);
   }
   lines.push("", "## Transitions", "", "| from | event | to | guard |", "|---|---|---|---|");
   for (const e of edges()) lines.push(`| ${e.from} | ${e.event} | ${e.to} | ${e.guard ? GUARD_TEXT[e.guard] ?? e.guard : ""} |`);

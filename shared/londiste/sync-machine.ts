@@ -24,11 +24,17 @@
  *  - ok (replay): applied by replay.
  * Replay never waits for the copy; the fence makes sure no event visible
  * in S reaches replay after the handover.
+ *
+ * Out of error without a copy (repair --apply): with replay held at a
+ * tick T and its position lock taken in the subscriber transaction, the
+ * table is made equal to the provider's rows at T, and REPAIRED puts it
+ * back to ok in that transaction: replay applies it again from the batch
+ * that starts at T, which holds exactly the changes after T.
  */
 import { assign, type SnapshotFrom, setup, transition } from "xstate";
 
 export type SyncStateName = "none" | "in-copy" | "catching-up" | "wanna-sync" | "do-sync" | "ok" | "error" | "removed";
-export type SyncActor = "replay" | "copy" | "admin";
+export type SyncActor = "replay" | "copy" | "admin" | "repair";
 
 export interface SyncContext {
   /** wanna-sync / do-sync: the handover tick. */
@@ -52,6 +58,7 @@ export type SyncEvent =
   | { type: "COPY.FINISHED"; copyTick: number }
   | { type: "FAIL"; message: string }
   | { type: "RESYNC" }
+  | { type: "REPAIRED"; tick: number }
   | { type: "REMOVE" };
 
 export const EMPTY_CONTEXT: SyncContext = { tick: null, snapshot: null, fenceTick: null, error: null, errorIn: null };
@@ -64,6 +71,8 @@ export interface StateFacts {
   copyServes: boolean;
   /** Replay applies the table's row changes (in do-sync because replay took the table over at its tick). */
   replayApplies: boolean;
+  /** compare/repair can read the table at a consistent point: no copy is rewriting its rows. */
+  comparable: boolean;
   /** How merge_state holds the state: NULL, the state's name, or the name and the handover tick (`wanna-sync:12`). */
   mergeState: "null" | "name" | "name:tick";
   /** The owner's work, for the generated doc. */
@@ -72,11 +81,12 @@ export interface StateFacts {
 
 /** The one table of state facts: the machine's meta, the predicates below and the doc are read from it. */
 const STATE_FACTS: Record<SyncStateName, StateFacts> = {
-  none: { owner: "replay", copyServes: false, replayApplies: false, mergeState: "null", work: "request a copy" },
+  none: { owner: "replay", copyServes: false, replayApplies: false, comparable: false, mergeState: "null", work: "request a copy" },
   "in-copy": {
     owner: "copy",
     copyServes: true,
     replayApplies: false,
+    comparable: false,
     mergeState: "name",
     work: "copy the rows under a snapshot, take a fence tick",
   },
@@ -84,14 +94,29 @@ const STATE_FACTS: Record<SyncStateName, StateFacts> = {
     owner: "copy",
     copyServes: true,
     replayApplies: false,
+    comparable: false,
     mergeState: "name",
     work: "apply the table's events past the snapshot until caught up",
   },
-  "wanna-sync": { owner: "replay", copyServes: true, replayApplies: false, mergeState: "name:tick", work: "reach the tick, take the table over" },
-  "do-sync": { owner: "copy", copyServes: true, replayApplies: true, mergeState: "name:tick", work: "finish: drop the copy consumer" },
-  ok: { owner: "replay", copyServes: false, replayApplies: true, mergeState: "name", work: "apply the table's events" },
-  error: { owner: "admin", copyServes: false, replayApplies: false, mergeState: "name", work: "wait for a resync" },
-  removed: { owner: null, copyServes: false, replayApplies: false, mergeState: "null", work: "none: no longer replicated" },
+  "wanna-sync": {
+    owner: "replay",
+    copyServes: true,
+    replayApplies: false,
+    comparable: false,
+    mergeState: "name:tick",
+    work: "reach the tick, take the table over",
+  },
+  "do-sync": { owner: "copy", copyServes: true, replayApplies: true, comparable: false, mergeState: "name:tick", work: "finish: drop the copy consumer" },
+  ok: { owner: "replay", copyServes: false, replayApplies: true, comparable: true, mergeState: "name", work: "apply the table's events" },
+  error: {
+    owner: "admin",
+    copyServes: false,
+    replayApplies: false,
+    comparable: true,
+    mergeState: "name",
+    work: "wait for a repair --apply (fixed at a consistent point, no copy) or a resync (copied again)",
+  },
+  removed: { owner: null, copyServes: false, replayApplies: false, comparable: false, mergeState: "null", work: "none: no longer replicated" },
 };
 
 /** Every state, in the protocol's order. */
@@ -107,6 +132,11 @@ export const COPY_STATES: readonly SyncStateName[] = SYNC_STATES.filter((s) => S
 /** A copy worker holds the table in this state (claims it, keeps its copy consumer). */
 export function isCopyState(state: SyncStateName): boolean {
   return STATE_FACTS[state].copyServes;
+}
+
+/** compare/repair can read the table at a consistent point in this state. */
+export function isComparable(state: SyncStateName): boolean {
+  return STATE_FACTS[state].comparable;
 }
 
 /** Replay applies the table's row changes in this state. */
@@ -198,7 +228,12 @@ export const syncMachine = setup({
         FAIL: { target: "error", actions: assign(({ event }) => ({ error: event.message, errorIn: "ok" as const })) },
       },
     },
-    error: { meta: STATE_FACTS.error },
+    error: {
+      meta: STATE_FACTS.error,
+      on: {
+        REPAIRED: { target: "ok", actions: assign(cleared) },
+      },
+    },
     removed: { type: "final", meta: STATE_FACTS.removed },
   },
 });

@@ -20,6 +20,7 @@ set local client_min_messages = warning;
 -- the machine's facts (generated), which migration 7's check uses
 \ir functions/londiste.sync_machine.sql
 \ir structure/007_merge_state_check.sql
+\ir structure/008_unregistered.sql
 
 -- Group: names (how tables and sequences are named in events and
 -- registrations)

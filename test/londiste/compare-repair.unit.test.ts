@@ -216,8 +216,10 @@ describe("plans and fix statements", () => {
     const p = table('public."T"', pCols, ["id"]);
     const s = table('public."T"', sCols, ["id"]);
     const reason = (r: ReturnType<typeof planTable>) => (r.ok ? "ok" : r.reason);
-    expect(reason(planTable("public.t", "public.t", "in-copy", p, s))).toBe("public.t: state in-copy, not ok: not in sync yet, nothing to compare");
-    expect(reason(planTable("public.t", "public.t", null, p, s))).toBe("public.t: state (none), not ok: not in sync yet, nothing to compare");
+    expect(reason(planTable("public.t", "public.t", "in-copy", p, s))).toBe("public.t: state in-copy: not in sync yet (to be copied or being copied), nothing to compare");
+    expect(reason(planTable("public.t", "public.t", null, p, s))).toBe("public.t: state (none): not in sync yet (to be copied or being copied), nothing to compare");
+    // A table replay stopped applying is compared: repair --apply brings it back.
+    expect(reason(planTable("public.t", "public.t", "error", p, s))).toBe("ok");
     expect(reason(planTable("public.t", "public.t", "ok", null, s))).toBe("public.t: no such table on the provider");
     expect(reason(planTable("public.t", "public.u", "ok", p, null))).toBe("public.u: no such table on the subscriber");
     expect(reason(planTable("public.t", "public.t", "ok", table("public.t", pCols, []), s))).toBe("public.t: the provider table has no primary key");

@@ -125,7 +125,7 @@ describe("refusals", () => {
     const show = (name: string) => [named.get(name)!.status, named.get(name)!.message];
     expect(show("public.t")).toEqual(["equal", "equal: 100 rows"]);
     expect(show("public.notok")[0]).toBe("refused");
-    expect(show("public.notok")[1]).toMatch(/^public\.notok: state (\(none\)|in-copy), not ok: not in sync yet/);
+    expect(show("public.notok")[1]).toMatch(/^public\.notok: state (\(none\)|in-copy): not in sync yet/);
     expect(show("public.gone")).toEqual(["refused", "public.gone: no such table on the subscriber"]);
     expect(show("public.provgone")).toEqual(["refused", "public.provgone: no such table on the provider"]);
     expect(show("public.pkdiff")).toEqual(["refused", "public.pkdiff: primary keys do not match: provider (id), subscriber (id, v)"]);

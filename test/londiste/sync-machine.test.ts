@@ -13,6 +13,7 @@ import {
   decide,
   EMPTY_CONTEXT,
   fromStateText,
+  isComparable,
   isCopyState,
   type PersistedSync,
   replayApplies,
@@ -54,6 +55,7 @@ const EVENTS: SyncEvent[] = [
   { type: "FAIL", message: "bad data" },
   { type: "RESYNC" },
   { type: "REMOVE" },
+  { type: "REPAIRED", tick: 12 },
 ];
 
 /** The legal moves: state → event type → next state. */
@@ -64,7 +66,7 @@ const LEGAL: Partial<Record<SyncStateName, Record<string, SyncStateName>>> = {
   "wanna-sync": { "REPLAY.REACHED": "do-sync", FAIL: "error", RESYNC: "none", REMOVE: "removed" },
   "do-sync": { "COPY.FINISHED": "ok", FAIL: "error", RESYNC: "none", REMOVE: "removed" },
   ok: { FAIL: "error", RESYNC: "none", REMOVE: "removed" },
-  error: { RESYNC: "none", REMOVE: "removed" },
+  error: { RESYNC: "none", REMOVE: "removed", REPAIRED: "ok" },
   removed: {},
 };
 
@@ -144,6 +146,8 @@ describe("table-sync machine", () => {
     expect(COPY_STATES).toEqual(["in-copy", "catching-up", "wanna-sync", "do-sync"]);
     expect(SYNC_STATES.filter(isCopyState)).toEqual(COPY_STATES);
     expect(SYNC_STATES.filter(replayApplies)).toEqual(["do-sync", "ok"]);
+    // compare/repair read a table only where no copy rewrites its rows; repair --apply brings error back to ok.
+    expect(SYNC_STATES.filter(isComparable)).toEqual(["ok", "error"]);
     expect(Object.fromEntries(SYNC_STATES.map((s) => [s, stateFacts(s).owner]))).toEqual({
       none: "replay",
       "in-copy": "copy",
@@ -154,6 +158,11 @@ describe("table-sync machine", () => {
       error: "admin",
       removed: null,
     });
+  });
+
+  it("REPAIRED takes error back to ok with a clean context", () => {
+    const decision = decide(STATES.error, { type: "REPAIRED", tick: 40 });
+    expect(decision).toEqual({ accepted: true, next: { state: "ok", context: EMPTY_CONTEXT } });
   });
 
   it("docs/table-sync-machine.md is generated from the current machine (npm run docs:machine)", () => {

@@ -13,6 +13,8 @@ export interface ReplayLiveState {
   changes: number;
   lastBatchAt: string | null;
   lastError: string | null;
+  /** Idle because the operator unregistered the consumer (subscriber unregister). */
+  unregistered: boolean;
 }
 
 export interface AdminContext {

@@ -7,6 +7,7 @@ import { subscriberSeqs, subscriberTables } from "../../../shared/londiste/catal
 import { londisteSchemaVersion } from "../../../shared/londiste/install.ts";
 import { getConsumerInfo } from "../../../shared/pgq/index.ts";
 import { recordedTick } from "../../../shared/londiste/position.ts";
+import { unregisteredSince } from "../../../shared/londiste/subscriber-registration.ts";
 import type { AdminContext } from "./context.ts";
 
 export function statusCommand(ctx: AdminContext): CommandSpec {
@@ -25,6 +26,7 @@ export function statusCommand(ctx: AdminContext): CommandSpec {
       const tables = subscriberVersion > 0 ? await subscriberTables(ctx.subscriber, ctx.queue) : [];
       const seqs = subscriberVersion > 0 ? await subscriberSeqs(ctx.subscriber, ctx.queue) : [];
       const recorded = subscriberVersion > 0 ? await recordedTick(ctx.subscriber, ctx.consumer) : null;
+      const unregistered = subscriberVersion > 0 ? await unregisteredSince(ctx.subscriber, ctx.consumer) : null;
       return {
         job: ctx.jobName,
         queue: ctx.queue,
@@ -32,6 +34,7 @@ export function statusCommand(ctx: AdminContext): CommandSpec {
         provider_installed: providerVersion > 0,
         subscriber_installed: subscriberVersion > 0,
         registered: consumer !== undefined,
+        unregistered_at: unregistered?.toISOString() ?? null,
         lag_s: consumer?.lagSeconds ?? null,
         last_seen_s: consumer?.lastSeenSeconds ?? null,
         last_tick: consumer?.lastTick ?? null,

@@ -26,6 +26,7 @@ import { loadTableSync, recordTableAdded, writeTransition } from "../../../share
 import { stateLabel, type SyncEvent } from "../../../shared/londiste/sync-machine.ts";
 import { registerConsumer } from "../../../shared/pgq/index.ts";
 import { lockConsumerPosition } from "../../../shared/londiste/position.ts";
+import { UNREGISTER_TABLES_EFFECT, unregisteredSince } from "../../../shared/londiste/subscriber-registration.ts";
 import { type AdminContext, names, type NameOutcome, perName, requireLondiste, requireNames, requireQueue } from "./context.ts";
 
 const TRIGGER_MODES: Record<string, string> = {
@@ -59,7 +60,7 @@ export function subscriberCommands(ctx: AdminContext): Record<string, CommandSpe
       },
     },
     "subscriber.register": {
-      description: "register replay's consumer on the provider queue",
+      description: "register replay's consumer on the provider queue (also ends an earlier subscriber unregister)",
       request: {},
       handler: async () => {
         const result = await registerSubscriber(ctx);
@@ -68,9 +69,13 @@ export function subscriberCommands(ctx: AdminContext): Record<string, CommandSpe
       },
     },
     "subscriber.unregister": {
-      description: "unregister replay's consumer; every table goes back to (none) to be copied again",
+      description: `unregister replay's consumer until "subscriber register"; ${UNREGISTER_TABLES_EFFECT}`,
       request: {},
-      handler: async () => unregisterSubscriber(ctx),
+      handler: async () => {
+        const result = await unregisterSubscriber(ctx);
+        ctx.wake();
+        return result;
+      },
     },
     "subscriber.add": {
       description: "replicate provider tables into the subscriber",
@@ -86,6 +91,7 @@ export function subscriberCommands(ctx: AdminContext): Record<string, CommandSpe
         const tables = requireNames(r.tables);
         if (r.expect_sync && r.skip_truncate) throw new CommandError("bad_request", "--expect-sync and --skip-truncate do not go together");
         if (r.dest_table !== undefined && tables.length !== 1) throw new CommandError("bad_request", "--dest-table needs exactly one table");
+        await refuseWhileUnregistered(sub, ctx);
         const captured = new Set(await providerTables(ctx.provider, ctx.queue));
         // Registered before the first table joins the set, so no change made after the add is missed.
         let registered = false;
@@ -209,6 +215,7 @@ export function subscriberCommands(ctx: AdminContext): Record<string, CommandSpe
       request: { seqs: names },
       handler: async (r) => {
         await ready();
+        await refuseWhileUnregistered(sub, ctx);
         const captured = new Set(await providerSeqs(ctx.provider, ctx.queue));
         let registered = false;
         const outcomes = await perName(requireNames(r.seqs), async (name) => {
@@ -291,6 +298,15 @@ export function subscriberCommands(ctx: AdminContext): Record<string, CommandSpe
       handler: async (r) => denyWrites(sub, ctx, requireNames(r.tables), false),
     },
   };
+}
+
+/** Adding to the set registers the consumer: not behind the back of an operator's unregister. */
+async function refuseWhileUnregistered(sub: pg.Pool, ctx: AdminContext): Promise<void> {
+  if ((await unregisteredSince(sub, ctx.consumer)) === null) return;
+  throw new CommandError(
+    "conflict",
+    `the consumer ${ctx.consumer} was unregistered by "subscriber unregister": run "londiste CONFIG subscriber register" first`,
+  );
 }
 
 /**

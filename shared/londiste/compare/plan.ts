@@ -25,6 +25,7 @@ import { type KeyKind, keyKind } from "./key-order.ts";
 import { ownRows, quoteIdent, quoteLiteral, typedLiteral } from "../../db/sql-text.ts";
 import { setStatements, VALUE_TEXT_SETTINGS } from "../../db/value-text.ts";
 import type { RowDiff } from "./merge.ts";
+import { fromStateText, isComparable } from "../sync-machine.ts";
 
 export type Row = Array<string | null>;
 
@@ -76,7 +77,7 @@ export interface TablePlan {
   warnings: string[];
 }
 
-/** notSynced: refused only because the table is not in state ok (yet): skipped when not named. */
+/** notSynced: refused only because a copy owns the table (or will): skipped when not named. */
 export type PlanResult = { ok: true; plan: TablePlan } | { ok: false; reason: string; notSynced?: boolean };
 
 const COMPARABLE_KINDS = new Set(["r", "p"]);
@@ -91,6 +92,15 @@ function sidePlan(t: DescribedTable, keys: DescribedColumn[]): SidePlan {
   };
 }
 
+/** Whether a table whose merge_state is `state` can be compared (sync-machine.ts says which states). */
+export function comparableStateText(state: string | null): boolean {
+  try {
+    return isComparable(fromStateText(state).state);
+  } catch {
+    return false;
+  }
+}
+
 /**
  * The plan, or why the table is refused. `state` is the subscriber's
  * merge_state (null = none).
@@ -102,8 +112,8 @@ export function planTable(
   provider: DescribedTable | null,
   subscriber: DescribedTable | null,
 ): PlanResult {
-  if (state !== "ok") {
-    return { ok: false, reason: `${table}: state ${state ?? "(none)"}, not ok: not in sync yet, nothing to compare`, notSynced: true };
+  if (!comparableStateText(state)) {
+    return { ok: false, reason: `${table}: state ${state ?? "(none)"}: not in sync yet (to be copied or being copied), nothing to compare`, notSynced: true };
   }
   if (!provider) return { ok: false, reason: `${table}: no such table on the provider` };
   if (!subscriber) return { ok: false, reason: `${dest}: no such table on the subscriber` };
