@@ -102,7 +102,7 @@ describe("set-up commands with no service and no NATS", () => {
     await subscriber.query("select londiste.subscriber_add_table('replika', 'public.t1')");
     await subscriber.query("update londiste.subscriber_table set merge_state = 'ok' where table_name = 'public.t1'");
     const unregistered = expectOk(await londiste("subscriber", "unregister"));
-    expect(unregistered).toMatch(/unregistered: true\ntables_reset: 1/);
+    expect(unregistered).toMatch(/unregistered: true\nwas_registered: true\ntables_reset: 1/);
     expect(unregistered).toMatch(direct);
     expect((await provider.query("select * from pgq.get_consumer_info('replika')")).rows).toEqual([]);
     expect((await subscriber.query("select merge_state from londiste.subscriber_table")).rows).toEqual([{ merge_state: null }]);

@@ -139,7 +139,8 @@ describe("rough edges", () => {
     expect(status).toContain('consumer unregistered by "subscriber unregister" at');
     const add = await job.londiste("subscriber", "add", "later");
     expect(add.code, show(add)).toBe(1);
-    expect(add.stderr).toContain(`the consumer ${job.jobName} was unregistered by "subscriber unregister": run "londiste CONFIG subscriber register" first`);
+    expect(add.stderr).toContain(`the consumer ${job.jobName} was unregistered by "subscriber unregister": run "`);
+    expect(add.stderr).toMatch(/ subscriber register" first/);
     // Nothing doubled in replay's log lines meanwhile.
     expect(replay.lines.filter((l) => /Not subscriber to queue: (.+): Not subscriber to queue: \1/.test(JSON.stringify(l)))).toEqual([]);
 
