@@ -10,7 +10,7 @@ import { invocation } from "../../shared/cli/invocation.ts";
 import { natsSettingsFrom } from "../../shared/config/common-keys.ts";
 import { ConfigError } from "../../shared/config/load.ts";
 import { loadTickerConfig, tickerSubjects } from "../../shared/config/pgqadm.ts";
-import { connectForCli, NoServiceError, requestReply } from "../../shared/cli/request.ts";
+import { connectForCli, NoServiceError, requestReply, unknownInstance } from "../../shared/cli/request.ts";
 import { parseCommandLine } from "../../shared/cli/args.ts";
 import { helpText, parseCommand, UsageError } from "./commands.ts";
 import { formatResult } from "./format.ts";
@@ -46,6 +46,14 @@ export async function runPgqadmCommand(argv: string[]): Promise<number> {
   try {
     const nc = await connectForCli(natsSettingsFrom(config.values, `pgqadm cli ${config.jobName}`), timeoutMs);
     try {
+      const instance = command.request.instance;
+      if ((command.command === "stop" || command.command === "reload") && typeof instance === "string") {
+        const unknown = await unknownInstance(nc, tickerSubjects(config.subjectPrefix, config.jobName).command("ping"), instance, timeoutMs);
+        if (unknown !== null) {
+          process.stderr.write(`pgqadm: ${command.command} failed: ${unknown}\n`);
+          return 1;
+        }
+      }
       const reply = await requestReply(nc, subject, command.request, timeoutMs, `start the ticker with "${invocation("pgqadm")} ${configPath} ticker"`);
       if ("error" in reply) {
         if (options.json) process.stdout.write(`${JSON.stringify(reply)}\n`);
