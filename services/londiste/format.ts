@@ -64,6 +64,7 @@ function status(s: Row): string {
     s.registered
       ? `  lag ${formatSeconds(s.lag_s as number | null)}, last seen ${formatSeconds(s.last_seen_s as number)} ago, provider tick ${s.last_tick as number}, subscriber tick ${(s.subscriber_tick as number | null) ?? "-"}, pending events ${(s.pending_events as number | null) ?? "-"}`
       : "  consumer not registered on the provider",
+    ...(s.ticker_warning ? [`  WARNING: ${s.ticker_warning as string}`] : []),
     `  replay ${replay.instance as string}: ${replay.role as string}, ${replay.batches as number} batches, ${replay.changes as number} changes since start` +
       (replay.lastError ? `; last error: ${replay.lastError as string}` : ""),
     "",
