@@ -8,7 +8,8 @@
 import type pg from "pg";
 import type { CommandSpec } from "../../../shared/bus/command-service.ts";
 import { CommandError } from "../../../shared/bus/replies.ts";
-import { quoteIdent } from "../../../shared/db/sql-text.ts";
+import { ADVISORY_LOCKS } from "../../../shared/db/advisory-locks.ts";
+import { ownRows, quoteIdent } from "../../../shared/db/sql-text.ts";
 import { withTransaction } from "../../../shared/db/transaction.ts";
 import {
   canonicalName,
@@ -19,9 +20,9 @@ import {
   subscriberTables,
   tableTriggers,
 } from "../../../shared/londiste/catalog.ts";
-import { installLondiste } from "../../../shared/londiste/install.ts";
+import { installLondiste, londisteSchemaVersion } from "../../../shared/londiste/install.ts";
 import { checkTablePair } from "../../../shared/londiste/table-check.ts";
-import { readTableShape } from "../../../shared/londiste/table-shape.ts";
+import { readTableShape, type TableShape } from "../../../shared/londiste/table-shape.ts";
 import { loadTableSync, loadTableSyncs, recordTableAdded, writeTransition } from "../../../shared/londiste/sync-store.ts";
 import { stateLabel, type SyncEvent } from "../../../shared/londiste/sync-machine.ts";
 import { registerConsumer, unregisterConsumer } from "../../../shared/pgq/index.ts";
@@ -36,6 +37,45 @@ const TRIGGER_MODES: Record<string, string> = {
 };
 const MODE_OF_TGENABLED: Record<string, string> = { A: "always", R: "replica", O: "origin", D: "disable" };
 
+const FORCE_HINT = "(--force adds it anyway)";
+
+/** A message with a hint appended, unless it says the hint already. */
+export function withHint(message: string, hint: string): string {
+  return message.includes(hint) ? message : `${message} ${hint}`;
+}
+
+/**
+ * The least check of an `--expect-sync` claim: both tables have as many
+ * rows. Skipped with --force. Returns what was checked (for the reply), or
+ * why the claim is refused.
+ */
+async function checkExpectSync(provider: pg.Pool, sub: pg.Pool, p: TableShape, s: TableShape, force: boolean) {
+  if (force) return { ok: true, message: "--expect-sync taken on trust: --force skips the row count check" };
+  const count = async (db: pg.Pool, t: TableShape) =>
+    Number((await db.query<{ n: string }>(`select pg_catalog.count(*) as n from ${ownRows(t.name, t.relkind)}`)).rows[0]!.n);
+  const [np, ns] = await Promise.all([count(provider, p), count(sub, s)]);
+  if (np !== ns) {
+    return {
+      ok: false,
+      message:
+        `--expect-sync: the provider has ${np} rows, the subscriber ${ns}: the tables are not in sync ` +
+        `(add it without --expect-sync to copy it, or with --force to take the claim on trust)`,
+    };
+  }
+  return { ok: true, message: `checked: both sides have ${np} rows; contents not compared ("londiste CONFIG compare" does)` };
+}
+
+/** "table", "sequence", "view", ... for a name on a database; null when there is none. */
+async function relationKind(db: pg.Pool, name: string): Promise<string | null> {
+  const { rows } = await db.query<{ kind: string | null }>(
+    `select case c.relkind when 'r' then 'table' when 'p' then 'table' when 'S' then 'sequence' when 'v' then 'view'
+                           when 'm' then 'materialized view' when 'f' then 'foreign table' else 'relation' end as kind
+       from pg_class c where c.oid = to_regclass($1)`,
+    [name],
+  );
+  return rows[0]?.kind ?? null;
+}
+
 export function subscriberCommands(ctx: AdminContext): Record<string, CommandSpec> {
   const sub = ctx.subscriber;
   const ready = async () => {
@@ -45,7 +85,7 @@ export function subscriberCommands(ctx: AdminContext): Record<string, CommandSpe
 
   async function checkOne(table: string, dest: string) {
     const [p, s, triggers] = await Promise.all([readTableShape(ctx.provider, table), readTableShape(sub, dest), tableTriggers(sub, dest)]);
-    return checkTablePair(table, p, s, triggers, dest);
+    return { ...checkTablePair(table, p, s, triggers, dest), provider: p, subscriber: s };
   }
 
   return {
@@ -98,6 +138,50 @@ export function subscriberCommands(ctx: AdminContext): Record<string, CommandSpe
         return { consumer: ctx.consumer, unregistered: true, tables_reset: tables };
       },
     },
+    "subscriber.uninstall": {
+      description: "remove the job from the subscriber: its state-change outbox, its JetStream stream, its position and its consumer",
+      request: {},
+      handler: async () => {
+        await requireLondiste(sub, "subscriber");
+        const [tables, seqs] = await Promise.all([subscriberTables(sub, ctx.queue), subscriberSeqs(sub, ctx.queue)]);
+        if (tables.length > 0 || seqs.length > 0) {
+          const names = [...tables.map((t) => t.table), ...seqs];
+          throw new CommandError(
+            "conflict",
+            `the job still replicates ${tables.length} table(s) and ${seqs.length} sequence(s): ` +
+              `remove them first ("londiste CONFIG subscriber remove" / "subscriber remove-seq" ${names.join(" ")})`,
+          );
+        }
+        // Under replay's lock (no batch half applied while the position goes away) and the relay's
+        // (no relay pass publishing, which would create the stream again, while it goes away).
+        const { outboxRows, stream, deleted } = await withTransaction(sub, async (client) => {
+          await lockConsumerPosition(client, ctx.consumer);
+          await client.query("select pg_advisory_xact_lock($1, hashtext($2))", [ADVISORY_LOCKS.outboxRelay.classId, ctx.queue]);
+          const { rowCount } = await client.query("delete from londiste.sync_outbox where queue_name = $1", [ctx.queue]);
+          await recordTick(client, ctx.consumer, null);
+          return { outboxRows: rowCount ?? 0, ...(await ctx.deleteStateStream()) };
+        });
+        let unregistered = false;
+        if ((await londisteSchemaVersion(ctx.provider)) > 0) {
+          unregistered = await unregisterConsumer(ctx.provider, ctx.queue, ctx.consumer).then(
+            () => true,
+            (error: unknown) => {
+              const kind = (error as { kind?: string }).kind;
+              if (kind === "consumer_not_registered" || kind === "queue_not_found") return false;
+              throw error;
+            },
+          );
+        }
+        return {
+          job: ctx.jobName,
+          outbox_rows_deleted: outboxRows,
+          stream,
+          stream_deleted: deleted,
+          consumer_unregistered: unregistered,
+          kept: "the londiste schema on the subscriber (other jobs may use it) and the tables' rows",
+        };
+      },
+    },
     "subscriber.add": {
       description: "replicate provider tables into the subscriber",
       request: {
@@ -117,11 +201,19 @@ export function subscriberCommands(ctx: AdminContext): Record<string, CommandSpe
         let registered = false;
         const outcomes = await perName(tables, async (name) => {
           const table = await canonicalName(sub, name);
+          // Before any check: an added table's own checks (and their hints) are beside the point.
+          if (await loadTableSync(sub, ctx.queue, table)) return { ok: false, message: "already registered" };
           if (!captured.has(table)) return { ok: false, message: `not captured on the provider: run "londiste CONFIG provider add ${table}" first` };
           const dest = r.dest_table === undefined ? table : await canonicalName(sub, r.dest_table as string);
           const check = await checkOne(table, dest);
           if (check.errors.length > 0 && !r.force) {
-            return { ok: false, message: `${check.errors.join("; ")} (--force adds it anyway)`, warnings: check.warnings };
+            return { ok: false, message: withHint(check.errors.join("; "), FORCE_HINT), warnings: check.warnings };
+          }
+          let synced = "";
+          if (r.expect_sync) {
+            const claim = await checkExpectSync(ctx.provider, sub, check.provider!, check.subscriber!, r.force === true);
+            if (!claim.ok) return { ok: false, message: claim.message, warnings: check.warnings };
+            synced = claim.message;
           }
           if (!registered) {
             await registerConsumer(ctx.provider, ctx.queue, ctx.consumer);
@@ -137,7 +229,7 @@ export function subscriberCommands(ctx: AdminContext): Record<string, CommandSpe
             if (r.expect_sync) await writeTransition(client, added, { type: "EXPECT_SYNC" }, "admin");
           });
           const warnings = [...check.warnings, ...(check.errors.length > 0 ? check.errors.map((e) => `forced: ${e}`) : [])];
-          return { ok: true, message: r.expect_sync ? "added, state ok" : "added, waiting for copy", warnings };
+          return { ok: true, message: r.expect_sync ? `added, state ok (${synced})` : "added, waiting for copy", warnings };
         });
         ctx.wake();
         return outcomes;
@@ -208,7 +300,11 @@ export function subscriberCommands(ctx: AdminContext): Record<string, CommandSpe
       handler: async () => {
         await requireLondiste(sub, "subscriber");
         const tables = (await subscriberTables(sub, ctx.queue)).map((t) => t.dest);
-        const fkeys = await foreignKeysTouching(sub, tables);
+        // Under an empty search path pg_get_constraintdef qualifies every table it names (REFERENCES public.t(id)).
+        const fkeys = await withTransaction(sub, async (client) => {
+          await client.query("set local search_path = pg_catalog");
+          return foreignKeysTouching(client, tables);
+        });
         const { rows: pending } = await sub.query<{ from_table: string; to_table: string; fkey_name: string; fkey_def: string }>(
           "select from_table, to_table, fkey_name, fkey_def from londiste.subscriber_pending_fkeys order by 1, 3",
         );
@@ -239,7 +335,11 @@ export function subscriberCommands(ctx: AdminContext): Record<string, CommandSpe
         let registered = false;
         const outcomes = await perName(requireNames(r.seqs), async (name) => {
           const seq = await canonicalName(sub, name);
-          if (!captured.has(seq)) return { ok: false, message: `not registered on the provider: run "londiste CONFIG provider add-seq ${seq}" first` };
+          if (!captured.has(seq)) {
+            const kind = await relationKind(ctx.provider, seq);
+            if (kind !== "sequence" && kind !== null) return { ok: false, message: `${seq} is a ${kind}, not a sequence: "subscriber add" replicates tables` };
+            return { ok: false, message: `not registered on the provider: run "londiste CONFIG provider add-seq ${seq}" first` };
+          }
           const { rows } = await sub.query("select londiste.resolve_name($1, 'S') as oid", [seq]);
           if (rows[0].oid === null) return { ok: false, message: "no such sequence on the subscriber" };
           if (!registered) {
