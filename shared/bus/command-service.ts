@@ -10,7 +10,7 @@
  */
 import { isConnectionError } from "../db/failure.ts";
 import { randomBytes } from "node:crypto";
-import { headers, type NatsConnection } from "@nats-io/nats-core";
+import { errors, headers, type NatsConnection } from "@nats-io/nats-core";
 import { type Service, type ServiceMsg, Svcm } from "@nats-io/services";
 import { PgqError, type PgqErrorKind } from "../pgq/errors.ts";
 import type { Logger } from "../log.ts";
@@ -209,10 +209,16 @@ function answerUnknownCommands(nc: NatsConnection, service: Service, options: Co
  * with the given metadata, e.g. `{ job: "myjob" }`.
  */
 export async function serviceRuns(nc: NatsConnection, name: string, metadata: Record<string, string>, waitMs = 2000): Promise<boolean> {
-  const replies = await nc.requestMany(`$SRV.PING.${name}`, "", { strategy: "stall", stall: 300, maxWait: waitMs });
-  for await (const msg of replies) {
-    const info = JSON.parse(msg.string()) as { metadata?: Record<string, string> };
-    if (Object.entries(metadata).every(([k, v]) => info.metadata?.[k] === v)) return true;
+  try {
+    const replies = await nc.requestMany(`$SRV.PING.${name}`, "", { strategy: "stall", stall: 300, maxWait: waitMs });
+    for await (const msg of replies) {
+      const info = JSON.parse(msg.string()) as { metadata?: Record<string, string> };
+      if (Object.entries(metadata).every(([k, v]) => info.metadata?.[k] === v)) return true;
+    }
+  } catch (error) {
+    // No instance of the service at all, for any job.
+    const noResponders = error instanceof errors.NoRespondersError || (error instanceof errors.RequestError && error.cause instanceof errors.NoRespondersError);
+    if (!noResponders) throw error;
   }
   return false;
 }
