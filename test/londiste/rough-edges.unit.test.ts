@@ -14,7 +14,7 @@ import { tickerWarning } from "../../shared/pgq/ticker-health.ts";
 import { LONDISTE_COMMANDS, SERVICE_COMMANDS } from "../../services/londiste/commands.ts";
 import { consumerStart, describeStart, watchStart } from "../../services/londiste/watch.ts";
 import { quotingHint } from "../../services/replay/admin/context.ts";
-import { withHint } from "../../services/replay/admin/subscriber-commands.ts";
+import { withHint } from "../../services/replay/admin/add-checks.ts";
 
 describe("watch --since / --all", () => {
   const now = new Date("2026-11-27T12:00:00Z");

@@ -8,8 +8,7 @@
 import type pg from "pg";
 import type { CommandSpec } from "../../../shared/bus/command-service.ts";
 import { CommandError } from "../../../shared/bus/replies.ts";
-import { ADVISORY_LOCKS } from "../../../shared/db/advisory-locks.ts";
-import { ownRows, quoteIdent } from "../../../shared/db/sql-text.ts";
+import { quoteIdent } from "../../../shared/db/sql-text.ts";
 import { withTransaction } from "../../../shared/db/transaction.ts";
 import {
   canonicalName,
@@ -20,13 +19,15 @@ import {
   subscriberTables,
   tableTriggers,
 } from "../../../shared/londiste/catalog.ts";
-import { installLondiste, londisteSchemaVersion } from "../../../shared/londiste/install.ts";
+import { installLondiste } from "../../../shared/londiste/install.ts";
 import { checkTablePair } from "../../../shared/londiste/table-check.ts";
-import { readTableShape, type TableShape } from "../../../shared/londiste/table-shape.ts";
+import { readTableShape } from "../../../shared/londiste/table-shape.ts";
 import { loadTableSync, loadTableSyncs, recordTableAdded, writeTransition } from "../../../shared/londiste/sync-store.ts";
 import { stateLabel, type SyncEvent } from "../../../shared/londiste/sync-machine.ts";
 import { registerConsumer, unregisterConsumer } from "../../../shared/pgq/index.ts";
 import { lockConsumerPosition, recordedTick, recordTick } from "../../../shared/londiste/position.ts";
+import { checkExpectSync, FORCE_HINT, relationKind, withHint } from "./add-checks.ts";
+import { uninstallCommand } from "./uninstall-command.ts";
 import { type AdminContext, names, type NameOutcome, perName, requireLondiste, requireNames, requireQueue } from "./context.ts";
 
 const TRIGGER_MODES: Record<string, string> = {
@@ -36,45 +37,6 @@ const TRIGGER_MODES: Record<string, string> = {
   disable: "disable trigger",
 };
 const MODE_OF_TGENABLED: Record<string, string> = { A: "always", R: "replica", O: "origin", D: "disable" };
-
-const FORCE_HINT = "(--force adds it anyway)";
-
-/** A message with a hint appended, unless it says the hint already. */
-export function withHint(message: string, hint: string): string {
-  return message.includes(hint) ? message : `${message} ${hint}`;
-}
-
-/**
- * The least check of an `--expect-sync` claim: both tables have as many
- * rows. Skipped with --force. Returns what was checked (for the reply), or
- * why the claim is refused.
- */
-async function checkExpectSync(provider: pg.Pool, sub: pg.Pool, p: TableShape, s: TableShape, force: boolean) {
-  if (force) return { ok: true, message: "--expect-sync taken on trust: --force skips the row count check" };
-  const count = async (db: pg.Pool, t: TableShape) =>
-    Number((await db.query<{ n: string }>(`select pg_catalog.count(*) as n from ${ownRows(t.name, t.relkind)}`)).rows[0]!.n);
-  const [np, ns] = await Promise.all([count(provider, p), count(sub, s)]);
-  if (np !== ns) {
-    return {
-      ok: false,
-      message:
-        `--expect-sync: the provider has ${np} rows, the subscriber ${ns}: the tables are not in sync ` +
-        `(add it without --expect-sync to copy it, or with --force to take the claim on trust)`,
-    };
-  }
-  return { ok: true, message: `checked: both sides have ${np} rows; contents not compared ("londiste CONFIG compare" does)` };
-}
-
-/** "table", "sequence", "view", ... for a name on a database; null when there is none. */
-async function relationKind(db: pg.Pool, name: string): Promise<string | null> {
-  const { rows } = await db.query<{ kind: string | null }>(
-    `select case c.relkind when 'r' then 'table' when 'p' then 'table' when 'S' then 'sequence' when 'v' then 'view'
-                           when 'm' then 'materialized view' when 'f' then 'foreign table' else 'relation' end as kind
-       from pg_class c where c.oid = to_regclass($1)`,
-    [name],
-  );
-  return rows[0]?.kind ?? null;
-}
 
 export function subscriberCommands(ctx: AdminContext): Record<string, CommandSpec> {
   const sub = ctx.subscriber;
@@ -138,50 +100,7 @@ export function subscriberCommands(ctx: AdminContext): Record<string, CommandSpe
         return { consumer: ctx.consumer, unregistered: true, tables_reset: tables };
       },
     },
-    "subscriber.uninstall": {
-      description: "remove the job from the subscriber: its state-change outbox, its JetStream stream, its position and its consumer",
-      request: {},
-      handler: async () => {
-        await requireLondiste(sub, "subscriber");
-        const [tables, seqs] = await Promise.all([subscriberTables(sub, ctx.queue), subscriberSeqs(sub, ctx.queue)]);
-        if (tables.length > 0 || seqs.length > 0) {
-          const names = [...tables.map((t) => t.table), ...seqs];
-          throw new CommandError(
-            "conflict",
-            `the job still replicates ${tables.length} table(s) and ${seqs.length} sequence(s): ` +
-              `remove them first ("londiste CONFIG subscriber remove" / "subscriber remove-seq" ${names.join(" ")})`,
-          );
-        }
-        // Under replay's lock (no batch half applied while the position goes away) and the relay's
-        // (no relay pass publishing, which would create the stream again, while it goes away).
-        const { outboxRows, stream, deleted } = await withTransaction(sub, async (client) => {
-          await lockConsumerPosition(client, ctx.consumer);
-          await client.query("select pg_advisory_xact_lock($1, hashtext($2))", [ADVISORY_LOCKS.outboxRelay.classId, ctx.queue]);
-          const { rowCount } = await client.query("delete from londiste.sync_outbox where queue_name = $1", [ctx.queue]);
-          await recordTick(client, ctx.consumer, null);
-          return { outboxRows: rowCount ?? 0, ...(await ctx.deleteStateStream()) };
-        });
-        let unregistered = false;
-        if ((await londisteSchemaVersion(ctx.provider)) > 0) {
-          unregistered = await unregisterConsumer(ctx.provider, ctx.queue, ctx.consumer).then(
-            () => true,
-            (error: unknown) => {
-              const kind = (error as { kind?: string }).kind;
-              if (kind === "consumer_not_registered" || kind === "queue_not_found") return false;
-              throw error;
-            },
-          );
-        }
-        return {
-          job: ctx.jobName,
-          outbox_rows_deleted: outboxRows,
-          stream,
-          stream_deleted: deleted,
-          consumer_unregistered: unregistered,
-          kept: "the londiste schema on the subscriber (other jobs may use it) and the tables' rows",
-        };
-      },
-    },
+    "subscriber.uninstall": uninstallCommand(ctx),
     "subscriber.add": {
       description: "replicate provider tables into the subscriber",
       request: {
