@@ -79,6 +79,8 @@ async function copyBody(shell: ServiceShell<LondisteConfig>): Promise<number> {
         commands: shell.controlCommands(() => ({ service: "copy", worker: me, copies: scheduler.tables })),
         metadata: { job: config.jobName, instance: shell.instance },
         queue: `londiste-${config.jobName}-copy`,
+        // The job's replay answers requests for unknown commands.
+        unknownCommands: "none",
         log,
         stats: () => ({ instance: shell.instance, worker: me, copies: scheduler.tables }),
       });

@@ -50,6 +50,13 @@ export const LONDISTE_COMMANDS: Record<string, Usage> = {
   "provider add-seq": { args: "SEQ...", help: "register sequences", min: 1, max: MANY, build: seqs },
   "provider remove-seq": { args: "SEQ...", help: "unregister sequences (subscribers stop following them)", min: 1, max: MANY, build: seqs },
   "subscriber install": { args: "", help: "install londiste on the subscriber (needs no service)", min: 0, max: 0, build: none },
+  "subscriber uninstall": {
+    args: "",
+    help: "remove the job from the subscriber: its outbox, JetStream stream, position and consumer (no tables left)",
+    min: 0,
+    max: 0,
+    build: none,
+  },
   "subscriber register": { args: "", help: "register replay's consumer on the provider queue (needs no service)", min: 0, max: 0, build: none },
   "subscriber unregister": { args: "", help: "unregister it until subscriber register; all tables go back to (none) (needs no service)", min: 0, max: 0, build: none },
   "subscriber add": {
@@ -167,7 +174,8 @@ const FLAG_OPTIONS: Record<keyof Flags, string> = {
 /**
  * The londiste tool's options besides --json/--timeout/--help. `reset`
  * belongs to the replay service (`londiste CONFIG replay --reset`), which
- * the launcher starts; an admin command refuses it.
+ * the launcher starts, `since` and `all` to `watch`; an admin command
+ * refuses them.
  */
 export const LONDISTE_OPTIONS: OptionSpec = {
   "expect-sync": { type: "boolean" },
@@ -181,6 +189,8 @@ export const LONDISTE_OPTIONS: OptionSpec = {
   dir: { type: "string", missing: "--dir needs a directory" },
   reset: { type: "boolean" },
   instance: { type: "string", missing: "--instance needs a name" },
+  since: { type: "string", missing: "--since needs a date/time or an age (30m, 2h, 1d)" },
+  all: { type: "boolean" },
 };
 
 /** The long-running commands the launcher runs in its own process, with the options each takes. */
@@ -188,7 +198,7 @@ export const SERVICE_COMMANDS: Record<string, { usage: string; options: string[]
   replay: { usage: "replay [--reset]", options: ["reset"] },
   copy: { usage: "copy [--instance NAME]", options: ["instance"] },
   "repair-worker": { usage: "repair-worker [--instance NAME]", options: ["instance"] },
-  watch: { usage: "watch [--json]", options: ["json"] },
+  watch: { usage: "watch [--since TIME | --all] [--json]", options: ["json", "since", "all"] },
 };
 
 /** The admin command flags among parsed options (string options as given, booleans as true/false). */
@@ -234,7 +244,9 @@ export function helpText(): string {
     "  replay [--reset]                 apply the job's batches to the subscriber",
     "  copy                             a copy worker: initial copies and their handover to replay",
     "  repair-worker                    serves compare and repair (any number, on any host)",
-    "  watch [--json]                   print the tables' state changes as they happen (JetStream)",
+    "  watch [--since TIME | --all] [--json]",
+    "                                   print the tables' state changes from now on (JetStream); --since TIME",
+    "                                   (2026-11-27T10:00Z, or an age: 30m, 2h, 1d) or --all for the kept history",
     "",
     "admin commands (sent over NATS to the job's replay service; compare and repair to its repair workers):",
   ];

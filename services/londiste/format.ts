@@ -71,6 +71,7 @@ function status(s: Row): string {
       : s.unregistered_at
         ? `  consumer unregistered by "subscriber unregister" at ${s.unregistered_at as string}: nothing is replayed until "subscriber register"`
         : "  consumer not registered on the provider",
+    ...(s.ticker_warning ? [`  WARNING: ${s.ticker_warning as string}`] : []),
     `  replay ${replay.instance as string}: ${replay.role as string}, ${replay.batches as number} batches, ${replay.changes as number} changes since start` +
       (replay.lastError ? `; last error: ${replay.lastError as string}` : ""),
     "",

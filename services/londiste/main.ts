@@ -15,12 +15,12 @@ import { invocation, pasteableHints, shellWord } from "../../shared/cli/invocati
 import { natsSettingsFrom } from "../../shared/config/common-keys.ts";
 import { ConfigError } from "../../shared/config/load.ts";
 import { type LondisteConfig, loadLondisteConfig, londisteSubjects } from "../../shared/config/londiste.ts";
-import { connectForCli, NoServiceError, NotPermittedError, requestReply, throwIfNotPermitted } from "../../shared/cli/request.ts";
+import { connectForCli, NoServiceError, NotPermittedError, requestReply, throwIfNotPermitted, unknownInstance } from "../../shared/cli/request.ts";
 import { parseCommandLine } from "../../shared/cli/args.ts";
 import { CONTROL_COMMANDS, flagsFrom, helpText, LONDISTE_OPTIONS, parseCommand, REPAIR_COMMANDS, SERVICE_COMMANDS, UsageError } from "./commands.ts";
 import { runDirectly, runsDirectly } from "./direct.ts";
 import { anyFailed, formatResult } from "./format.ts";
-import { watchStateChanges } from "./watch.ts";
+import { describeStart, watchStart, type WatchStart, watchStateChanges } from "./watch.ts";
 
 export async function runLondisteCommand(argv: string[]): Promise<number> {
   let options;
@@ -37,13 +37,15 @@ export async function runLondisteCommand(argv: string[]): Promise<number> {
     if (service) {
       // The launcher runs the other services itself; reaching here means extra words or options.
       const extra = Object.keys(options.options).filter((o) => !service.options.includes(o));
-      if (words[0] === "watch" && words.length === 1 && extra.length === 0) return await runWatch(configPath!, options.json);
+      if (words[0] === "watch" && words.length === 1 && extra.length === 0) {
+        return await runWatch(configPath!, options.json, watchStart({ since: options.options.since, all: options.options.all }));
+      }
       throw new UsageError(`usage: londiste CONFIG ${service.usage}`);
     }
     // --dir is sent as written: the worker resolves it inside its own repair_dir.
     const flags = flagsFrom(options.options);
     command = parseCommand(words, flags);
-    for (const serviceOnly of ["reset", "instance"]) {
+    for (const serviceOnly of ["reset", "instance", "since", "all"]) {
       if (options.options[serviceOnly] !== undefined) throw new UsageError(`--${serviceOnly} does not apply to "${command.command.replace(".", " ")}"`);
     }
     config = loadLondisteConfig(configPath!);
@@ -72,6 +74,14 @@ export async function runLondisteCommand(argv: string[]): Promise<number> {
     const nats = natsSettingsFrom(config.values, `londiste cli ${config.jobName}`);
     const nc = await connectForCli(nats, Math.min(timeoutMs, config.commandTimeoutMs));
     try {
+      const instance = command.request.instance;
+      if ((command.command === "stop" || command.command === "reload") && typeof instance === "string") {
+        const unknown = await unknownInstance(nc, londisteSubjects(config.subjectPrefix, config.jobName).command("ping"), instance, timeoutMs);
+        if (unknown !== null) {
+          process.stderr.write(`londiste: ${command.command} failed: ${unknown}\n`);
+          return 1;
+        }
+      }
       const reply = await requestReply(nc, subject, command.request, timeoutMs, howToStart, nats);
       if ("error" in reply) {
         if (options.json) process.stdout.write(`${JSON.stringify(reply)}\n`);
@@ -118,7 +128,7 @@ async function direct(command: string, config: LondisteConfig, json: boolean, pa
   return 0;
 }
 
-async function runWatch(configPath: string, json: boolean): Promise<number> {
+async function runWatch(configPath: string, json: boolean, start: WatchStart): Promise<number> {
   const config = loadLondisteConfig(configPath);
   const nats = natsSettingsFrom(config.values, `londiste watch ${config.jobName}`);
   let nc;
@@ -132,8 +142,18 @@ async function runWatch(configPath: string, json: boolean): Promise<number> {
   const onSignal = () => stop.abort();
   process.once("SIGINT", onSignal);
   process.once("SIGTERM", onSignal);
+  // Whoever reads the output went away (`watch | head`): stop quietly, like other Unix tools.
+  let outputClosed = false;
+  const onOutputError = (error: NodeJS.ErrnoException) => {
+    if (error.code !== "EPIPE") throw error;
+    outputClosed = true;
+    stop.abort();
+  };
+  process.stdout.on("error", onOutputError);
+  const write = (line: string) => {
+    if (!outputClosed) process.stdout.write(`${line}\n`);
+  };
   try {
-    if (!json) process.stderr.write(`watching the state changes of job ${config.jobName} (Ctrl-C stops)\n`);
     // NATS outages are waited out (the ordered consumer resumes where it stopped); say so on stderr.
     void (async () => {
       for await (const s of nc.status()) {
@@ -142,7 +162,14 @@ async function runWatch(configPath: string, json: boolean): Promise<number> {
       }
     })();
     try {
-      await watchStateChanges(nc, config.subjectPrefix, config.jobName, { json, signal: stop.signal, write: (line) => process.stdout.write(`${line}\n`) });
+      await watchStateChanges(nc, config.subjectPrefix, config.jobName, {
+        json,
+        start,
+        signal: stop.signal,
+        write,
+        // On stderr also with --json: stdout stays one message per line.
+        started: () => process.stderr.write(`${describeStart(config.jobName, start)}\n`),
+      });
     } catch (error) {
       throwIfNotPermitted(error, nats);
       throw error;

@@ -17,7 +17,7 @@ import { installPgq, pgVersions } from "../../shared/pgq/install.ts";
 import { natsSettingsFrom } from "../../shared/config/common-keys.ts";
 import { ConfigError } from "../../shared/config/load.ts";
 import { loadTickerConfig, type TickerConfig, tickerSubjects } from "../../shared/config/pgqadm.ts";
-import { connectForCli, NoServiceError, NotPermittedError, requestReply } from "../../shared/cli/request.ts";
+import { connectForCli, NoServiceError, NotPermittedError, requestReply, unknownInstance } from "../../shared/cli/request.ts";
 import { type OptionSpec, parseCommandLine } from "../../shared/cli/args.ts";
 import { helpText, parseCommand, UsageError } from "./commands.ts";
 import { formatResult } from "./format.ts";
@@ -63,6 +63,14 @@ export async function runPgqadmCommand(argv: string[]): Promise<number> {
     const nats = natsSettingsFrom(config.values, `pgqadm cli ${config.jobName}`);
     const nc = await connectForCli(nats, timeoutMs);
     try {
+      const instance = command.request.instance;
+      if ((command.command === "stop" || command.command === "reload") && typeof instance === "string") {
+        const unknown = await unknownInstance(nc, tickerSubjects(config.subjectPrefix, config.jobName).command("ping"), instance, timeoutMs);
+        if (unknown !== null) {
+          process.stderr.write(`pgqadm: ${command.command} failed: ${unknown}\n`);
+          return 1;
+        }
+      }
       const reply = await requestReply(nc, subject, command.request, timeoutMs, `start the ticker with "${invocation("pgqadm")} ${shellWord(configPath!)} ticker"`, nats);
       if ("error" in reply) {
         if (options.json) process.stdout.write(`${JSON.stringify(reply)}\n`);

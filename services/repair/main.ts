@@ -139,6 +139,8 @@ async function repairBody(shell: ServiceShell<LondisteConfig>, counts: { served:
     },
     metadata: { job: config.jobName, instance },
     queue: `londiste-${config.jobName}-repair`,
+    // The job's replay answers requests for unknown commands.
+    unknownCommands: "none",
     log,
     stats: () => ({ instance, running, served: counts.served }),
   });

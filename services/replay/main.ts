@@ -10,9 +10,9 @@
  * Exit codes: 0 stopped, 2 bad config, 1 other failure.
  */
 import type pg from "pg";
-import { startCommandService } from "../../shared/bus/command-service.ts";
+import { serviceRuns, startCommandService } from "../../shared/bus/command-service.ts";
 import { tickNoticeSubject } from "../../shared/bus/subjects.ts";
-import { type LondisteConfig, loadLondisteConfig, londisteSubjects } from "../../shared/config/londiste.ts";
+import { type LondisteConfig, loadLondisteConfig, londisteSubjects, londisteUnknownCommands } from "../../shared/config/londiste.ts";
 import { SessionLock } from "../../shared/db/session-lock.ts";
 import { applyChanges } from "../../shared/londiste/apply.ts";
 import { LONDISTE_SCHEMA_VERSION, londisteSchemaVersion } from "../../shared/londiste/install.ts";
@@ -28,7 +28,7 @@ import { hasTableSyncs, SyncConflict } from "../../shared/londiste/sync-store.ts
 import { subscriberSeqs } from "../../shared/londiste/catalog.ts";
 import { recordTick } from "../../shared/londiste/position.ts";
 import { startOutboxRelay } from "../../shared/londiste/outbox-relay.ts";
-import { ensureStateStream } from "../../shared/londiste/state-events.ts";
+import { deleteStateStream, stateStreamName } from "../../shared/londiste/state-events.ts";
 import { failureKind } from "../../shared/db/failure.ts";
 import { replayMetrics, replayScrapeSources } from "./metrics.ts";
 
@@ -135,18 +135,25 @@ async function replayBody(shell: ServiceShell<LondisteConfig>, live: ReplayLiveS
             jobName: config.jobName,
             wake: () => waker.notify(),
             live: () => ({ ...live, instance }),
+            deleteStateStream: async () => ({
+              stream: stateStreamName(config.subjectPrefix, config.jobName),
+              deleted: await deleteStateStream(conn, config.subjectPrefix, config.jobName),
+            }),
           }),
           ...shell.controlCommands(() => ({ service: "replay", role: live.role })),
         },
         metadata: { job: config.jobName, instance },
         queue: `londiste-${config.jobName}`,
+        // compare and repair belong to the repair workers: when none runs, the requester hears so.
+        unknownCommands: {
+          ...londisteUnknownCommands(config.jobName),
+          ownerRuns: () => serviceRuns(conn, "londiste-repair", { job: config.jobName }),
+        },
         log,
         stats: () => ({ instance, ...live }),
       });
       shell.atExit(() => service.stop());
       log.info({ subjects: `${subjects.commandPrefix}.>` }, "serving admin commands on NATS");
-      const stream = await ensureStateStream(conn, config.subjectPrefix, config.jobName);
-      log.info({ stream }, "relaying table state changes to JetStream");
       shell.atExit(startOutboxRelay({ subscriber, nc: conn, prefix: config.subjectPrefix, job: config.jobName, queue: config.queue, log }));
     },
     "polling every loop_delay, no admin commands",

@@ -3,11 +3,14 @@
  * NATS service protocol so `$SRV.PING/INFO/STATS` list the service, its
  * version and its endpoints. Every request is size-checked, parsed and
  * validated before its handler runs; whatever goes wrong becomes an error
- * reply and the service carries on.
+ * reply and the service carries on. A request under the prefix that no
+ * service serves is answered `unknown_command` (instead of the requester
+ * hearing "no responders") by a wildcard subscription outside the $SRV
+ * endpoints, in a queue group of its own, so one instance answers.
  */
 import { isConnectionError } from "../db/failure.ts";
 import { randomBytes } from "node:crypto";
-import type { NatsConnection } from "@nats-io/nats-core";
+import { errors, headers, type NatsConnection } from "@nats-io/nats-core";
 import { type Service, type ServiceMsg, Svcm } from "@nats-io/services";
 import { PgqError, type PgqErrorKind } from "../pgq/errors.ts";
 import type { Logger } from "../log.ts";
@@ -42,6 +45,51 @@ export interface CommandServiceOptions {
   log: Logger;
   /** Queue group sharing the commands among instances (default "q"). */
   queue?: string;
+  /**
+   * Who answers `unknown_command` under the prefix. Default: this service,
+   * knowing only its own commands (it owns the prefix). When services
+   * share a prefix, one of them passes every command served there, the
+   * others "none".
+   */
+  unknownCommands?: UnknownCommandsOptions | "none";
+}
+
+export interface UnknownCommandsOptions {
+  /** Queue group of the answering subscription, shared by the instances of the service. */
+  queue: string;
+  /** Every command served under the prefix, by this service or another. */
+  known: readonly string[];
+  /** Subjects under the prefix that are published to, not requested: exact, or `x.>` for everything below x. */
+  notCommands?: readonly string[];
+  /**
+   * For a known command of another service: whether one of those runs.
+   * The wildcard also receives those requests, so NATS no longer says "no
+   * responders" when none runs; when this says none does, the answer is
+   * the same no-responders status NATS itself would send.
+   */
+  ownerRuns?: (command: string) => Promise<boolean>;
+}
+
+/** What a request under the prefix is, as the catch-all sees it. */
+export function classifySubject(
+  suffix: string,
+  own: readonly string[],
+  o: Pick<UnknownCommandsOptions, "known" | "notCommands">,
+): "own" | "other-service" | "not-a-command" | "unknown" {
+  if (own.includes(suffix)) return "own";
+  if (o.known.includes(suffix)) return "other-service";
+  const published = (o.notCommands ?? []).some((p) => (p.endsWith(".>") ? suffix.startsWith(p.slice(0, -1)) : suffix === p));
+  return published ? "not-a-command" : "unknown";
+}
+
+/** The reply to a request for an unknown command. */
+export function unknownCommandReply(suffix: string, prefix: string, known: readonly string[]): Reply {
+  return {
+    error: {
+      code: "unknown_command",
+      message: `no command "${suffix}" on ${prefix}; the commands: ${[...known].sort().join(", ")}`,
+    },
+  };
 }
 
 const PGQ_KIND_CODES: Record<PgqErrorKind, ErrorCode> = {
@@ -120,5 +168,57 @@ export async function startCommandService(nc: NatsConnection, options: CommandSe
       },
     });
   }
+  if (options.unknownCommands !== "none") answerUnknownCommands(nc, service, options, options.unknownCommands ?? {
+    queue: `${options.queue ?? "q"}-unknown`,
+    known: Object.keys(options.commands),
+  });
   return service;
+}
+
+/**
+ * The catch-all under the prefix: a plain subscription, not a $SRV
+ * endpoint, so discovery lists the real commands only. Stays silent on
+ * the service's own commands (their endpoints answer) and on publishes.
+ */
+function answerUnknownCommands(nc: NatsConnection, service: Service, options: CommandServiceOptions, unknown: UnknownCommandsOptions): void {
+  const own = Object.keys(options.commands);
+  const wildcard = nc.subscribe(`${options.subjectPrefix}.>`, {
+    queue: unknown.queue,
+    callback: (_err, msg) => {
+      if (!msg.reply) return;
+      const suffix = msg.subject.slice(options.subjectPrefix.length + 1);
+      const kind = classifySubject(suffix, own, unknown);
+      if (kind === "unknown") {
+        options.log.warn({ subject: msg.subject }, "request for an unknown command");
+        msg.respond(JSON.stringify(unknownCommandReply(suffix, options.subjectPrefix, unknown.known)));
+      } else if (kind === "other-service" && unknown.ownerRuns) {
+        void unknown.ownerRuns(suffix).then(
+          (runs) => {
+            if (!runs) msg.respond(new Uint8Array(0), { headers: headers(503, "No Responders") });
+          },
+          () => {}, // unsure: stay silent, the requester times out as before
+        );
+      }
+    },
+  });
+  void service.stopped.then(() => wildcard.unsubscribe());
+}
+
+/**
+ * Whether an instance of the named service runs (answers `$SRV.PING`)
+ * with the given metadata, e.g. `{ job: "myjob" }`.
+ */
+export async function serviceRuns(nc: NatsConnection, name: string, metadata: Record<string, string>, waitMs = 2000): Promise<boolean> {
+  try {
+    const replies = await nc.requestMany(`$SRV.PING.${name}`, "", { strategy: "stall", stall: 300, maxWait: waitMs });
+    for await (const msg of replies) {
+      const info = JSON.parse(msg.string()) as { metadata?: Record<string, string> };
+      if (Object.entries(metadata).every(([k, v]) => info.metadata?.[k] === v)) return true;
+    }
+  } catch (error) {
+    // No instance of the service at all, for any job.
+    const noResponders = error instanceof errors.NoRespondersError || (error instanceof errors.RequestError && error.cause instanceof errors.NoRespondersError);
+    if (!noResponders) throw error;
+  }
+  return false;
 }

@@ -82,3 +82,27 @@ export async function requestReply(
     throw error;
   }
 }
+
+/**
+ * For `stop`/`reload INSTANCE`: every instance receives those and only the
+ * named one answers, so a name nobody has would look like no service at
+ * all. Asks `ping` (every instance answers) who runs: a message when
+ * services answer and none is `instance`, else null (the name is known,
+ * or nothing runs and the request itself says so).
+ */
+export async function unknownInstance(nc: NatsConnection, pingSubject: string, instance: string, timeoutMs: number): Promise<string | null> {
+  const seen: string[] = [];
+  try {
+    // Replies after the first come within the stall; the named one ends the wait at once.
+    const replies = await nc.requestMany(pingSubject, "{}", { strategy: "stall", stall: 1000, maxWait: timeoutMs });
+    for await (const msg of replies) {
+      const reply = JSON.parse(msg.string()) as Reply<{ instance?: string; service?: string }>;
+      if (!("result" in reply) || typeof reply.result?.instance !== "string") continue;
+      if (reply.result.instance === instance) return null;
+      seen.push(reply.result.service ? `${reply.result.instance} (${reply.result.service})` : reply.result.instance);
+    }
+  } catch {
+    return null; // nobody answered: the request that follows reports it
+  }
+  return seen.length > 0 ? `no such instance "${instance}"; running: ${seen.sort().join(", ")}` : null;
+}

@@ -74,6 +74,33 @@ export function loadLondisteConfig(path: string, env: NodeJS.ProcessEnv = proces
   };
 }
 
+/**
+ * Every command the services of a job serve under its prefix: replay the
+ * admin commands, the repair workers compare and repair, every service
+ * ping, stop and reload. The londiste tool's command table is the same
+ * list. A request under the prefix for anything else gets `unknown_command`.
+ */
+export const LONDISTE_JOB_COMMANDS: readonly string[] = [
+  "provider.install", "provider.add", "provider.remove", "provider.tables", "provider.seqs", "provider.add-seq", "provider.remove-seq",
+  "subscriber.install", "subscriber.uninstall", "subscriber.register", "subscriber.unregister", "subscriber.add", "subscriber.remove",
+  "subscriber.resync", "subscriber.tables", "subscriber.missing", "subscriber.check", "subscriber.fkeys", "subscriber.seqs",
+  "subscriber.add-seq", "subscriber.remove-seq", "subscriber.triggers", "subscriber.trigger", "subscriber.deny-writes",
+  "subscriber.allow-writes", "status", "ping", "stop", "reload", "compare", "repair",
+];
+
+/**
+ * How a job's replay answers requests for commands no service of the job
+ * serves (command-service.ts); the copy and repair workers leave that to it.
+ */
+export function londisteUnknownCommands(job: string) {
+  return {
+    queue: `londiste-${job}-unknown`,
+    known: LONDISTE_JOB_COMMANDS,
+    // Published, never requested: copy requests and progress, repair progress, state changes (JetStream).
+    notCommands: ["copy.>", "repair.progress", "events.>"],
+  };
+}
+
 /** NATS subjects of one replication job: admin commands are served by its replay service. */
 export function londisteSubjects(prefix: string, job: string) {
   return {

@@ -83,9 +83,9 @@ export const ADVISORY_LOCKS = {
     objectKey: "hashtext(queue name)",
     level: "transaction",
     database: "subscriber",
-    takenBy: "the state-event outbox relay (pg_try_advisory_xact_lock)",
-    heldFor: "one relay pass",
-    excludes: "two relays publishing the same queue's outbox, which would reorder events",
+    takenBy: "the state-event outbox relay (pg_try_advisory_xact_lock); `subscriber uninstall` (waits for it)",
+    heldFor: "one relay pass; uninstall: while it empties the outbox and deletes the stream",
+    excludes: "two relays publishing the same queue's outbox, which would reorder events; a relay publishing while uninstall removes the stream",
   },
   pendingFkeys: {
     classId: 1886482807,

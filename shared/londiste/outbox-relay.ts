@@ -6,7 +6,9 @@
  * misses none even when NATS was down at the moment of the change, and a
  * row published twice (crash between publish and mark) is stored once.
  * One relay at a time per queue (the outboxRelay advisory lock), so the
- * stream keeps the order whichever replay instance runs it.
+ * stream keeps the order whichever replay instance runs it. The stream is
+ * created before the first publish, not before: a replay whose subscriber
+ * database does not exist (or has no londiste) leaves no stream behind.
  */
 import { jetstream } from "@nats-io/jetstream";
 import type { NatsConnection } from "@nats-io/nats-core";
@@ -14,7 +16,7 @@ import type pg from "pg";
 import { ADVISORY_LOCKS } from "../db/advisory-locks.ts";
 import { isNotInstalledError } from "../db/failure.ts";
 import type { Logger } from "../log.ts";
-import { type StateChangeMessage, stateSubject } from "./state-events.ts";
+import { ensureStateStream, type StateChangeMessage, stateSubject } from "./state-events.ts";
 
 export const RELAY_INTERVAL_MS = 1000;
 /** A failing relay says so at most this often. */
@@ -33,7 +35,8 @@ interface OutboxRow {
 /**
  * Publishes the queue's unpublished state changes in id order; returns how
  * many. One relay at a time per queue (a transaction lock; others skip
- * the round), so the stream keeps the order.
+ * the round), so the stream keeps the order. `ensureStream` runs before
+ * the first publish of a round.
  */
 export async function relayOutbox(
   subscriber: pg.Pool,
@@ -41,6 +44,7 @@ export async function relayOutbox(
   prefix: string,
   job: string,
   queue: string,
+  ensureStream: () => Promise<void>,
   limit = 200,
 ): Promise<number> {
   const js = jetstream(nc);
@@ -65,6 +69,7 @@ export async function relayOutbox(
     );
     const done: string[] = [];
     try {
+      if (rows.length > 0) await ensureStream();
       for (const r of rows) {
         const message: StateChangeMessage = {
           job,
@@ -111,13 +116,22 @@ export function startOutboxRelay(o: OutboxRelayOptions): () => void {
   let running = false;
   let stopped = false;
   let failedAt = 0;
+  // Checked once per run of the relay; after a failure (the stream deleted meanwhile, say) again.
+  let streamChecked = false;
+  const ensureStream = async () => {
+    if (streamChecked) return;
+    const stream = await ensureStateStream(o.nc, o.prefix, o.job);
+    o.log.info({ stream }, "relaying table state changes to JetStream");
+    streamChecked = true;
+  };
   const timer = setInterval(() => {
     if (running || stopped) return;
     running = true;
     void (async () => {
       try {
-        while (!stopped && (await relayOutbox(o.subscriber, o.nc, o.prefix, o.job, o.queue)) > 0);
+        while (!stopped && (await relayOutbox(o.subscriber, o.nc, o.prefix, o.job, o.queue, ensureStream)) > 0);
       } catch (error) {
+        streamChecked = false;
         // Before londiste is installed on the subscriber there is nothing to relay.
         if (!isNotInstalledError(error) && Date.now() - failedAt > FAILURE_LOG_INTERVAL_MS) {
           failedAt = Date.now();

@@ -9,7 +9,7 @@
  * `<job>:<queue>:<outbox id>`.
  */
 import type { NatsConnection } from "@nats-io/nats-core";
-import { jetstreamManager } from "@nats-io/jetstream";
+import { JetStreamApiCodes, JetStreamApiError, jetstreamManager } from "@nats-io/jetstream";
 import { subjectToken } from "../config/common-keys.ts";
 import { londisteSubjects } from "../config/londiste.ts";
 
@@ -38,6 +38,17 @@ export function stateStreamName(prefix: string, job: string): string {
 
 export function stateSubject(prefix: string, job: string, table: string): string {
   return londisteSubjects(prefix, job).stateEvents(subjectToken(table));
+}
+
+/** Deletes the job's stream; false when there was none. */
+export async function deleteStateStream(nc: NatsConnection, prefix: string, job: string): Promise<boolean> {
+  const jsm = await jetstreamManager(nc);
+  try {
+    return await jsm.streams.delete(stateStreamName(prefix, job));
+  } catch (error) {
+    if (error instanceof JetStreamApiError && error.code === JetStreamApiCodes.StreamNotFound) return false;
+    throw error;
+  }
 }
 
 /** Creates the job's stream when it does not exist. */

@@ -65,7 +65,7 @@ export function checkTablePair(
   const user = subscriberTriggers.filter((t) => !t.internal && !OWN_TRIGGERS.has(t.name));
   if (user.length > 0) {
     const names = user.map((t) => t.name).join(", ");
-    errors.push(`${where}: the subscriber table has triggers: ${names} (replay does not fire them unless enabled ALWAYS/REPLICA; see "subscriber triggers"; --force adds it anyway)`);
+    errors.push(`${where}: the subscriber table has triggers: ${names} (replay does not fire them unless enabled ALWAYS/REPLICA; see "subscriber triggers")`);
   }
   if (subscriberTriggers.some((t) => t.internal)) {
     warnings.push(`${where}: foreign keys involve this table; replay does not check them (session_replication_role = replica)`);

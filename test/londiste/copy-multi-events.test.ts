@@ -11,7 +11,7 @@
  *    order of londiste.sync_outbox, with Nats-Msg-Id <job>:<queue>:<id>;
  *  - an ordered JetStream consumer opened before the outage (a client
  *    that reconnects) received all of them, in order, no duplicates;
- *  - `londiste CONF watch --json` started after the outage prints all of
+ *  - `londiste CONF watch --all --json` started after the outage prints all of
  *    them (from the oldest kept), in order;
  *  - rows relayed a second time (published_at cleared) are not stored
  *    again (de-duplication id).
@@ -22,7 +22,7 @@ import { jetstream, jetstreamManager } from "@nats-io/jetstream";
 import type { NatsConnection } from "@nats-io/nats-core";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { StateChangeMessage } from "../../shared/londiste/state-events.ts";
-import { stateStreamName, stateSubject } from "../../shared/londiste/state-events.ts";
+import { ensureStateStream, stateStreamName, stateSubject } from "../../shared/londiste/state-events.ts";
 import { connectNatsClient, startNatsServer } from "../support/nats.ts";
 import { freePort } from "../support/local-postgres.ts";
 import { expectOk } from "../support/pgqadm.ts";
@@ -85,8 +85,9 @@ async function outbox(): Promise<OutboxRow[]> {
 const expected = (rows: OutboxRow[]) => rows.map((r) => ({ id: r.id, from: r.from, to: r.to, version: r.version, type: r.type }));
 const seen = (m: StateChangeMessage) => ({ id: m.id, from: m.from, to: m.to, version: m.version, type: m.event.type as string });
 
+/** `watch --all --json`: the whole kept history, then what comes. */
 function startWatch(label: string): ServiceProcess {
-  return job.start(label, "watch", ["--json"]);
+  return job.start(label, "watch", ["--all", "--json"]);
 }
 
 /** The table's messages printed by a `watch --json` process. */
@@ -120,7 +121,7 @@ beforeAll(async () => {
   await createDataTables(job, [NAME], ROWS);
   const replay = job.startReplay("events-replay");
   await replay.waitForLog(ACTIVE, { timeoutMs: SERVICE_START_MS });
-  await replay.waitForLog("relaying table state changes to JetStream", { timeoutMs: SERVICE_START_MS });
+  await replay.waitForLog("serving admin commands on NATS", { timeoutMs: SERVICE_START_MS });
   await installJob(job);
   expectOk(await job.londiste("provider", "add", TABLE));
   const copy = startCopy(job, "events-copy");
@@ -141,6 +142,8 @@ describe("state-change events across a NATS outage", () => {
     nc = await connectNatsClient(natsUrlPrivate);
     // A subscriber from before the outage: an ordered consumer on the table's subject.
     const live: Array<{ seq: number; m: StateChangeMessage }> = [];
+    // Replay creates the stream at its first publish; this consumer comes before it.
+    await ensureStateStream(nc, job.subjectPrefix, job.jobName);
     const consumer = await jetstream(nc).consumers.get(stream, { filter_subjects: subject });
     const messages = await consumer.consume({
       callback: (msg) => {
@@ -200,7 +203,7 @@ describe("state-change events across a NATS outage", () => {
     expect(live.map((x) => seen(x.m))).toEqual(expected(all));
     await messages.close();
 
-    // watch --json after the outage prints the whole history of the table.
+    // watch --all --json after the outage prints the whole history of the table.
     const watchAfter = startWatch("watch-after");
     await waitCount("watch to print the transitions", () => watched(watchAfter).length, all.length);
     expect(watched(watchAfter).map(seen)).toEqual(expected(all));

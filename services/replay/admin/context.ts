@@ -26,6 +26,8 @@ export interface AdminContext {
   /** Makes replay look at the table set again now instead of at its next poll. */
   wake: () => void;
   live: () => ReplayLiveState;
+  /** Deletes the job's JetStream stream of state changes (state-events.ts): its name, and whether it existed. */
+  deleteStateStream: () => Promise<{ stream: string; deleted: boolean }>;
 }
 
 /** The result for one table or sequence named in a command. */
@@ -60,10 +62,24 @@ export async function perName(list: string[], step: (name: string) => Promise<Om
     try {
       out.push({ name, ...(await step(name)) });
     } catch (error) {
-      out.push({ name, ok: false, message: describeDbError(error) });
+      const message = describeDbError(error);
+      out.push({ name, ok: false, message: message.startsWith("bad name") ? `${message}${quotingHint(name)}` : message });
     }
   }
   return out;
+}
+
+/**
+ * For a name refused as bad: how to write it when it holds a space that
+ * SQL needs quoted (`my table` is `"my table"`, `s.my table` is
+ * `s."my table"`), as the user types it in a shell. Empty when that is
+ * not the trouble.
+ */
+export function quotingHint(name: string): string {
+  if (!/\s/.test(name) || name.includes('"')) return "";
+  const dot = name.indexOf(".");
+  const quoted = dot > 0 && !/\s/.test(name.slice(0, dot)) ? `${name.slice(0, dot)}."${name.slice(dot + 1)}"` : `"${name}"`;
+  return ` (a name with a space needs SQL double quotes, inside shell quotes: '${quoted}')`;
 }
 
 /** A database error as a sentence for a person. */

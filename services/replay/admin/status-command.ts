@@ -5,7 +5,8 @@
 import type { CommandSpec } from "../../../shared/bus/command-service.ts";
 import { subscriberSeqs, subscriberTables } from "../../../shared/londiste/catalog.ts";
 import { londisteSchemaVersion } from "../../../shared/londiste/install.ts";
-import { getConsumerInfo } from "../../../shared/pgq/index.ts";
+import { getConsumerInfo, getQueueInfo } from "../../../shared/pgq/index.ts";
+import { tickerWarning } from "../../../shared/pgq/ticker-health.ts";
 import { recordedTick } from "../../../shared/londiste/position.ts";
 import { unregisteredSince } from "../../../shared/londiste/subscriber-registration.ts";
 import type { AdminContext } from "./context.ts";
@@ -23,6 +24,7 @@ export function statusCommand(ctx: AdminContext): CommandSpec {
         providerVersion > 0
           ? (await getConsumerInfo(ctx.provider, ctx.queue, ctx.consumer).catch(() => []))[0]
           : undefined;
+      const queue = providerVersion > 0 ? (await getQueueInfo(ctx.provider, ctx.queue).catch(() => []))[0] : undefined;
       const tables = subscriberVersion > 0 ? await subscriberTables(ctx.subscriber, ctx.queue) : [];
       const seqs = subscriberVersion > 0 ? await subscriberSeqs(ctx.subscriber, ctx.queue) : [];
       const recorded = subscriberVersion > 0 ? await recordedTick(ctx.subscriber, ctx.consumer) : null;
@@ -39,6 +41,8 @@ export function statusCommand(ctx: AdminContext): CommandSpec {
         last_seen_s: consumer?.lastSeenSeconds ?? null,
         last_tick: consumer?.lastTick ?? null,
         pending_events: consumer?.pendingEvents ?? null,
+        ticker_lag_s: queue?.tickerLagSeconds ?? null,
+        ticker_warning: queue ? tickerWarning(queue) : null,
         subscriber_tick: recorded,
         replay: ctx.live(),
         tables: tables.map((t) => ({

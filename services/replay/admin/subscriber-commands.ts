@@ -27,6 +27,8 @@ import { stateLabel, type SyncEvent } from "../../../shared/londiste/sync-machin
 import { registerConsumer } from "../../../shared/pgq/index.ts";
 import { lockConsumerPosition } from "../../../shared/londiste/position.ts";
 import { UNREGISTER_TABLES_EFFECT, unregisteredSince } from "../../../shared/londiste/subscriber-registration.ts";
+import { checkExpectSync, FORCE_HINT, relationKind, withHint } from "./add-checks.ts";
+import { uninstallCommand } from "./uninstall-command.ts";
 import { type AdminContext, names, type NameOutcome, perName, requireLondiste, requireNames, requireQueue } from "./context.ts";
 
 const TRIGGER_MODES: Record<string, string> = {
@@ -46,7 +48,7 @@ export function subscriberCommands(ctx: AdminContext): Record<string, CommandSpe
 
   async function checkOne(table: string, dest: string) {
     const [p, s, triggers] = await Promise.all([readTableShape(ctx.provider, table), readTableShape(sub, dest), tableTriggers(sub, dest)]);
-    return checkTablePair(table, p, s, triggers, dest);
+    return { ...checkTablePair(table, p, s, triggers, dest), provider: p, subscriber: s };
   }
 
   return {
@@ -77,6 +79,7 @@ export function subscriberCommands(ctx: AdminContext): Record<string, CommandSpe
         return result;
       },
     },
+    "subscriber.uninstall": uninstallCommand(ctx),
     "subscriber.add": {
       description: "replicate provider tables into the subscriber",
       request: {
@@ -97,11 +100,19 @@ export function subscriberCommands(ctx: AdminContext): Record<string, CommandSpe
         let registered = false;
         const outcomes = await perName(tables, async (name) => {
           const table = await canonicalName(sub, name);
+          // Before any check: an added table's own checks (and their hints) are beside the point.
+          if (await loadTableSync(sub, ctx.queue, table)) return { ok: false, message: "already registered" };
           if (!captured.has(table)) return { ok: false, message: `not captured on the provider: run "londiste CONFIG provider add ${table}" first` };
           const dest = r.dest_table === undefined ? table : await canonicalName(sub, r.dest_table as string);
           const check = await checkOne(table, dest);
           if (check.errors.length > 0 && !r.force) {
-            return { ok: false, message: `${check.errors.join("; ")} (--force adds it anyway)`, warnings: check.warnings };
+            return { ok: false, message: withHint(check.errors.join("; "), FORCE_HINT), warnings: check.warnings };
+          }
+          let synced = "";
+          if (r.expect_sync) {
+            const claim = await checkExpectSync(ctx.provider, sub, check.provider!, check.subscriber!, r.force === true);
+            if (!claim.ok) return { ok: false, message: claim.message, warnings: check.warnings };
+            synced = claim.message;
           }
           if (!registered) {
             await registerConsumer(ctx.provider, ctx.queue, ctx.consumer);
@@ -117,7 +128,7 @@ export function subscriberCommands(ctx: AdminContext): Record<string, CommandSpe
             if (r.expect_sync) await writeTransition(client, added, { type: "EXPECT_SYNC" }, "admin");
           });
           const warnings = [...check.warnings, ...(check.errors.length > 0 ? check.errors.map((e) => `forced: ${e}`) : [])];
-          return { ok: true, message: r.expect_sync ? "added, state ok" : "added, waiting for copy", warnings };
+          return { ok: true, message: r.expect_sync ? `added, state ok (${synced})` : "added, waiting for copy", warnings };
         });
         ctx.wake();
         return outcomes;
@@ -188,7 +199,11 @@ export function subscriberCommands(ctx: AdminContext): Record<string, CommandSpe
       handler: async () => {
         await requireLondiste(sub, "subscriber");
         const tables = (await subscriberTables(sub, ctx.queue)).map((t) => t.dest);
-        const fkeys = await foreignKeysTouching(sub, tables);
+        // Under an empty search path pg_get_constraintdef qualifies every table it names (REFERENCES public.t(id)).
+        const fkeys = await withTransaction(sub, async (client) => {
+          await client.query("set local search_path = pg_catalog");
+          return foreignKeysTouching(client, tables);
+        });
         const { rows: pending } = await sub.query<{ from_table: string; to_table: string; fkey_name: string; fkey_def: string }>(
           "select from_table, to_table, fkey_name, fkey_def from londiste.subscriber_pending_fkeys order by 1, 3",
         );
@@ -220,7 +235,11 @@ export function subscriberCommands(ctx: AdminContext): Record<string, CommandSpe
         let registered = false;
         const outcomes = await perName(requireNames(r.seqs), async (name) => {
           const seq = await canonicalName(sub, name);
-          if (!captured.has(seq)) return { ok: false, message: `not registered on the provider: run "londiste CONFIG provider add-seq ${seq}" first` };
+          if (!captured.has(seq)) {
+            const kind = await relationKind(ctx.provider, seq);
+            if (kind !== "sequence" && kind !== null) return { ok: false, message: `${seq} is a ${kind}, not a sequence: "subscriber add" replicates tables` };
+            return { ok: false, message: `not registered on the provider: run "londiste CONFIG provider add-seq ${seq}" first` };
+          }
           const { rows } = await sub.query("select londiste.resolve_name($1, 'S') as oid", [seq]);
           if (rows[0].oid === null) return { ok: false, message: "no such sequence on the subscriber" };
           if (!registered) {
