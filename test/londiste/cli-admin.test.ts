@@ -146,8 +146,8 @@ describe("acceptance: install, add, replicate, status", () => {
 
     expect(expectOk(await job.londiste("provider", "add", "public.t"))).toBe("public.t: added\n");
     expect(expectOk(await job.londiste("provider", "tables"))).toBe("public.t\n");
-    expect(expectOk(await job.londiste("subscriber", "add", "--expect-sync", "public.t"))).toBe(
-      'public.t: added, state ok (checked: both sides have 0 rows; contents not compared ("londiste CONFIG compare" does))\n',
+    expect(expectOk(await job.londiste("subscriber", "add", "--expect-sync", "public.t"))).toMatch(
+      /^public\.t: added, state ok \(checked: both sides have 0 rows; contents not compared \("[^"]* compare" does\)\)\n$/,
     );
 
     await job.provider.query("insert into t select g, 'v' || g from generate_series(1, 5) g");

@@ -183,7 +183,7 @@ afterAll(async () => {
 describe("NATS roles with the sample server config", () => {
   it("the services, as the service user, copy and replay; the observer watches the state changes and reads status", async () => {
     // The copy worker copies public.t: replay asked it over NATS, and the state changes reach JetStream.
-    const watch = new ServiceProcess("watch", process.execPath, [LONDISTE_LAUNCHER, conf.londiste.observer!, "watch", "--json"]);
+    const watch = new ServiceProcess("watch", process.execPath, [LONDISTE_LAUNCHER, conf.londiste.observer!, "watch", "--all", "--json"]);
     services.push(watch);
     await waitFor(() => watch.output.split("\n").some((l) => l.includes('"table":"public.t"') && l.includes('"to":"ok"')), {
       timeoutMs: 90_000,
