@@ -243,6 +243,23 @@ describe("a job whose services connect as their own non-superuser roles", () => 
 
     expect(deniedLine()).toBeUndefined();
 
+    // A missing grant is reported with the grant to add: ownership (dropping a trigger) ...
+    await admin.subscriber.query("revoke app_owner from skytools_replay");
+    expect(expectOk(await londiste("subscriber", "deny-writes", "public.child"))).toContain("writes denied");
+    const notOwner = await londiste("subscriber", "allow-writes", "public.child");
+    expect(notOwner.code, show(notOwner)).toBe(1);
+    expect(notOwner.stdout + notOwner.stderr).toContain("must be owner of relation child — missing grant: GRANT <the owner of table child> TO skytools_replay");
+    await admin.subscriber.query("grant app_owner to skytools_replay");
+    expect(expectOk(await londiste("subscriber", "allow-writes", "public.child"))).toContain("writes allowed");
+    // ... and the one setting replica mode needs.
+    await admin.subscriber.query("revoke set on parameter session_replication_role from skytools_repair");
+    await admin.subscriber.query("begin; set local session_replication_role = replica; update public.t set v = 'y' where id = 12; commit");
+    const noReplica = await londiste("repair", "--apply", "public.t");
+    expect(noReplica.code, show(noReplica)).not.toBe(0);
+    expect(noReplica.stdout + noReplica.stderr).toContain("missing grant: GRANT SET ON PARAMETER session_replication_role TO skytools_repair");
+    await admin.subscriber.query("grant set on parameter session_replication_role to skytools_repair");
+    expect((await londiste("repair", "--apply", "public.t")).code).toBe(0);
+
     // Status, and no password anywhere: service logs, replies, errors, status.
     const status = await londiste("status");
     expect(status.code, show(status)).toBe(0);
