@@ -10,6 +10,7 @@ import { installLondiste } from "../../../shared/londiste/install.ts";
 import { canonicalName, providerSeqs, providerTables } from "../../../shared/londiste/catalog.ts";
 import { createQueue, installPgq } from "../../../shared/pgq/index.ts";
 import { readTableShape } from "../../../shared/londiste/table-shape.ts";
+import { checkReplicable } from "../../../shared/londiste/replicable.ts";
 import { type AdminContext, names, perName, requireNames, requireQueue } from "./context.ts";
 
 export function providerCommands(ctx: AdminContext): Record<string, CommandSpec> {
@@ -32,7 +33,10 @@ export function providerCommands(ctx: AdminContext): Record<string, CommandSpec>
       handler: async (r) => {
         await requireQueue(ctx);
         return perName(requireNames(r.tables), async (table) => {
-          const shape = await readTableShape(db, await canonicalName(db, table));
+          const name = await canonicalName(db, table);
+          const refused = await checkReplicable(db, name);
+          if (refused) return { ok: false, message: refused };
+          const shape = await readTableShape(db, name);
           if (!shape || (shape.relkind !== "r" && shape.relkind !== "p")) return { ok: false, message: "no such table on the provider" };
           if (shape.primaryKey.length === 0) {
             return { ok: false, message: "the table has no primary key: londiste needs one to replay updates and deletes" };
@@ -77,6 +81,8 @@ export function providerCommands(ctx: AdminContext): Record<string, CommandSpec>
       handler: async (r) => {
         await requireQueue(ctx);
         return perName(requireNames(r.seqs), async (seq) => {
+          const refused = await checkReplicable(db, await canonicalName(db, seq));
+          if (refused) return { ok: false, message: refused };
           await db.query("select londiste.provider_add_seq($1, $2)", [ctx.queue, seq]);
           return { ok: true, message: "added" };
         });

@@ -19,6 +19,7 @@ import {
   subscriberTables,
   tableTriggers,
 } from "../../../shared/londiste/catalog.ts";
+import { checkReplicable } from "../../../shared/londiste/replicable.ts";
 import { installLondiste } from "../../../shared/londiste/install.ts";
 import { checkTablePair } from "../../../shared/londiste/table-check.ts";
 import { readTableShape } from "../../../shared/londiste/table-shape.ts";
@@ -117,8 +118,10 @@ export function subscriberCommands(ctx: AdminContext): Record<string, CommandSpe
         let registered = false;
         const outcomes = await perName(tables, async (name) => {
           const table = await canonicalName(sub, name);
-          if (!captured.has(table)) return { ok: false, message: `not captured on the provider: run "londiste CONFIG provider add ${table}" first` };
           const dest = r.dest_table === undefined ? table : await canonicalName(sub, r.dest_table as string);
+          const refused = (await checkReplicable(sub, table)) ?? (dest === table ? undefined : await checkReplicable(sub, dest));
+          if (refused) return { ok: false, message: dest === table ? refused : `${dest}: ${refused}` };
+          if (!captured.has(table)) return { ok: false, message: `not captured on the provider: run "londiste CONFIG provider add ${table}" first` };
           const check = await checkOne(table, dest);
           if (check.errors.length > 0 && !r.force) {
             return { ok: false, message: `${check.errors.join("; ")} (--force adds it anyway)`, warnings: check.warnings };
@@ -239,6 +242,8 @@ export function subscriberCommands(ctx: AdminContext): Record<string, CommandSpe
         let registered = false;
         const outcomes = await perName(requireNames(r.seqs), async (name) => {
           const seq = await canonicalName(sub, name);
+          const refused = await checkReplicable(sub, seq);
+          if (refused) return { ok: false, message: refused };
           if (!captured.has(seq)) return { ok: false, message: `not registered on the provider: run "londiste CONFIG provider add-seq ${seq}" first` };
           const { rows } = await sub.query("select londiste.resolve_name($1, 'S') as oid", [seq]);
           if (rows[0].oid === null) return { ok: false, message: "no such sequence on the subscriber" };
