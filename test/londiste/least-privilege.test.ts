@@ -97,6 +97,26 @@ function deniedLine(): string | undefined {
   return undefined;
 }
 
+/** Owners and ACLs of everything roles.sql touches, on both sides. */
+async function privileges(): Promise<unknown[]> {
+  const out: unknown[] = [];
+  for (const pool of [admin.provider, admin.subscriber]) {
+    for (const sql of [
+      `select c.oid::regclass::text as rel, c.relowner::regrole::text as owner, c.relacl::text as acl from pg_class c
+        where c.relnamespace in ('pgq'::regnamespace, 'londiste'::regnamespace, 'public'::regnamespace) order by 1`,
+      "select nspname, nspowner::regrole::text, nspacl::text from pg_namespace order by 1",
+      "select datname, datacl::text from pg_database order by 1",
+      "select roleid::regrole::text, member::regrole::text from pg_auth_members order by 1, 2",
+      "select defaclrole::regrole::text, defaclnamespace::regnamespace::text, defaclobjtype, defaclacl::text from pg_default_acl order by 1, 2, 3",
+      "select parname, paracl::text from pg_parameter_acl order by 1",
+      "select p.oid::regprocedure::text, p.proowner::regrole::text from pg_proc p where p.pronamespace in ('pgq'::regnamespace, 'londiste'::regnamespace) order by 1",
+    ]) {
+      out.push((await pool.query(sql)).rows);
+    }
+  }
+  return out;
+}
+
 const both = async (sql: string) => {
   await admin.provider.query(sql);
   await admin.subscriber.query(sql);
@@ -259,6 +279,24 @@ describe("a job whose services connect as their own non-superuser roles", () => 
     expect(noReplica.stdout + noReplica.stderr).toContain("missing grant: GRANT SET ON PARAMETER session_replication_role TO skytools_repair");
     await admin.subscriber.query("grant set on parameter session_replication_role to skytools_repair");
     expect((await londiste("repair", "--apply", "public.t")).code).toBe(0);
+
+    // A wrong password: the worker says so, without the password.
+    const wrongPassword = secret("wrong");
+    const wrong = start("lp-copy-wrong", londisteConf("wrong.ini"), "copy", {
+      LONDISTE_PROVIDER_DB: dsn("provider", "skytools_copy").replace(PASSWORDS.skytools_copy, wrongPassword),
+      LONDISTE_SUBSCRIBER_DB: dsn("subscriber", "skytools_copy").replace(PASSWORDS.skytools_copy, wrongPassword),
+    });
+    await waitFor(() => wrong.output.includes('password authentication failed for user \\"skytools_copy\\"'), {
+      timeoutMs: 60_000,
+      what: "the worker with a wrong password to say so",
+    });
+    await wrong.kill("SIGKILL");
+    expect(wrong.output.includes(wrongPassword)).toBe(false);
+
+    // A third run of the script changes no privilege, owner or membership.
+    const before = await privileges();
+    for (const db of ["provider", "subscriber"] as const) await psqlRoles(db);
+    expect(await privileges()).toEqual(before);
 
     // Status, and no password anywhere: service logs, replies, errors, status.
     const status = await londiste("status");
