@@ -191,6 +191,9 @@ describe("a job whose services connect as their own non-superuser roles", () => 
     expect(expectOk(await londiste("provider", "install"))).toContain(`queue: ${queue}`);
     expect(expectOk(await londiste("subscriber", "install"))).toContain("installed: true");
     await admin.provider.query("select pgq.set_queue_config($1, 'ticker_max_lag', '0.1 seconds')", [queue]);
+    // Rotation (the ticker truncating event tables the install created) early and often.
+    await admin.provider.query("select pgq.set_queue_config($1, 'rotation_period', '2 seconds')", [queue]);
+    const installedAt = (await admin.provider.query<{ t: Date }>("select queue_switch_time as t from pgq.queue where queue_name = $1", [queue])).rows[0]!.t;
     // Everything the services created belongs to the owner role, not to whoever ran it.
     const strays = await admin.provider.query(
       `select c.oid::regclass::text as name, c.relowner::regrole::text as owner from pg_class c
@@ -261,6 +264,11 @@ describe("a job whose services connect as their own non-superuser roles", () => 
     );
     expect(sessions.rows.map((r) => r.usename)).toEqual(expect.arrayContaining(["skytools_copy", "skytools_replay", "skytools_ticker"]));
 
+    // The ticker has rotated the queue's tables.
+    await waitFor(
+      async () => (await admin.provider.query<{ t: Date }>("select queue_switch_time as t from pgq.queue where queue_name = $1", [queue])).rows[0]!.t > installedAt,
+      { timeoutMs: 60_000, what: "a rotation of the queue's event tables by the ticker" },
+    );
     expect(deniedLine()).toBeUndefined();
 
     // A missing grant is reported with the grant to add: ownership (dropping a trigger) ...
