@@ -29,8 +29,7 @@
 \set ON_ERROR_STOP 1
 \if :{?side}
 \else
-\warn 'set -v side=provider or -v side=subscriber'
-\quit
+do $$ begin raise exception 'set -v side=provider or -v side=subscriber'; end $$;
 \endif
 \if :{?owner_role}
 \else
@@ -68,8 +67,7 @@
 select :'side' in ('provider', 'subscriber') as side_ok \gset
 \if :side_ok
 \else
-\warn 'side must be provider or subscriber'
-\quit
+do $$ begin raise exception 'side must be provider or subscriber'; end $$;
 \endif
 select :'side' = 'provider' as is_provider, :'tables_owner' <> '' as has_tables_owner,
        current_setting('server_version_num')::int >= 150000 as pg15 \gset
@@ -92,7 +90,7 @@ select format('grant %I to %I', :'owner_role', r)
  where not pg_catalog.pg_has_role(r, :'owner_role', 'MEMBER') \gexec
 
 -- Group: the database
-select format('grant connect, temporary on database %I to %I, %I, %I, %I, %I',
+select format('grant connect on database %I to %I, %I, %I, %I, %I',
               current_database(), :'operator_role', :'ticker_role', :'replay_role', :'copy_role', :'repair_role') \gexec
 select format('grant create on database %I to %I', current_database(), :'owner_role') \gexec
 
@@ -108,8 +106,9 @@ select format('alter %s %I.%I owner to %I',
  where n.nspname in ('pgq', 'londiste') and c.relkind in ('r', 'p', 'S', 'v')
    and c.relowner <> to_regrole(:'owner_role')
    -- a sequence owned by a column follows its table
-   and not exists (select 1 from pg_catalog.pg_depend d
-                    where d.classid = 'pg_class'::regclass and d.objid = c.oid and d.deptype in ('a', 'i'))
+   and (c.relkind <> 'S' or not exists (select 1 from pg_catalog.pg_depend d
+                                         where d.classid = 'pg_class'::regclass and d.objid = c.oid
+                                           and d.refclassid = 'pg_class'::regclass and d.deptype in ('a', 'i')))
  order by c.relkind = 'S', c.relispartition desc \gexec
 select format('alter function %s owner to %I', p.oid::regprocedure, :'owner_role')
   from pg_catalog.pg_proc p join pg_catalog.pg_namespace n on n.oid = p.pronamespace

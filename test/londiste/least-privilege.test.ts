@@ -22,6 +22,8 @@ import { findPostgresBin, type LocalPostgres, startLocalPostgres } from "../supp
 import { type CliResult, expectOk, runPgqadm, show, startTicker, writeTickerConfig } from "../support/pgqadm.ts";
 import { makeTempDir, REPO_ROOT, ServiceProcess, useProcessCleanup } from "../support/processes.ts";
 import { waitFor, waitForProgress } from "../support/wait.ts";
+import { installLondiste } from "../../shared/londiste/install.ts";
+import { installPgq } from "../../shared/pgq/install.ts";
 import { LONDISTE_LAUNCHER } from "./job.ts";
 
 useProcessCleanup();
@@ -177,6 +179,38 @@ describe("a job whose services connect as their own non-superuser roles", () => 
       "select nspname, nspowner::regrole::text as owner from pg_namespace where nspname in ('pgq', 'londiste') order by 1",
     );
     expect(owners.rows).toEqual([{ nspname: "londiste", owner: "skytools_owner" }, { nspname: "pgq", owner: "skytools_owner" }]);
+  });
+
+  it("run after a superuser's install, the script gives every object of pgq and londiste to the owner role; without side it fails", async () => {
+    const name = uniqueName("lp_late");
+    const root = new pg.Client({ connectionString: server.url });
+    await root.connect();
+    try {
+      await root.query(`create database ${name}`);
+    } finally {
+      await root.end();
+    }
+    const late = new pg.Pool({ connectionString: urlForDatabase(name, server.url), max: 1 });
+    try {
+      await installPgq(late);
+      await installLondiste(late);
+      await late.query("select pgq.create_queue('late'); create table pt (id int primary key); select londiste.provider_add_table('late', 'public.pt')");
+      const psql = (extra: string[]) =>
+        run("psql", ["-X", "-q", "-v", "ON_ERROR_STOP=1", ...extra, "-f", join(REPO_ROOT, "sql/londiste/roles.sql"), `host=127.0.0.1 port=${port} dbname=${name} user=postgres`], {
+          env: { ...process.env, PGPASSWORD: PASSWORDS.postgres },
+        });
+      await psql(["-v", "side=provider"]);
+      const owners = await late.query(
+        `select r.rolname as owner, count(*)::int as n from (
+           select relowner as o from pg_class where relnamespace in ('pgq'::regnamespace, 'londiste'::regnamespace)
+           union all select proowner from pg_proc where pronamespace in ('pgq'::regnamespace, 'londiste'::regnamespace)) x
+         join pg_roles r on r.oid = x.o group by 1`,
+      );
+      expect(owners.rows.map((r) => r.owner)).toEqual(["skytools_owner"]);
+      await expect(psql([])).rejects.toThrow("set -v side=provider or -v side=subscriber");
+    } finally {
+      await late.end();
+    }
   });
 
   it("install, add with copy, replay of I/U/D, sequences, TRUNCATE, compare, repair --apply, deny-writes", async () => {
