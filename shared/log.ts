@@ -34,6 +34,9 @@ const SECRET_PATHS = [
   "*.nkey",
   "connectionString",
   "*.connectionString",
+  // a pg config's TLS settings may hold a client key
+  "ssl",
+  "*.ssl",
 ];
 
 export function createLogger(options: LoggerOptions): Logger {

@@ -39,6 +39,7 @@ import { recreateDestObjects, setAsideDestObjects } from "./dest-objects.ts";
 import { StepAbandoned, TableFailure } from "./errors.ts";
 import { requireLeaseIn } from "./lease.ts";
 import { withTransaction } from "../../shared/db/transaction.ts";
+import { clientNaming } from "../../shared/db/where.ts";
 import { CopyProgress } from "./progress.ts";
 import { streamRows } from "./row-stream.ts";
 
@@ -75,8 +76,9 @@ export async function copyTable(ctx: CopyContext, table: TableSync, signal: Abor
   if (!providerShape) throw new TableFailure(`${table.table}: no such table on the provider`);
 
   const name = `londiste ${ctx.config.jobName} copy`;
-  const prov = new pg.Client({ ...ctx.config.provider, application_name: name });
-  const sub = new pg.Client({ ...ctx.config.subscriber, application_name: name });
+  // Named clients: a failed connect says which side, a refused statement which GRANT is missing.
+  const prov = new (clientNaming("provider", ctx.config.provider))({ ...ctx.config.provider, application_name: name });
+  const sub = new (clientNaming("subscriber", ctx.config.subscriber))({ ...ctx.config.subscriber, application_name: name });
   prov.on("error", () => {});
   sub.on("error", () => {});
   // Aborting (stop, lost lease) closes both connections: the server rolls both transactions back.

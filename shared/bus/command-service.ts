@@ -109,6 +109,13 @@ const PGQ_KIND_CODES: Record<PgqErrorKind, ErrorCode> = {
   database: "internal",
 };
 
+/** SQLSTATEs outside class 22 that mean the request's input is wrong. */
+const BAD_INPUT_CODES = new Set([
+  "42601", // syntax_error
+  "42602", // invalid_name: londiste.canonical_name's 'bad name'
+  "42622", // name_too_long
+]);
+
 /** Maps anything a handler throws to an error reply. */
 export function errorReply(error: unknown): Reply {
   if (error instanceof CommandError) return { error: { code: error.code, message: error.message } };
@@ -119,8 +126,9 @@ export function errorReply(error: unknown): Reply {
   // A database that cannot be reached or is shutting down (also one that refuses connections for now).
   if (isConnectionError(error instanceof PgqError ? { code, message } : error)) return { error: { code: "unavailable", message } };
   if (code === "23505") return { error: { code: "conflict", message } };
-  // Class 22 (data exception: a value that does not convert, is out of range, ...) and syntax errors.
-  if (typeof code === "string" && (code.startsWith("22") || code === "42601")) return { error: { code: "bad_request", message } };
+  // Class 22 (data exception: a value that does not convert, is out of range, ...), syntax errors and
+  // names that are not (qualified) identifiers.
+  if (typeof code === "string" && (code.startsWith("22") || BAD_INPUT_CODES.has(code))) return { error: { code: "bad_request", message } };
   return { error: { code: "internal", message } };
 }
 

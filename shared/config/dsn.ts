@@ -3,6 +3,8 @@
  * keyword form (`dbname=provider host=127.0.0.1 port=5432`) — or as URLs
  * (`postgres://user@host:5432/db`), turned into a pg client config.
  */
+import { readFileSync } from "node:fs";
+import type { ConnectionOptions } from "node:tls";
 import type pg from "pg";
 import { settingsNamed, startupOptions } from "../db/value-text.ts";
 
@@ -112,11 +114,44 @@ export function toPgConfig(dsn: string): pg.ClientConfig {
   if (kv.has("application_name")) config.application_name = kv.get("application_name")!;
   if (kv.has("connect_timeout")) config.connectionTimeoutMillis = Number(kv.get("connect_timeout")) * 1000;
   config.options = withPinnedOptions(kv.get("options"));
-  const sslmode = kv.get("sslmode");
-  if (sslmode && sslmode !== "disable" && sslmode !== "allow" && sslmode !== "prefer") {
-    config.ssl = sslmode === "require" ? { rejectUnauthorized: false } : true;
-  }
+  const ssl = sslFrom(kv);
+  if (ssl !== undefined) config.ssl = ssl;
   return config;
+}
+
+/**
+ * TLS settings of a keyword connection string, as libpq reads sslmode:
+ * require encrypts without checking the server (unless sslrootcert is
+ * given: then as verify-ca), verify-ca checks the certificate against
+ * sslrootcert (or the system's CAs), verify-full also the host name.
+ * sslcert/sslkey are a client certificate. Files are read here, so a
+ * missing one is a config error naming it.
+ */
+function sslFrom(kv: Map<string, string>): pg.ClientConfig["ssl"] {
+  const mode = kv.get("sslmode");
+  if (mode === undefined || mode === "disable" || mode === "allow" || mode === "prefer") return undefined;
+  if (mode !== "require" && mode !== "verify-ca" && mode !== "verify-full") {
+    throw new DsnError(`connection string: sslmode must be disable, allow, prefer, require, verify-ca or verify-full, not "${mode}"`);
+  }
+  const file = (key: string) => {
+    const path = kv.get(key);
+    if (!path) return undefined;
+    try {
+      return readFileSync(path, "utf8");
+    } catch (error) {
+      throw new DsnError(`connection string: ${key}: cannot read ${path}: ${(error as NodeJS.ErrnoException).code ?? String(error)}`);
+    }
+  };
+  const ssl: ConnectionOptions = {};
+  const ca = file("sslrootcert");
+  const cert = file("sslcert");
+  const key = file("sslkey");
+  if (ca !== undefined) ssl.ca = ca;
+  if (cert !== undefined) ssl.cert = cert;
+  if (key !== undefined) ssl.key = key;
+  if (mode === "require" && ca === undefined) ssl.rejectUnauthorized = false;
+  else if (mode !== "verify-full") ssl.checkServerIdentity = () => undefined;
+  return ssl;
 }
 
 /** The connection string with any password replaced, for logs. */

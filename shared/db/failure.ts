@@ -18,6 +18,11 @@
  * mean "wait for the install", and are only meaningful for such statements
  * (a user table missing on the subscriber is the table's data error).
  *
+ * For a privilege error, `privilegeHint` names the GRANT that would let the
+ * statement through (the mapping from PostgreSQL's messages lives here, next
+ * to the classification); shared/db/where.ts adds it to every error of a
+ * service's connections.
+ *
  * Pure: reads the error's SQLSTATE (`code`), a Node socket code, or the
  * name of our own error classes. The table test is test/db/failure.test.ts.
  */
@@ -113,4 +118,62 @@ export function failureKind(error: unknown): FailureKind {
   if (state === undefined) return error instanceof Error && DATA_ERROR_NAMES.has(error.name) ? "data" : "transient";
   if (TRANSIENT_CLASSES.has(state.slice(0, 2)) || TRANSIENT_CODES.has(state)) return "transient";
   return "data";
+}
+
+// ------------------------------------------------------------------ what to grant
+
+/** Where every grant a service needs is written down. */
+export const GRANTS_REFERENCE = "sql/londiste/roles.sql grants what each service needs (docs/security.md)";
+
+/** The table privilege a statement needs, from its first words (undefined when a function call hides it). */
+function tablePrivilegeOf(statement: string | undefined): string | undefined {
+  const text = statement?.trim().toLowerCase() ?? "";
+  const verb = /^(insert|update|delete|truncate|lock|select|copy)\b/.exec(text)?.[1];
+  if (verb === undefined) return undefined;
+  if (verb === "lock" || (verb === "select" && /\bfor\s+(update|no key update|share|key share)\b/.test(text))) return "UPDATE";
+  if (verb === "select") return /\(\s*select\b|^select\s+[a-z_]+\.[a-z_]+\s*\(/.test(text) ? undefined : "SELECT";
+  if (verb === "copy") return /\bfrom\s+stdin\b/.test(text) ? "INSERT" : "SELECT";
+  return verb.toUpperCase();
+}
+
+/**
+ * For an error that says the role lacks a privilege (insufficient_privilege,
+ * or a setting only some roles may change): the GRANT that would let the
+ * statement through, naming `role`; undefined for any other error. Pure:
+ * reads the error's SQLSTATE and message, and the statement's first words.
+ */
+export function privilegeHint(error: unknown, role: string, statement?: string): string | undefined {
+  if (sqlState(error) !== "42501") return undefined;
+  const message = messageOf(error);
+  const who = quoteRole(role);
+  let m = /permission denied to set parameter "([^"]+)"/.exec(message);
+  if (m) return `GRANT SET ON PARAMETER ${m[1]} TO ${who} (PostgreSQL 15 or later; before 15 only a superuser may set it)`;
+  m = /permission denied for (table|relation|view|materialized view) (.+)$/m.exec(message);
+  if (m) {
+    const privilege = tablePrivilegeOf(statement) ?? "the privilege the statement needs (SELECT, INSERT, UPDATE, DELETE, TRUNCATE or TRIGGER; UPDATE for row locks)";
+    return `GRANT ${privilege} ON TABLE ${m[2]} TO ${who}`;
+  }
+  m = /permission denied for sequence (.+)$/m.exec(message);
+  if (m) return `GRANT USAGE, SELECT, UPDATE ON SEQUENCE ${m[1]} TO ${who}`;
+  m = /permission denied for schema (.+)$/m.exec(message);
+  if (m) return `GRANT USAGE ON SCHEMA ${m[1]} TO ${who} (and CREATE when it must create objects there)`;
+  m = /permission denied for (function|procedure) (.+)$/m.exec(message);
+  if (m) return `GRANT EXECUTE ON ${m[1]!.toUpperCase()} ${m[2]} TO ${who}`;
+  m = /permission denied for database (.+)$/m.exec(message);
+  if (m) return `GRANT CONNECT, CREATE ON DATABASE ${m[1]} TO ${who}`;
+  m = /must be owner of (\w+(?: \w+)?) (.+)$/m.exec(message);
+  if (m) return `GRANT <the owner of ${m[1] === "relation" ? "table" : m[1]} ${m[2]}> TO ${who}: only its owner (or a member of the owner role) may do this`;
+  return undefined;
+}
+
+/** The message of a privilege error with the grant to add, for logs and replies; others unchanged. */
+export function withPrivilegeHint(error: unknown, role: string, statement?: string): unknown {
+  const hint = privilegeHint(error, role, statement);
+  if (hint === undefined || !(error instanceof Error) || error.message.includes(" — missing grant: ")) return error;
+  error.message = `${error.message} — missing grant: ${hint}; ${GRANTS_REFERENCE}`;
+  return error;
+}
+
+function quoteRole(role: string): string {
+  return /^[a-z_][a-z0-9_$]*$/.test(role) ? role : `"${role.replace(/"/g, '""')}"`;
 }

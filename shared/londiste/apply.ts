@@ -14,7 +14,8 @@
  * values as text[] parameters), so the applier session's own settings do
  * not matter, and session_replication_role = replica, so ordinary user
  * triggers, rules and foreign-key triggers on subscriber tables do not
- * fire (setting it needs superuser). These stay in force until the
+ * fire (setting it needs a superuser, or on PostgreSQL 15 and later
+ * `GRANT SET ON PARAMETER`, as sql/londiste/roles.sql gives replay). These stay in force until the
  * caller's transaction ends.
  *
  * Each change's table is the provider's `schema.table` (londiste.quote_table

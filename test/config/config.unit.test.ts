@@ -1,3 +1,6 @@
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import { describe, expect, it } from "vitest";
 import { parseIni, resolveSection } from "../../shared/config/ini.ts";
 import { parseKeywordDsn, PINNED_SESSION_OPTIONS, redactDsn, toPgConfig } from "../../shared/config/dsn.ts";
@@ -82,6 +85,25 @@ describe("connection strings", () => {
     expect(() => toPgConfig("dbname=x colour=blue")).toThrow("unknown keyword colour");
     expect(() => toPgConfig("dbname=x port=99999")).toThrow("bad port");
     expect(() => toPgConfig("")).toThrow("empty");
+  });
+
+  it("sslmode as libpq reads it: require encrypts only, verify-ca checks the CA, verify-full also the host; files are read", () => {
+    const dir = mkdtempSync(join(tmpdir(), "dsn-ssl-"));
+    try {
+      writeFileSync(join(dir, "root.crt"), "ROOT CERT");
+      expect(toPgConfig("host=h sslmode=require").ssl).toEqual({ rejectUnauthorized: false });
+      expect(toPgConfig("host=h sslmode=prefer").ssl).toBeUndefined();
+      const full = toPgConfig(`host=h sslmode=verify-full sslrootcert=${join(dir, "root.crt")}`).ssl as Record<string, unknown>;
+      expect(full).toEqual({ ca: "ROOT CERT" });
+      const ca = toPgConfig(`host=h sslmode=verify-ca sslrootcert=${join(dir, "root.crt")}`).ssl as Record<string, unknown>;
+      expect(ca.ca).toBe("ROOT CERT");
+      expect(typeof ca.checkServerIdentity).toBe("function");
+      expect((toPgConfig(`host=h sslmode=require sslrootcert=${join(dir, "root.crt")}`).ssl as Record<string, unknown>).rejectUnauthorized).toBeUndefined();
+      expect(() => toPgConfig(`host=h sslmode=verify-full sslrootcert=${join(dir, "missing.crt")}`)).toThrow(/sslrootcert: cannot read .*missing\.crt: ENOENT/);
+      expect(() => toPgConfig("host=h sslmode=sometimes")).toThrow('sslmode must be disable, allow, prefer, require, verify-ca or verify-full, not "sometimes"');
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 
   it("redacts passwords in both forms", () => {

@@ -7,7 +7,9 @@ import {
   isNotInstalledError,
   isPrivilegeError,
   isTransientError,
+  privilegeHint,
   sqlState,
+  withPrivilegeHint,
 } from "../../shared/db/failure.ts";
 
 const pgError = (code: string, message = "x") => Object.assign(new Error(message), { code });
@@ -76,5 +78,44 @@ describe("failure taxonomy", () => {
     expect(sqlState({ sqlState: "40001" })).toBe("40001");
     expect(sqlState(Object.assign(new Error(), { code: "ECONNRESET" }))).toBeUndefined();
     expect(sqlState(null)).toBeUndefined();
+  });
+});
+
+describe("the grant a privilege error asks for", () => {
+  const denied = (message: string) => pgError("42501", message);
+  it.each([
+    ['permission denied to set parameter "session_replication_role"', "set local session_replication_role = replica",
+      "GRANT SET ON PARAMETER session_replication_role TO skytools_replay (PostgreSQL 15 or later; before 15 only a superuser may set it)"],
+    ["permission denied for table t", "insert into public.t values ($1)", "GRANT INSERT ON TABLE t TO skytools_replay"],
+    ["permission denied for table t", "truncate only public.t", "GRANT TRUNCATE ON TABLE t TO skytools_replay"],
+    ["permission denied for table queue", "select 1 from pgq.queue where queue_name = $1 for share", "GRANT UPDATE ON TABLE queue TO skytools_replay"],
+    ["permission denied for table t", "select count(*) from public.t", "GRANT SELECT ON TABLE t TO skytools_replay"],
+    ["permission denied for sequence s", "select setval('public.s', 5)", "GRANT USAGE, SELECT, UPDATE ON SEQUENCE s TO skytools_replay"],
+    ["permission denied for schema londiste", "select 1", "GRANT USAGE ON SCHEMA londiste TO skytools_replay (and CREATE when it must create objects there)"],
+    ["permission denied for function create_queue", "select pgq.create_queue($1)", "GRANT EXECUTE ON FUNCTION create_queue TO skytools_replay"],
+    ["permission denied for database app", "create schema pgq", "GRANT CONNECT, CREATE ON DATABASE app TO skytools_replay"],
+    ["must be owner of relation t", "select londiste.subscriber_deny_writes($1, $2)",
+      "GRANT <the owner of table t> TO skytools_replay: only its owner (or a member of the owner role) may do this"],
+  ])("%s (%s)", (message, statement, grant) => {
+    expect(privilegeHint(denied(message), "skytools_replay", statement)).toBe(grant);
+  });
+
+  it("a function call hides the table privilege: the hint lists the candidates", () => {
+    expect(privilegeHint(denied("permission denied for table consumer"), "r", "select pgq.register_consumer($1, $2)")).toBe(
+      "GRANT the privilege the statement needs (SELECT, INSERT, UPDATE, DELETE, TRUNCATE or TRIGGER; UPDATE for row locks) ON TABLE consumer TO r",
+    );
+  });
+
+  it("quotes a role name that needs it; other errors get no hint; the message is extended once", () => {
+    expect(privilegeHint(denied("permission denied for schema x"), 'Odd "Role"', "select 1")).toContain('TO "Odd ""Role"""');
+    expect(privilegeHint(pgError("23505", "duplicate key"), "r")).toBeUndefined();
+    expect(privilegeHint(pgError("28P01", "password authentication failed"), "r")).toBeUndefined();
+    const error = denied("permission denied for table t");
+    withPrivilegeHint(error, "r", "delete from t");
+    withPrivilegeHint(error, "r", "delete from t");
+    expect(error.message).toBe(
+      "permission denied for table t — missing grant: GRANT DELETE ON TABLE t TO r; sql/londiste/roles.sql grants what each service needs (docs/security.md)",
+    );
+    expect(failureKind(error)).toBe("privilege");
   });
 });

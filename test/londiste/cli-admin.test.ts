@@ -325,6 +325,49 @@ describe("rules and clear errors", () => {
   });
 });
 
+describe("the project's own schemas, the system catalogs and temporary tables are never replicated", () => {
+  it("provider add and subscriber add (and -seq) refuse them with the reason; nothing is registered", async () => {
+    const add = await job.londiste(
+      "provider", "add", "pgq.tick", "londiste.provider_table", "pg_catalog.pg_class", "information_schema.tables", "pg_temp_1.x", "pgq.no_such",
+    );
+    expect(add.code, show(add)).toBe(1);
+    const lines = add.stdout + add.stderr;
+    expect(lines).toContain("pgq.tick: FAILED: refused: schema pgq belongs to PgQ itself, whose tables are never replicated");
+    expect(lines).toContain("londiste.provider_table: FAILED: refused: schema londiste belongs to londiste itself");
+    expect(lines).toContain("pg_catalog.pg_class: FAILED: refused: pg_catalog is a system schema");
+    expect(lines).toContain("information_schema.tables: FAILED: refused: information_schema is a system schema");
+    expect(lines).toContain("pg_temp_1.x: FAILED: refused: a temporary table lives only in the session that made it");
+    expect(lines).toContain("pgq.no_such: FAILED: refused: schema pgq");
+    const seq = await job.londiste("provider", "add-seq", "pgq.batch_id_seq");
+    expect(seq.stdout + seq.stderr, show(seq)).toContain("refused: schema pgq belongs to PgQ itself");
+    const sub = await job.londiste("subscriber", "add", "londiste.subscriber_table");
+    expect(sub.stdout + sub.stderr, show(sub)).toContain("londiste.subscriber_table: FAILED: refused: schema londiste belongs to londiste itself");
+    const dest = await job.londiste("subscriber", "add", "public.t", "--dest-table", "londiste.completed");
+    expect(dest.stdout + dest.stderr, show(dest)).toContain("londiste.completed: refused: schema londiste belongs to londiste itself");
+    const subSeq = await job.londiste("subscriber", "add-seq", "londiste.x");
+    expect(subSeq.stdout + subSeq.stderr, show(subSeq)).toContain("refused: schema londiste");
+    const registered = await rowsOf(
+      job.provider,
+      "select table_name from londiste.provider_table where table_name !~ '^public\\.' union all select seq_name from londiste.provider_seq where seq_name !~ '^public\\.'",
+    );
+    expect(registered).toEqual([]);
+    expect(await rowsOf(job.subscriber, "select table_name from londiste.subscriber_table where table_name !~ '^public\\.'")).toEqual([]);
+  });
+
+  it("a temporary table of the session's own is refused too", async () => {
+    const client = await job.provider.pool.connect();
+    try {
+      await client.query("create temporary table tmp_x (id int primary key)");
+      const { rows } = await client.query<{ n: string }>("select format('%I.%I', n.nspname, c.relname) as n from pg_class c join pg_namespace n on n.oid = c.relnamespace where c.oid = 'tmp_x'::regclass");
+      const tempName = rows[0]!.n;
+      const r = await job.londiste("provider", "add", tempName);
+      expect(r.stdout + r.stderr, show(r)).toContain(`${tempName}: FAILED: refused: a temporary table lives only in the session that made it`);
+    } finally {
+      client.release();
+    }
+  });
+});
+
 describe("malformed admin requests sent raw over NATS", () => {
   let nc: NatsConnection;
   beforeAll(async () => {
@@ -365,6 +408,10 @@ describe("malformed admin requests sent raw over NATS", () => {
       expectBadRequest("subscriber.add-seq", '{"seqs": {"a": 1}}', "seqs must be a list of strings"),
       expectBadRequest("status", '{"verbose": true}', 'unknown field "verbose"'),
       expectBadRequest("status", '{"__proto__": {"x": 1}}', 'unknown field "__proto__"'),
+      // Names that are no (qualified) identifier, on the commands that take one outside a per-name list.
+      expectBadRequest("subscriber.triggers", '{"tables": ["a.b.c"]}', "bad name: a.b.c"),
+      expectBadRequest("subscriber.triggers", '{"tables": ["\\"unterminated"]}', 'bad name: "unterminated'),
+      expectBadRequest("subscriber.trigger", '{"table": "a..b", "trigger": "x", "mode": "always"}', "bad name: a..b"),
     ]);
     // Nothing was added by any of them.
     expect(await job.londisteJson<string[]>("provider", "tables")).not.toContain("public.a\u0000b");

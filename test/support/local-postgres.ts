@@ -4,7 +4,7 @@
  * (the shared one is never restarted).
  */
 import { execFile } from "node:child_process";
-import { access, appendFile, chmod, chown, constants, mkdir, mkdtemp, readdir, readFile, rm } from "node:fs/promises";
+import { access, appendFile, chmod, chown, constants, mkdir, mkdtemp, readdir, readFile, rm, writeFile } from "node:fs/promises";
 import { createServer } from "node:net";
 import { tmpdir } from "node:os";
 import { delimiter, join } from "node:path";
@@ -49,8 +49,16 @@ export interface LocalPostgres {
   stop(): Promise<void>;
 }
 
+export interface LocalPostgresOptions {
+  /**
+   * Password of the superuser `postgres`: the cluster then asks every role for a
+   * scram-sha-256 password over TCP (initdb -A scram-sha-256), as a production one does.
+   */
+  superuserPassword?: string;
+}
+
 /** Starts a throwaway cluster (initdb as `postgres` when we are root) on a free port; stop() removes it. */
-export async function startLocalPostgres(bin: string): Promise<LocalPostgres> {
+export async function startLocalPostgres(bin: string, options: LocalPostgresOptions = {}): Promise<LocalPostgres> {
   const cleanups: Array<() => Promise<void>> = [];
   const asRoot = process.getuid?.() === 0;
   // initdb refuses to run as root: run the server tools as `postgres` then, and give it the data dir.
@@ -66,10 +74,19 @@ export async function startLocalPostgres(bin: string): Promise<LocalPostgres> {
   await mkdir(data, { mode: 0o700 });
   if (owner) await chown(data, owner.uid, owner.gid);
 
+  const auth = ["--auth=trust"];
+  if (options.superuserPassword !== undefined) {
+    const pwfile = join(base, "pwfile");
+    await writeFile(pwfile, options.superuserPassword + "\n", { mode: 0o600 });
+    if (owner) await chown(pwfile, owner.uid, owner.gid);
+    auth.splice(0, 1, "--auth=scram-sha-256", `--pwfile=${pwfile}`);
+  }
   try {
-    await pgTool("initdb", ["-D", data, "-U", "postgres", "--auth=trust", "-E", "UTF8", "--no-locale"]);
+    await pgTool("initdb", ["-D", data, "-U", "postgres", ...auth, "-E", "UTF8", "--no-locale"]);
   } catch (err) {
     throw new Error(`initdb failed in ${data}: ${describeExecError(err)}`);
+  } finally {
+    await rm(join(base, "pwfile"), { force: true });
   }
   const port = await freePort();
   // Settings go into postgresql.conf rather than through `pg_ctl -o` (which is re-parsed by a shell).
@@ -88,8 +105,9 @@ export async function startLocalPostgres(bin: string): Promise<LocalPostgres> {
     const tail = await readFile(log, "utf8").catch(() => "");
     throw new Error(`pg_ctl start failed (port ${port}): ${describeExecError(err)}\n${tail.slice(-2000)}`);
   }
+  const password = options.superuserPassword === undefined ? "" : `:${encodeURIComponent(options.superuserPassword)}`;
   return {
-    url: `postgres://postgres@127.0.0.1:${port}/postgres`,
+    url: `postgres://postgres${password}@127.0.0.1:${port}/postgres`,
     port,
     dataDir: data,
     restart: async () => {

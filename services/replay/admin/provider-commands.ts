@@ -14,6 +14,7 @@ import { withTransaction } from "../../../shared/db/transaction.ts";
 import { sleep } from "../../../shared/sleep.ts";
 import { canonicalName, providerSeqs, providerTables } from "../../../shared/londiste/catalog.ts";
 import { readTableShape } from "../../../shared/londiste/table-shape.ts";
+import { checkReplicable } from "../../../shared/londiste/replicable.ts";
 import { type AdminContext, names, perName, requireNames, requireQueue } from "./context.ts";
 
 /** How long `provider remove` waits for the table's lock before it drops the capture after telling the subscribers. */
@@ -88,7 +89,10 @@ export function providerCommands(ctx: AdminContext): Record<string, CommandSpec>
       handler: async (r) => {
         await requireQueue(ctx);
         return perName(requireNames(r.tables), async (table) => {
-          const shape = await readTableShape(db, await canonicalName(db, table));
+          const name = await canonicalName(db, table);
+          const refused = await checkReplicable(db, name);
+          if (refused) return { ok: false, message: refused };
+          const shape = await readTableShape(db, name);
           if (!shape || (shape.relkind !== "r" && shape.relkind !== "p")) return { ok: false, message: "no such table on the provider" };
           if (shape.primaryKey.length === 0) {
             return { ok: false, message: "the table has no primary key: londiste needs one to replay updates and deletes" };
@@ -137,6 +141,8 @@ export function providerCommands(ctx: AdminContext): Record<string, CommandSpec>
       handler: async (r) => {
         await requireQueue(ctx);
         return perName(requireNames(r.seqs), async (seq) => {
+          const refused = await checkReplicable(db, await canonicalName(db, seq));
+          if (refused) return { ok: false, message: refused };
           await db.query("select londiste.provider_add_seq($1, $2)", [ctx.queue, seq]);
           return { ok: true, message: "added" };
         });

@@ -20,6 +20,7 @@ import {
   tableTriggers,
 } from "../../../shared/londiste/catalog.ts";
 import { installSubscriber, registerSubscriber, unregisterSubscriber } from "../../../shared/londiste/setup.ts";
+import { checkReplicable } from "../../../shared/londiste/replicable.ts";
 import { checkTablePair } from "../../../shared/londiste/table-check.ts";
 import { readTableShape } from "../../../shared/londiste/table-shape.ts";
 import { loadTableSync, recordTableAdded, writeTransition } from "../../../shared/londiste/sync-store.ts";
@@ -102,8 +103,10 @@ export function subscriberCommands(ctx: AdminContext): Record<string, CommandSpe
           const table = await canonicalName(sub, name);
           // Before any check: an added table's own checks (and their hints) are beside the point.
           if (await loadTableSync(sub, ctx.queue, table)) return { ok: false, message: "already registered" };
-          if (!captured.has(table)) return { ok: false, message: `not captured on the provider: run "londiste CONFIG provider add ${table}" first` };
           const dest = r.dest_table === undefined ? table : await canonicalName(sub, r.dest_table as string);
+          const refused = (await checkReplicable(sub, table)) ?? (dest === table ? undefined : await checkReplicable(sub, dest));
+          if (refused) return { ok: false, message: dest === table ? refused : `${dest}: ${refused}` };
+          if (!captured.has(table)) return { ok: false, message: `not captured on the provider: run "londiste CONFIG provider add ${table}" first` };
           const check = await checkOne(table, dest);
           if (check.errors.length > 0 && !r.force) {
             return { ok: false, message: withHint(check.errors.join("; "), FORCE_HINT), warnings: check.warnings };
@@ -235,6 +238,8 @@ export function subscriberCommands(ctx: AdminContext): Record<string, CommandSpe
         let registered = false;
         const outcomes = await perName(requireNames(r.seqs), async (name) => {
           const seq = await canonicalName(sub, name);
+          const refused = await checkReplicable(sub, seq);
+          if (refused) return { ok: false, message: refused };
           if (!captured.has(seq)) {
             const kind = await relationKind(ctx.provider, seq);
             if (kind !== "sequence" && kind !== null) return { ok: false, message: `${seq} is a ${kind}, not a sequence: "subscriber add" replicates tables` };

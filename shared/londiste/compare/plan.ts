@@ -296,7 +296,8 @@ export function fixFileHeader(plan: TablePlan, note: string): string {
   return [
     `-- londiste repair: ${plan.table}${plan.dest === plan.table ? "" : ` (subscriber table ${plan.dest})`}`,
     `-- ${note}`,
-    "-- The subscriber table may deny writes by anyone but replay: then run as superuser with",
+    "-- The subscriber table may deny writes by anyone but replay: then run it as a role that may",
+    "-- set session_replication_role (a superuser, or one granted SET on it) with",
     "-- set session_replication_role = replica;",
     `${setStatements(VALUE_TEXT_SETTINGS)};`,
     "",

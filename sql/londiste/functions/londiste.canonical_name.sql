@@ -7,7 +7,8 @@
 --      londiste.quote_table() of the same relation.
 --
 -- Errors:
---      'bad name: <name>'
+--      'bad name: <name>' (SQLSTATE 42602, invalid_name: the command
+--      replies bad_request)
 --
 -- Calls:
 --      None
@@ -23,13 +24,13 @@ begin
     begin
         v_parts := parse_ident(i_name);
     exception when others then
-        raise exception 'bad name: %', i_name;
+        raise exception using errcode = 'invalid_name', message = format('bad name: %s', i_name);
     end;
     if array_length(v_parts, 1) = 1 then
         return format('%I.%I', 'public', v_parts[1]);
     elsif array_length(v_parts, 1) = 2 then
         return format('%I.%I', v_parts[1], v_parts[2]);
     end if;
-    raise exception 'bad name: %', i_name;
+    raise exception using errcode = 'invalid_name', message = format('bad name: %s', i_name);
 end;
 $$ language plpgsql immutable strict;

@@ -62,7 +62,9 @@
 --      pgq.insert_event_raw(i_queue_name, ...) for every row change
 --
 -- Tables directly manipulated:
---      create function - londiste.capture_<table oid>_<queue id>
+--      create function - londiste.capture_<table oid>_<queue id> (given to
+--                        the owner of schema londiste when the caller is
+--                        only a member of that role)
 --      drop/create trigger - londiste_capture_<queue id> and
 --                            londiste_capture_<queue id>_truncate on i_table
 -- ----------------------------------------------------------------------
@@ -78,6 +80,7 @@ declare
     v_old_key   text;
     v_pins      text[];
     v_set       text;
+    v_owner     name;
 begin
     select queue_id into v_qid from pgq.queue where queue_name = i_queue_name;
     if not found then
@@ -178,6 +181,16 @@ $f$,
         i_queue_name, v_name, v_cols::text, v_old_key, v_keys::text,
         i_queue_name, v_old_key, v_name, v_keys::text, v_keys::text,
         i_queue_name, v_name);
+
+    -- The generated function belongs to the schema's owner whoever creates
+    -- it (a member of that role, sql/londiste/roles.sql), so another member
+    -- may re-create or drop it.
+    select r.rolname into v_owner
+      from pg_catalog.pg_namespace n join pg_catalog.pg_roles r on r.oid = n.nspowner
+     where n.nspname = 'londiste';
+    if v_owner <> current_user and pg_catalog.pg_has_role(v_owner, 'MEMBER') then
+        execute format('alter function %s() owner to %I', v_func, v_owner);
+    end if;
 
     execute format('drop trigger if exists %I on %s', v_trigger, i_table);
     execute format('drop trigger if exists %I on %s', v_trigger || '_truncate', i_table);

@@ -23,6 +23,8 @@
 --      create - pgq.event_<id> (a partition of pgq.event_template), its
 --               slot tables pgq.event_<id>_<n>, the sequences
 --               pgq.event_<id>_id_seq and pgq.event_<id>_tick_seq
+--      alter owner - the same, to the owner of schema pgq when the caller
+--               is only a member of that role
 -- ----------------------------------------------------------------------
 create or replace function pgq.create_queue(i_queue_name text)
 returns integer as $$
@@ -31,6 +33,7 @@ declare
     v_ntables  int4;
     v_parent   text;
     v_n        int4;
+    v_owner    name;
 begin
     if i_queue_name is null then
         raise exception 'Invalid NULL value';
@@ -60,6 +63,21 @@ begin
     end loop;
 
     perform pgq.grant_perms(i_queue_name);
+
+    -- The queue's objects belong to the schema's owner whoever creates them
+    -- (a member of that role, sql/londiste/roles.sql): any other member may
+    -- then rotate or drop them.
+    select r.rolname into v_owner
+      from pg_catalog.pg_namespace n join pg_catalog.pg_roles r on r.oid = n.nspowner
+     where n.nspname = 'pgq';
+    if v_owner <> current_user and pg_catalog.pg_has_role(v_owner, 'MEMBER') then
+        execute format('alter sequence pgq.%I owner to %I', v_parent || '_id_seq', v_owner);
+        execute format('alter sequence pgq.%I owner to %I', v_parent || '_tick_seq', v_owner);
+        execute format('alter table pgq.%I owner to %I', v_parent, v_owner);
+        for v_n in 0 .. v_ntables - 1 loop
+            execute format('alter table pgq.%I owner to %I', v_parent || '_' || v_n, v_owner);
+        end loop;
+    end if;
 
     insert into pgq.tick (tick_queue, tick_id, tick_event_seq)
     values (v_qid, nextval('pgq.' || v_parent || '_tick_seq'), 0);
