@@ -342,8 +342,17 @@ describe("the project's own schemas, the system catalogs and temporary tables ar
     expect(seq.stdout + seq.stderr, show(seq)).toContain("refused: schema pgq belongs to PgQ itself");
     const sub = await job.londiste("subscriber", "add", "londiste.subscriber_table");
     expect(sub.stdout + sub.stderr, show(sub)).toContain("londiste.subscriber_table: FAILED: refused: schema londiste belongs to londiste itself");
-    const dest = await job.londiste("subscriber", "add", "public.t", "--dest-table", "londiste.completed");
+    const dest = await job.londiste("subscriber", "add", "public.never_added", "--dest-table", "londiste.completed");
     expect(dest.stdout + dest.stderr, show(dest)).toContain("londiste.completed: refused: schema londiste belongs to londiste itself");
+    const deny = await job.londiste("subscriber", "deny-writes", "londiste.subscriber_table");
+    expect(deny.code, show(deny)).toBe(1);
+    expect(deny.stdout + deny.stderr).toContain("londiste.subscriber_table: FAILED: refused: schema londiste belongs to londiste itself");
+    const trig = await job.londiste("subscriber", "trigger", "londiste.subscriber_table", "merge_state_write", "disable");
+    expect(trig.stderr, show(trig)).toContain("subscriber trigger failed (bad_request): londiste.subscriber_table: refused: schema londiste");
+    const { rows: triggers } = await job.subscriber.query(
+      "select tgname, tgenabled from pg_trigger where tgrelid = 'londiste.subscriber_table'::regclass and not tgisinternal order by 1",
+    );
+    expect(triggers).toEqual([{ tgname: "merge_state_write", tgenabled: "A" }]);
     const subSeq = await job.londiste("subscriber", "add-seq", "londiste.x");
     expect(subSeq.stdout + subSeq.stderr, show(subSeq)).toContain("refused: schema londiste");
     const registered = await rowsOf(

@@ -301,6 +301,9 @@ export function subscriberCommands(ctx: AdminContext): Record<string, CommandSpe
         const action = TRIGGER_MODES[r.mode as string];
         if (!action) throw new CommandError("bad_request", `mode must be one of ${Object.keys(TRIGGER_MODES).join(", ")}`);
         const table = await canonicalName(sub, r.table as string);
+        // The project's own triggers (e.g. the merge_state check) are not the user's to switch off.
+        const refused = await checkReplicable(sub, table);
+        if (refused) throw new CommandError("bad_request", `${table}: ${refused}`);
         const { rows } = await sub.query<{ rel: string | null; found: boolean }>(
           "select to_regclass($1)::text as rel, exists (select 1 from pg_trigger where tgrelid = to_regclass($1) and tgname = $2 and not tgisinternal) as found",
           [table, r.trigger],
@@ -362,6 +365,9 @@ async function denyWrites(sub: pg.Pool, ctx: AdminContext, tables: string[], den
   return perName(tables, async (name) => {
     const table = await canonicalName(sub, name);
     const dest = dests.get(table) ?? table;
+    // A deny-writes trigger on the job's own tables would block the copy's and the commands' state writes.
+    const refused = await checkReplicable(sub, dest);
+    if (refused) return { ok: false, message: refused };
     const { rows } = await sub.query<{ changed: number }>("select londiste.subscriber_deny_writes($1, $2) as changed", [dest, deny]);
     const state = deny ? "writes denied" : "writes allowed";
     return { ok: true, message: rows[0]!.changed ? state : `${state} already` };
