@@ -83,7 +83,9 @@ function anyValue(depth = 0): unknown {
 /** A request the service must refuse before any handler runs. */
 function malformed(): string | Uint8Array {
   switch (int(7)) {
-    case 0: return Uint8Array.from({ length: int(200) }, () => int(256)); // bytes, often not even UTF-8
+    // Bytes, often not even UTF-8. Never empty or all white space: that is the empty request `{}`, which a
+    // stop or drop would take as valid.
+    case 0: return Uint8Array.from({ length: 1 + int(200) }, (_, i) => (i === 0 ? 0x80 + int(128) : int(256)));
     case 1: return pick(["{", "}", "[", "{\"a\":", "nul", "{\"tables\": [\"x\"", "'single'", "{a: 1}", "\u0000"]);
     case 2: return JSON.stringify(pick([[], [1, 2], 42, "str", null, true]));
     case 3: return "[".repeat(5000) + "]".repeat(5000); // deep nesting
