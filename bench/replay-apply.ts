@@ -74,7 +74,7 @@ async function produce(url: string, total: number, next: () => string): Promise<
   return (performance.now() - start) / 1000;
 }
 
-async function produceUpdates(url: string, table: string, n: number): Promise<number> {
+export async function produceUpdates(url: string, table: string, n: number): Promise<number> {
   const rnd = prng(239);
   return produce(url, n, () => {
     const aid = 1 + Math.floor(rnd() * ROWS);
@@ -83,7 +83,7 @@ async function produceUpdates(url: string, table: string, n: number): Promise<nu
   });
 }
 
-async function produceMixed(url: string, table: string, n: number): Promise<number> {
+export async function produceMixed(url: string, table: string, n: number): Promise<number> {
   const rnd = prng(1000);
   const live = Array.from({ length: ROWS }, (_, i) => i + 1);
   let nextId = ROWS + 1;

@@ -51,9 +51,9 @@ async function main(): Promise<void> {
   try {
     let statements = 0;
     let applyMs = 0;
-    const apply: ApplyChanges = async (client, changes, destTable) => {
+    const apply: ApplyChanges = async (client, changes, destTable, shapes) => {
       const t0 = performance.now();
-      const report = await applyChanges(client, changes, { onMissingRow: "error", group, destTable });
+      const report = await applyChanges(client, changes, { onMissingRow: "error", group, destTable, shapes });
       applyMs += performance.now() - t0;
       statements += report.statements;
     };
