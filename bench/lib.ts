@@ -261,12 +261,13 @@ export function formatNumber(value: number | null, unit: string): string {
 }
 
 export function renderTable(rows: ResultRow[]): string {
-  const header = ["workload", "result", "baseline", "ratio", "target"];
+  const header = ["workload", "result", "baseline", "ratio", "load 1m", "target"];
   const body = rows.map((r) => [
     r.workload,
     formatNumber(r.value, r.unit),
     r.baseline === null ? "—" : `${formatNumber(r.baseline, r.unit)}${r.baselineLabel ? ` (${r.baselineLabel})` : ""}`,
     r.ratio === null ? "—" : `${(r.ratio * 100).toFixed(0)} %`,
+    r.loadAverage1m === undefined ? "—" : r.loadAverage1m.toFixed(1),
     r.target,
   ]);
   const widths = header.map((h, i) => Math.max(h.length, ...body.map((row) => row[i]!.length)));

@@ -379,8 +379,8 @@ function report(ctx: Context, machine: MachineInfo, date: Date, databases: strin
     `baselines: insert_event — plain INSERT of the same row (same columns, sequence default for ev_id, xid8 txid ` +
       `default, index on ev_txid) into an ordinary table, same clients and transaction size, same run; ` +
       `capture — the same UPDATEs on an identical table without trigger, same run; ` +
-      `replay — the 19k rows/s reference (PostgreSQL logical replication catching up 239k single-row UPDATEs), ` +
-      `and a naive one-statement-per-row apply of the same batch in the same run; ` +
+      `replay — PostgreSQL logical replication catching up the same backlog (private publisher cluster with wal_level = logical, ` +
+      `subscriber on this server), and a naive one-statement-per-row apply of the same batch, both in the same run; ` +
       `copy — a raw COPY TO STDOUT | COPY FROM STDIN pipe between the same databases (keys dropped and rebuilt), before and after the product run. ratio = result / baseline`,
     "",
     renderTable(ctx.rows),
@@ -453,6 +453,11 @@ async function main(): Promise<void> {
     // compare/repair: its own program with its own report (bench/results/compare.json), run as a child.
     if (settings.only.has("compare")) await runCompareBench(settings.quick);
 
+    // The load average at the end of each figure's measurement, next to it in the table.
+    for (const row of ctx.rows) {
+      const d = ctx.disturbances[row.id] ?? ctx.disturbances[row.id.replace(/^replay\.rss\.(service\.)?/, "replay.")];
+      if (row.loadAverage1m === undefined && d) row.loadAverage1m = d.loadAverage1m;
+    }
     const text = report(ctx, machine, date, [...databases], loadBefore);
     process.stdout.write(`${text}\n`);
     const dir = fileURLToPath(new URL("./results/", import.meta.url));
