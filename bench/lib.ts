@@ -26,12 +26,12 @@ export interface BenchSettings {
   updateBacklog: number;
   /** Row changes in the mixed insert/update/delete replay backlog (docs/benchmarks.md, P2 and P6). */
   mixedBacklog: number;
-  /** Workload groups to run: pgq, capture, replay, copy, compare (BENCH_ONLY, comma-separated; default all). */
+  /** Workload groups to run: pgq, capture, replay, lag, copy, compare (BENCH_ONLY, comma-separated; default all). */
   only: Set<WorkloadGroup>;
   serverUrl: string;
 }
 
-export const WORKLOAD_GROUPS = ["pgq", "capture", "replay", "copy", "compare"] as const;
+export const WORKLOAD_GROUPS = ["pgq", "capture", "replay", "lag", "copy", "compare"] as const;
 export type WorkloadGroup = (typeof WORKLOAD_GROUPS)[number];
 
 function positiveInt(name: string, value: string | undefined, fallback: number): number {

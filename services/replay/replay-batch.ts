@@ -167,7 +167,8 @@ async function nextReplayBatch(provider: pg.Pool, sub: pg.ClientBase, settings: 
   const single = () => nextBatch(provider, settings.queue, settings.consumer);
   if (maxEvents <= 0) return single();
   let upTo = await newestTick(provider, settings.queue);
-  if (upTo === null) return single();
+  // Not behind (at most one tick waiting, the steady state): nothing to merge, and no more round trips.
+  if (upTo === null || (recorded !== null && upTo <= recorded + 1)) return single();
   const ahead = (tick: number) => recorded === null || tick > recorded;
   const { rows: holds } = await sub.query<{ tick: string }>(
     "select tick_id::text as tick from londiste.replay_hold where consumer_id = $1 and expires_at > now()",
