@@ -6,7 +6,10 @@
  * failed) with replay's hooks: the machine's steps for replay at the
  * batch's start tick (or, idle, at its position), the row changes of the
  * tables replay applies (ok, do-sync), the table list of a 'T' event, and
- * the followed sequences.
+ * the followed sequences. Behind by several ticks, one round takes them
+ * as one batch (nextReplayBatch: bounded by events, never past a table's
+ * handover tick or a held tick), still applied in one subscriber
+ * transaction with its end tick.
  *
  * A change that cannot be applied (bad data, a missing column, a
  * duplicate key, a row that is not there with on_missing_row = error)
