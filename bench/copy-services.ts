@@ -29,8 +29,10 @@ export class ServiceChild {
   constructor(
     readonly label: string,
     [launcher, ...args]: ["pgqadm" | "londiste", ...string[]],
+    /** Node's own options for the child (e.g. --cpu-prof). */
+    nodeArgs: string[] = [],
   ) {
-    this.child = spawn(process.execPath, [LAUNCHERS[launcher], ...args], { cwd: REPO_ROOT, stdio: ["ignore", "pipe", "pipe"] });
+    this.child = spawn(process.execPath, [...nodeArgs, LAUNCHERS[launcher], ...args], { cwd: REPO_ROOT, stdio: ["ignore", "pipe", "pipe"] });
     this.exited = new Promise((resolve) => this.child.once("exit", () => resolve()));
     this.child.stdout!.setEncoding("utf8");
     this.child.stderr!.setEncoding("utf8");

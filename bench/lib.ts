@@ -26,12 +26,12 @@ export interface BenchSettings {
   updateBacklog: number;
   /** Row changes in the mixed insert/update/delete replay backlog (docs/benchmarks.md, P2 and P6). */
   mixedBacklog: number;
-  /** Workload groups to run: pgq, capture, replay, copy, compare (BENCH_ONLY, comma-separated; default all). */
+  /** Workload groups to run: pgq, capture, replay, lag, copy, compare (BENCH_ONLY, comma-separated; default all). */
   only: Set<WorkloadGroup>;
   serverUrl: string;
 }
 
-export const WORKLOAD_GROUPS = ["pgq", "capture", "replay", "copy", "compare"] as const;
+export const WORKLOAD_GROUPS = ["pgq", "capture", "replay", "lag", "copy", "compare"] as const;
 export type WorkloadGroup = (typeof WORKLOAD_GROUPS)[number];
 
 function positiveInt(name: string, value: string | undefined, fallback: number): number {
@@ -261,12 +261,13 @@ export function formatNumber(value: number | null, unit: string): string {
 }
 
 export function renderTable(rows: ResultRow[]): string {
-  const header = ["workload", "result", "baseline", "ratio", "target"];
+  const header = ["workload", "result", "baseline", "ratio", "load 1m", "target"];
   const body = rows.map((r) => [
     r.workload,
     formatNumber(r.value, r.unit),
     r.baseline === null ? "—" : `${formatNumber(r.baseline, r.unit)}${r.baselineLabel ? ` (${r.baselineLabel})` : ""}`,
     r.ratio === null ? "—" : `${(r.ratio * 100).toFixed(0)} %`,
+    r.loadAverage1m === undefined ? "—" : r.loadAverage1m.toFixed(1),
     r.target,
   ]);
   const widths = header.map((h, i) => Math.max(h.length, ...body.map((row) => row[i]!.length)));

@@ -12,8 +12,13 @@
  *   capture: 3. Londiste capture overhead on single-row UPDATEs beside
  *               the same table without trigger (bench/londiste-trigger.ts);
  *   replay:  4. replay of an UPDATE backlog and of a mixed I/U/D
- *               backlog, grouped and naive apply, rows/s and peak RSS
- *               (bench/replay-apply.ts);
+ *               backlog: one batch (grouped and naive apply) and the
+ *               running services catching up, rows/s and peak RSS, beside
+ *               logical replication catching up the same backlogs from a
+ *               private publisher cluster (bench/replay-apply.ts);
+ *   lag:        end-to-end lag at a steady 1000 tx/s with a 100 ms tick,
+ *               replay woken by tick notices and polling, beside logical
+ *               replication on the same load (bench/lag.ts);
  *   copy:    5. the initial copy of a 2M-row table (BENCH_COPY_ROWS) by the
  *               product, `subscriber add` → ok under a write load, beside a
  *               raw COPY pipe between the same databases (bench/copy.ts);
@@ -22,14 +27,16 @@
  * targets (the P labels of the output) and keeps the latest figures.
  *
  * Environment: DATABASE_URL (server; default postgres://postgres@127.0.0.1:5432/postgres),
- * BENCH_QUICK=1, BENCH_ONLY (comma-separated groups: pgq, capture, replay, copy, compare; default all),
+ * BENCH_QUICK=1, BENCH_ONLY (comma-separated groups: pgq, capture, replay, lag, copy, compare; default all),
  * BENCH_EVENTS (read batch size, default 1000000), BENCH_SECONDS (timed length of each
  * insert and capture measurement, default 5), BENCH_FETCH (iterator fetch size, default
  * 1000), BENCH_UPDATE_BACKLOG (default 239000), BENCH_MIXED_BACKLOG (default 1000000),
  * BENCH_PGBENCH=0 (drive the capture workload from Node even when pgbench is installed),
  * BENCH_COPY_ROWS (table sizes of the copy workload, comma-separated; default 2000000,
  * quick 200000), BENCH_COPY_WRITES (changes/s during the copy, default 200), BENCH_COPY_LOGS (a
- * directory to keep the output of the ticker, replay and copy processes in).
+ * directory to keep the output of the ticker, replay and copy processes in), BENCH_LAG_RATE
+ * (tx/s of the lag workload, default 1000), BENCH_LAG_SECONDS (its timed length, default 20,
+ * quick 5), BENCH_REPLAY_PROFILE (a directory: CPU profile of the replay process catching up).
  */
 import { mkdirSync, writeFileSync } from "node:fs";
 import { fileURLToPath } from "node:url";
@@ -64,6 +71,7 @@ import { captureWorkloads } from "./londiste-trigger.ts";
 import { Monitor } from "./monitor.ts";
 import type { ReadMode, ReadReport } from "./read-batch.ts";
 import { replayWorkloads } from "./replay-apply.ts";
+import { lagSettings, lagWorkloads } from "./lag.ts";
 import { copySettings, copyWorkloads } from "./copy.ts";
 
 const QUEUE = "bench";
@@ -379,8 +387,8 @@ function report(ctx: Context, machine: MachineInfo, date: Date, databases: strin
     `baselines: insert_event — plain INSERT of the same row (same columns, sequence default for ev_id, xid8 txid ` +
       `default, index on ev_txid) into an ordinary table, same clients and transaction size, same run; ` +
       `capture — the same UPDATEs on an identical table without trigger, same run; ` +
-      `replay — the 19k rows/s reference (PostgreSQL logical replication catching up 239k single-row UPDATEs), ` +
-      `and a naive one-statement-per-row apply of the same batch in the same run; ` +
+      `replay — PostgreSQL logical replication catching up the same backlog (private publisher cluster with wal_level = logical, ` +
+      `subscriber on this server), and a naive one-statement-per-row apply of the same batch, both in the same run; ` +
       `copy — a raw COPY TO STDOUT | COPY FROM STDIN pipe between the same databases (keys dropped and rebuilt), before and after the product run. ratio = result / baseline`,
     "",
     renderTable(ctx.rows),
@@ -449,10 +457,16 @@ async function main(): Promise<void> {
     }
     if (settings.only.has("capture")) await captureWorkloads(ctx);
     if (settings.only.has("replay")) await replayWorkloads(ctx);
+    if (settings.only.has("lag")) await lagWorkloads(ctx);
     if (settings.only.has("copy")) await copyWorkloads(ctx);
     // compare/repair: its own program with its own report (bench/results/compare.json), run as a child.
     if (settings.only.has("compare")) await runCompareBench(settings.quick);
 
+    // The load average at the end of each figure's measurement, next to it in the table.
+    for (const row of ctx.rows) {
+      const d = ctx.disturbances[row.id] ?? ctx.disturbances[row.id.replace(/^replay\.rss\.(service\.)?/, "replay.")];
+      if (row.loadAverage1m === undefined && d) row.loadAverage1m = d.loadAverage1m;
+    }
     const text = report(ctx, machine, date, [...databases], loadBefore);
     process.stdout.write(`${text}\n`);
     const dir = fileURLToPath(new URL("./results/", import.meta.url));
@@ -472,6 +486,7 @@ async function main(): Promise<void> {
         updateBacklog: settings.updateBacklog,
         mixedBacklog: settings.mixedBacklog,
         copy: copySettings(process.env, settings.quick),
+        lag: lagSettings(process.env, settings.quick),
       },
       results: ctx.rows,
       disturbance: ctx.disturbances,

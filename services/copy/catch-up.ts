@@ -18,7 +18,8 @@ import { isChangeEvent, isTruncateEvent } from "../../shared/londiste/change-eve
 import { lockConsumerPosition, recordedTick } from "../../shared/londiste/position.ts";
 import { type BatchRound, runSerialBatch } from "../../shared/londiste/serial-batch.ts";
 import { type TableSync, writeTransition } from "../../shared/londiste/sync-store.ts";
-import { type BatchInfo, nextBatch, PgqError } from "../../shared/pgq/index.ts";
+import { TableShapeCache } from "../../shared/londiste/table-shape.ts";
+import { type BatchInfo, nextMergedBatch, PgqError } from "../../shared/pgq/index.ts";
 import type { CopyContext } from "./context.ts";
 import { consumerPosition, copyConsumerName } from "./copy-consumer.ts";
 import { StepAbandoned, TableFailure } from "./errors.ts";
@@ -36,8 +37,6 @@ export type CatchUpStep =
 const CHUNK = 1000;
 /** Queue events a merged catch-up batch reaches for at most. */
 const MERGE_MAX_EVENTS = 20_000;
-/** Below the span to the newest tick, so that rounding never misses it. */
-const MERGE_SLACK_S = 0.001;
 /** How long the handover waits for replay to finish its batch before trying again later. */
 const REPLAY_LOCK_TIMEOUT = "2s";
 
@@ -52,32 +51,10 @@ function notRegistered(error: unknown, consumer: string): never {
  * The copy consumer's next batch, spanning every tick up to the newest one
  * (at most about MERGE_MAX_EVENTS events of the queue): after a long copy
  * the backlog is many ticks, and one subscriber transaction per tick would
- * cost more than the changes themselves. A batch already open is returned
- * as it is (a restart after a crash); when the merged batch cannot be had
- * (a tick came or went meanwhile), the next single tick.
+ * cost more than the changes themselves.
  */
-async function nextCatchUpBatch(db: CopyContext["provider"], queue: string, consumer: string): Promise<BatchInfo | null> {
-  const { rows } = await db.query<{ events: string; span: string }>(
-    `select (n.tick_event_seq - p.tick_event_seq)::text as events, extract(epoch from n.tick_time - p.tick_time)::text as span
-       from pgq.queue q
-       join pgq.subscription s on s.sub_queue = q.queue_id
-       join pgq.consumer c on c.co_id = s.sub_consumer
-       join pgq.tick p on p.tick_queue = q.queue_id and p.tick_id = s.sub_last_tick
-       cross join lateral (select t.tick_event_seq, t.tick_time from pgq.tick t
-                            where t.tick_queue = q.queue_id order by t.tick_id desc limit 1) n
-      where q.queue_name = $1 and c.co_name = $2 and s.sub_batch is null`,
-    [queue, consumer],
-  );
-  const span = rows[0] ? Number(rows[0].span) - MERGE_SLACK_S : 0;
-  if (span > 0) {
-    const events = Number(rows[0]!.events);
-    const merged = await nextBatch(db, queue, consumer, {
-      minIntervalSeconds: span,
-      ...(events > MERGE_MAX_EVENTS ? { minCount: MERGE_MAX_EVENTS } : {}),
-    });
-    if (merged) return merged;
-  }
-  return nextBatch(db, queue, consumer);
+function nextCatchUpBatch(db: CopyContext["provider"], queue: string, consumer: string): Promise<BatchInfo | null> {
+  return nextMergedBatch(db, queue, consumer, { maxEvents: MERGE_MAX_EVENTS });
 }
 
 /** One batch of the copy consumer, or the handover when there is none. */
@@ -120,6 +97,8 @@ function catchUpRound(
 ): BatchRound<{ changes: number; skippedVisible: number }> {
   let changes = 0;
   let skippedVisible = 0;
+  // The table's shape read once per batch transaction, not per chunk.
+  const shapes = new TableShapeCache(sub);
   return {
     select(ev) {
       if (signal.aborted) throw new StepAbandoned("stopping");
@@ -134,6 +113,7 @@ function catchUpRound(
     async apply(chunk) {
       const report = await applyChanges(sub, chunk, {
         destTable: () => table.dest,
+        shapes,
         onMissingRow: ctx.config.onMissingRow,
         log: (msg, details) => ctx.log.warn({ table: table.table, ...details }, msg),
       });

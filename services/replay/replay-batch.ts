@@ -6,7 +6,10 @@
  * failed) with replay's hooks: the machine's steps for replay at the
  * batch's start tick (or, idle, at its position), the row changes of the
  * tables replay applies (ok, do-sync), the table list of a 'T' event, and
- * the followed sequences.
+ * the followed sequences. Behind by several ticks, one round takes them
+ * as one batch (nextReplayBatch: bounded by events, never past a table's
+ * handover tick or a held tick), still applied in one subscriber
+ * transaction with its end tick.
  *
  * A change that cannot be applied (bad data, a missing column, a
  * duplicate key, a row that is not there with on_missing_row = error)
@@ -23,22 +26,26 @@ import type { ApplyReport, ChangeOp } from "../../shared/londiste/apply.ts";
 import { providerTables } from "../../shared/londiste/catalog.ts";
 import { isChangeEvent, isTableListEvent, isTruncateEvent, type RowChange } from "../../shared/londiste/change-event.ts";
 import { parseTextArray } from "../../shared/londiste/record-text.ts";
-import { type BatchRound, runSerialBatch } from "../../shared/londiste/serial-batch.ts";
+import { type BatchPhases, type BatchRound, runSerialBatch } from "../../shared/londiste/serial-batch.ts";
 import { loadTableSyncs, type TableSync, writeTransition } from "../../shared/londiste/sync-store.ts";
+import { TableShapeCache } from "../../shared/londiste/table-shape.ts";
 import { replayApplies, type SyncEvent } from "../../shared/londiste/sync-machine.ts";
-import { getConsumerInfo, nextBatch } from "../../shared/pgq/index.ts";
+import { getConsumerInfo, nextBatch, nextMergedBatch, newestTick } from "../../shared/pgq/index.ts";
 import type { BatchInfo } from "../../shared/pgq/types.ts";
 import { pushSequences } from "./sequences.ts";
 
 /**
  * Applies decoded changes inside the caller's subscriber transaction;
- * destTable maps provider to subscriber names. The report, when given,
- * tells onApplied the updates and deletes that found no row.
+ * destTable maps provider to subscriber names; shapes caches the
+ * subscriber tables' shapes for the batch's transaction (one catalog read
+ * per table and batch, not per chunk). The report, when given, tells
+ * onApplied the updates and deletes that found no row.
  */
 export type ApplyChanges = (
   client: pg.ClientBase,
   changes: RowChange[],
   destTable: (table: string) => string,
+  shapes?: TableShapeCache,
 ) => Promise<Pick<ApplyReport, "tables"> | void>;
 
 /** Change events of one provider table and operation applied in a batch; `missed` of them found no row. */
@@ -55,6 +62,11 @@ export interface ReplaySettings {
   ignoreTruncate: boolean;
   /** Changes applied per statement group; bounds memory. */
   chunkSize?: number;
+  /**
+   * Behind by several ticks, one batch spans them, up to about this many
+   * queue events (default MERGE_MAX_EVENTS; 0: one tick per batch).
+   */
+  mergeMaxEvents?: number;
   /**
    * Runs after the subscriber commit and before the batch is finished on
    * the provider: where a crash is hardest to get right, so tests put one
@@ -75,8 +87,24 @@ export interface ReplaySettings {
 
 export type ReplayOutcome =
   | { kind: "idle"; copyRequested: string[]; held?: boolean }
-  | { kind: "skipped"; batch: BatchInfo }
-  | { kind: "applied"; batch: BatchInfo; changes: number; failedEvents: number; tableErrors: string[]; copyRequested: string[] };
+  | { kind: "skipped"; batch: BatchInfo; phases: BatchPhases }
+  | {
+      kind: "applied";
+      batch: BatchInfo;
+      changes: number;
+      failedEvents: number;
+      tableErrors: string[];
+      copyRequested: string[];
+      phases: BatchPhases;
+    };
+
+/**
+ * Queue events a merged batch reaches for at most: big enough that the
+ * per-batch work (opening, state steps, commit, finish) is small beside the
+ * changes, small enough that one subscriber transaction stays short. Memory
+ * does not grow with it (events stream through a cursor in chunks).
+ */
+export const MERGE_MAX_EVENTS = 50_000;
 
 function messageOf(error: unknown): string {
   return error instanceof Error ? error.message : String(error);
@@ -93,7 +121,7 @@ export async function replayOneBatch(
   const outcome = await runSerialBatch(provider, subscriber, {
     consumer: settings.consumer,
     chunkSize: settings.chunkSize,
-    nextBatch: () => nextBatch(provider, settings.queue, settings.consumer),
+    nextBatch: (sub, recorded) => nextReplayBatch(provider, sub, settings, recorded),
     // Idle: the state steps that need no batch still happen (an idle provider must not stall a handover).
     idle: async (sub, recorded) => {
       // Nothing recorded yet: replay's next batch starts where PgQ has its consumer.
@@ -117,10 +145,48 @@ export async function replayOneBatch(
     case "held":
       return { kind: "idle", copyRequested: [], held: true };
     case "skipped":
-      return { kind: "skipped", batch: outcome.batch };
+      return { kind: "skipped", batch: outcome.batch, phases: outcome.phases };
     case "applied":
-      return { kind: "applied", batch: outcome.batch, failedEvents: outcome.failedEvents, ...outcome.result };
+      return { kind: "applied", batch: outcome.batch, failedEvents: outcome.failedEvents, phases: outcome.phases, ...outcome.result };
   }
+}
+
+/**
+ * Replay's next batch. Behind by several ticks (after an outage, or when
+ * applying is slower than ticking), one batch spans them (nextMergedBatch,
+ * at most about mergeMaxEvents events): a backlog then costs one
+ * subscriber transaction per many ticks, not one per tick. The merged
+ * batch still commits with its end tick in one transaction, so the crash
+ * rules do not change. It never passes a tick replay must stand at: a
+ * table's handover tick ahead of the position (wanna-sync:T, written by
+ * the copy under the position lock this round holds) or a held tick
+ * (londiste.replay_hold); while a hold is being claimed (tick -1, the
+ * real tick not known yet) it takes one tick, as always. The newest tick
+ * is read before the holds: a hold claimed after that read gets a tick
+ * made after it, which this batch cannot reach.
+ */
+async function nextReplayBatch(provider: pg.Pool, sub: pg.ClientBase, settings: ReplaySettings, recorded: number | null): Promise<BatchInfo | null> {
+  const maxEvents = settings.mergeMaxEvents ?? MERGE_MAX_EVENTS;
+  const single = () => nextBatch(provider, settings.queue, settings.consumer);
+  if (maxEvents <= 0) return single();
+  let upTo = await newestTick(provider, settings.queue);
+  // Not behind (at most one tick waiting, the steady state): nothing to merge, and no more round trips.
+  if (upTo === null || (recorded !== null && upTo <= recorded + 1)) return single();
+  const ahead = (tick: number) => recorded === null || tick > recorded;
+  const { rows: holds } = await sub.query<{ tick: string }>(
+    "select tick_id::text as tick from londiste.replay_hold where consumer_id = $1 and expires_at > now()",
+    [settings.consumer],
+  );
+  for (const hold of holds) {
+    const tick = Number(hold.tick);
+    if (tick < 0) return single();
+    if (ahead(tick)) upTo = Math.min(upTo, tick);
+  }
+  for (const t of await loadTableSyncs(sub, settings.queue)) {
+    const tick = t.sync.state === "wanna-sync" ? t.sync.context.tick : null;
+    if (tick !== null && ahead(tick)) upTo = Math.min(upTo, tick);
+  }
+  return nextMergedBatch(provider, settings.queue, settings.consumer, { maxEvents, upTo });
 }
 
 /**
@@ -144,6 +210,7 @@ async function replayRound(
   const tableErrors: string[] = [];
   let applied = 0;
   let tableList: string[] | undefined;
+  const shapes = new TableShapeCache(sub);
 
   const stopTable = async (table: string, error: unknown) => {
     const message = messageOf(error);
@@ -158,7 +225,7 @@ async function replayRound(
     const name = `londiste_sp${++savepoints}`;
     await sub.query(`savepoint ${name}`);
     try {
-      const report = await apply(sub, changes, destOf);
+      const report = await apply(sub, changes, destOf, shapes);
       await sub.query(`release savepoint ${name}`);
       tally.add(changes, report ?? undefined);
       return undefined;

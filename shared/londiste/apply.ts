@@ -15,8 +15,9 @@
  * not matter, and session_replication_role = replica, so ordinary user
  * triggers, rules and foreign-key triggers on subscriber tables do not
  * fire (setting it needs a superuser, or on PostgreSQL 15 and later
- * `GRANT SET ON PARAMETER`, as sql/londiste/roles.sql gives replay). These stay in force until the
- * caller's transaction ends.
+ * `GRANT SET ON PARAMETER`, as sql/londiste/roles.sql gives replay), and
+ * nested-loop joins for the grouped statements (APPLY_PLAN_SQL). These stay
+ * in force until the caller's transaction ends.
  *
  * Each change's table is the provider's `schema.table` (londiste.quote_table
  * form), optionally mapped by `destTable`, and resolved with to_regclass.
@@ -50,7 +51,17 @@ export {
 /** The value-text settings, plus replica mode, for the rest of the caller's transaction. */
 export const APPLY_SETTINGS_SQL = `${setStatements(VALUE_TEXT_SETTINGS, "local")}; set local session_replication_role = 'replica'`;
 
+/**
+ * A grouped update or delete joins up to a thousand keys to the table by
+ * its primary key. The planner, counting random page reads, prefers to hash
+ * or sort the whole table for that (a sequential scan per statement: 100k
+ * rows read for 1000 changed, and worse the bigger the table); probing the
+ * primary key per change is what the work needs, so the apply transaction
+ * plans joins as nested loops.
+ */
+export const APPLY_PLAN_SQL = "set local enable_hashjoin = off; set local enable_mergejoin = off";
+
 export async function applyChanges(client: pg.ClientBase, changes: RowChange[], options: ApplyOptions): Promise<ApplyReport> {
-  await enterApply(client, APPLY_SETTINGS_SQL);
+  await enterApply(client, `${APPLY_SETTINGS_SQL}; ${APPLY_PLAN_SQL}`);
   return new Applier(client, options).run(changes);
 }

@@ -79,6 +79,67 @@ export async function nextBatch(
   };
 }
 
+/** Below the span to the last tick wanted, so that rounding never misses it. */
+const MERGE_SLACK_S = 0.001;
+
+/** The newest tick of a queue, null when it has none. */
+export async function newestTick(db: Queryable, queue: string): Promise<number | null> {
+  const { rows } = await pgqCall(
+    db.query<{ t: string | null }>(
+      `select (select t.tick_id from pgq.tick t where t.tick_queue = q.queue_id order by t.tick_id desc limit 1)::text as t
+         from pgq.queue q where q.queue_name = $1`,
+      [queue],
+    ),
+  );
+  return rows[0]?.t == null ? null : toSafeInt(rows[0].t);
+}
+
+/**
+ * Opens the consumer's next batch spanning the ticks waiting after its
+ * position, up to the newest tick that is at most `upTo` (every tick when
+ * it is not given), and ending at the first tick at which about
+ * `maxEvents` events (by the event sequence) have accumulated: one batch
+ * for a backlog of many ticks, as PgQ consumers take when they lag. A
+ * batch already open comes back as it is (after a crash, the same ticks);
+ * with no tick to merge up to, or when the merged batch cannot be had (a
+ * tick came or went meanwhile), the next single tick.
+ *
+ * The merged batch never ends after `upTo`: pgq.next_batch_custom takes
+ * the first tick that is far enough in time or in events, and the tick
+ * wanted is one of them.
+ */
+export async function nextMergedBatch(
+  db: Queryable,
+  queue: string,
+  consumer: string,
+  options: { maxEvents: number; upTo?: number },
+): Promise<BatchInfo | null> {
+  const { rows } = await pgqCall(
+    db.query<{ events: string; span: string }>(
+      `select (n.tick_event_seq - p.tick_event_seq)::text as events, extract(epoch from n.tick_time - p.tick_time)::text as span
+         from pgq.queue q
+         join pgq.subscription s on s.sub_queue = q.queue_id
+         join pgq.consumer c on c.co_id = s.sub_consumer
+         join pgq.tick p on p.tick_queue = q.queue_id and p.tick_id = s.sub_last_tick
+         cross join lateral (select t.tick_event_seq, t.tick_time from pgq.tick t
+                              where t.tick_queue = q.queue_id and ($3::int8 is null or t.tick_id <= $3::int8)
+                              order by t.tick_id desc limit 1) n
+        where q.queue_name = $1 and c.co_name = $2 and s.sub_batch is null`,
+      [queue, consumer, options.upTo ?? null],
+    ),
+  );
+  const span = rows[0] ? Number(rows[0].span) - MERGE_SLACK_S : 0;
+  if (span > 0) {
+    const events = Number(rows[0]!.events);
+    const merged = await nextBatch(db, queue, consumer, {
+      minIntervalSeconds: span,
+      ...(events > options.maxEvents ? { minCount: options.maxEvents } : {}),
+    });
+    if (merged) return merged;
+  }
+  return nextBatch(db, queue, consumer);
+}
+
 interface EventRow {
   ev_id: string;
   ev_time: Date;

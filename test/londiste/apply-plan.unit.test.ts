@@ -20,7 +20,7 @@ import {
   segmentTables,
   signature,
 } from "../../shared/londiste/apply/plan.ts";
-import { changeStatement, groupedStatement, type GroupedChange, type TableRef } from "../../shared/londiste/apply/statements.ts";
+import { changeStatement, groupedStatement, type GroupedChange, type TableRef, textArrayLiteral } from "../../shared/londiste/apply/statements.ts";
 import type { RowChange } from "../../shared/londiste/change-event.ts";
 import type { ColumnShape, TableShape } from "../../shared/londiste/table-shape.ts";
 
@@ -207,14 +207,19 @@ describe("statements", () => {
     const run = [upd("public.p", { id: "1" }, { id: "1", v: "a" }), upd("public.p", { id: "2" }, { id: "2", v: null })] as GroupedChange[];
     expect(groupedStatement(P, run)).toEqual({
       sql: 'update public.p as t set "id" = u.c1::integer, "v" = u.c2::text from unnest($1::text[], $2::text[], $3::text[]) as u(k1, c1, c2) where t."id" = u.k1::integer',
-      params: [
-        ["1", "2"],
-        ["1", "2"],
-        ["a", null],
-      ],
+      params: ['{"1","2"}', '{"1","2"}', '{"a",NULL}'],
     });
     expect(groupedStatement(T, [upd("public.t", { id: "1" }, { id: "1", ident: "2" })] as GroupedChange[])).toBeNull();
     expect(groupedStatement(P, [del("public.p", { v: "x" })] as GroupedChange[])).toBeNull();
+  });
+});
+
+describe("text[] parameters", () => {
+  it("are the array literal node-postgres would send, quotes and backslashes escaped, NULL for null", () => {
+    expect(textArrayLiteral([])).toBe("{}");
+    expect(textArrayLiteral(["a", null, "", "NULL", 'say "hi"', "back\\slash", "{x,y}"])).toBe(
+      '{"a",NULL,"","NULL","say \\"hi\\"","back\\\\slash","{x,y}"}',
+    );
   });
 });
 

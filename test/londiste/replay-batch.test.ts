@@ -6,7 +6,8 @@
  * (no duplicate-key error, counts unchanged); a subscriber position that
  * does not match the batch stops replay loudly; events of unknown type are
  * set aside as failed (docs/protocols.md, "Replay: one batch, exactly
- * once").
+ * once"); behind by several ticks, one batch spans them, but never past a
+ * table's handover tick or a held tick.
  */
 import { fileURLToPath } from "node:url";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
@@ -218,5 +219,56 @@ describe("replay hold (for compare/repair)", () => {
     expect(await replayOneBatch(provider.pool, subscriber.pool, settings, apply)).toMatchObject({ kind: "applied" });
     expect((await subscriber.query("select count(*)::int as n from data2 where id = 50")).rows[0].n).toBe(1);
     await subscriber.query("delete from londiste.replay_hold");
+  });
+});
+
+describe("merged batches (replay behind by several ticks)", () => {
+  const recorded = async () => Number((await subscriber.query("select londiste.get_last_tick('job') as t")).rows[0].t);
+  /** One insert into data2 per tick; the ticks made. */
+  const ticksWithRows = async (ids: number[]) => {
+    const ticks: number[] = [];
+    for (const id of ids) {
+      await provider.query("insert into data2 values ($1)", [id]);
+      ticks.push(await tickNow(provider.pool, "replika"));
+    }
+    return ticks;
+  };
+
+  it("takes the waiting ticks in one batch, applied with its end tick in one transaction", async () => {
+    await drain();
+    const at = await recorded();
+    const ticks = await ticksWithRows([200, 201, 202]);
+    expect(await replayOneBatch(provider.pool, subscriber.pool, settings, apply)).toMatchObject({
+      kind: "applied",
+      changes: 3,
+      batch: { prevTickId: at, tickId: ticks[2] },
+    });
+    expect(await recorded()).toBe(ticks[2]);
+    expect(await rows(subscriber, "data2")).toEqual(await rows(provider, "data2"));
+    // Bounded by events (counted by the event sequence): the first tick reaching mergeMaxEvents ends the batch.
+    const more = await ticksWithRows([203, 204, 205, 206]);
+    const bounded = await replayOneBatch(provider.pool, subscriber.pool, { ...settings, mergeMaxEvents: 2 }, apply);
+    expect(bounded).toMatchObject({ kind: "applied", batch: { prevTickId: ticks[2] } });
+    expect(bounded.kind === "applied" && bounded.batch.tickId).toBeLessThan(more[3]!);
+    await drain();
+    expect(await rows(subscriber, "data2")).toEqual(await rows(provider, "data2"));
+  });
+
+  it("never passes a held tick, and takes one tick at a time while a hold is being claimed", async () => {
+    await drain();
+    const at = await recorded();
+    const ticks = await ticksWithRows([210, 211, 212, 213]);
+    // A hold row whose tick is not known yet (-1): one tick per batch.
+    await subscriber.query("insert into londiste.replay_hold values ('job', -1, 'test', now() + interval '1 minute')");
+    expect(await replayOneBatch(provider.pool, subscriber.pool, settings, apply)).toMatchObject({ kind: "applied", batch: { prevTickId: at, tickId: ticks[0] } });
+    // Held at the third tick: the batch ends there, and replay stops there.
+    await subscriber.query("update londiste.replay_hold set tick_id = $1", [ticks[2]]);
+    expect(await replayOneBatch(provider.pool, subscriber.pool, settings, apply)).toMatchObject({ kind: "applied", batch: { tickId: ticks[2] } });
+    expect(await replayOneBatch(provider.pool, subscriber.pool, settings, apply)).toMatchObject({ kind: "idle", held: true });
+    expect(await recorded()).toBe(ticks[2]);
+    expect((await subscriber.query("select count(*)::int as n from data2 where id = 213")).rows[0].n).toBe(0);
+    await subscriber.query("delete from londiste.replay_hold");
+    expect(await replayOneBatch(provider.pool, subscriber.pool, settings, apply)).toMatchObject({ kind: "applied", batch: { tickId: ticks[3] } });
+    expect(await rows(subscriber, "data2")).toEqual(await rows(provider, "data2"));
   });
 });

@@ -78,26 +78,52 @@ export interface Run {
   grouped: boolean;
 }
 
+/*
+ * Signatures and key texts are built for every change, several times over
+ * while planning a batch, so they are plain strings joined with characters
+ * PostgreSQL text and names never hold (NUL, and \u0001 between names),
+ * and a change's signature is worked out once.
+ */
+const SEP = "\u0000";
+const names = (m: Map<string, string | null>) => [...m.keys()].join("\u0001");
+const signatures = new WeakMap<RowChange, string | null>();
+
 /** Changes with equal signatures can share one multi-row statement; null: never grouped. */
 export function signature(change: RowChange): string | null {
+  let sig = signatures.get(change);
+  if (sig === undefined) {
+    sig = computeSignature(change);
+    signatures.set(change, sig);
+  }
+  return sig;
+}
+
+function computeSignature(change: RowChange): string | null {
   switch (change.op) {
     case "insert":
-      return JSON.stringify(["I", change.table, [...change.row.keys()]]);
+      return `I${SEP}${change.table}${SEP}${names(change.row)}`;
     case "update":
       for (const [name, value] of change.key) {
         if (!change.row.has(name) || change.row.get(name) !== value) return null; // a key change
       }
-      return JSON.stringify(["U", change.table, [...change.row.keys()], [...change.key.keys()]]);
+      return `U${SEP}${change.table}${SEP}${names(change.row)}${SEP}${names(change.key)}`;
     case "delete":
-      return JSON.stringify(["D", change.table, [...change.key.keys()]]);
+      return `D${SEP}${change.table}${SEP}${names(change.key)}`;
     case "truncate":
       return null;
   }
 }
 
+/** Values as one string, null told apart from every text. */
+function valuesText(values: Iterable<string | null>): string {
+  let out = "";
+  for (const v of values) out += v === null ? `${SEP}N` : `${SEP}V${v}`;
+  return out;
+}
+
 /** The key values of an update or delete, for spotting a key given twice in one run. */
 function keyText(change: RowChange): string {
-  return change.op === "update" || change.op === "delete" ? JSON.stringify([...change.key.values()]) : "";
+  return change.op === "update" || change.op === "delete" ? valuesText(change.key.values()) : "";
 }
 
 /** End (exclusive, at most `limit`) of the run of changes that can share one statement with changes[i]. */
@@ -178,7 +204,7 @@ export function planSegment(changes: readonly RowChange[], i: number, options: P
       if (change.key.size !== pk.length || !pk.every((k) => change.key.has(k))) break;
       values = pk.map((k) => change.key.get(k)!);
     }
-    const rowId = JSON.stringify([t.shape.oid, values]);
+    const rowId = `${t.shape.oid}${valuesText(values)}`;
     const layer = (layerOf.get(rowId) ?? 0) + 1;
     if (change.op === "insert") {
       const earlier = inserts.get(t.shape.oid);

@@ -20,7 +20,8 @@
  * without `only` for a partitioned table).
  * Grouped, a run becomes `insert ... select ... from unnest(...)`,
  * `update ... set ... from unnest(...) where T.key = u.key` or
- * `delete ... using unnest(...)`, its values as text[] parameters.
+ * `delete ... using unnest(...)`, its values as text[] parameters (array
+ * literals).
  */
 import { ownRows, quoteIdent } from "../../db/sql-text.ts";
 import type { RowChange } from "../change-event.ts";
@@ -116,6 +117,23 @@ export function changeStatement(t: TableRef, change: RowChange): Statement {
 }
 
 /**
+ * A text[] parameter as PostgreSQL's array literal: what node-postgres
+ * makes of a JS array, built here with one scan per value instead of two
+ * regular expressions (this runs for every value of every grouped change).
+ */
+export function textArrayLiteral(values: ReadonlyArray<string | null>): string {
+  let out = "{";
+  for (let i = 0; i < values.length; i++) {
+    if (i > 0) out += ",";
+    const v = values[i];
+    if (v === null || v === undefined) out += "NULL";
+    else if (v.includes("\\") || v.includes('"')) out += `"${v.replace(/[\\"]/g, "\\$&")}"`;
+    else out += `"${v}"`;
+  }
+  return `${out}}`;
+}
+
+/**
  * One statement for a run of changes with one signature (insert, update or delete, same table
  * and columns, no key twice, no key change); null for an update or delete run when the
  * subscriber's primary key is not exactly the change's key columns (only then does a row count
@@ -130,7 +148,7 @@ export function groupedStatement(t: TableRef, run: GroupedChange[]): Statement |
       sql:
         `${insertHead(t, cols)} select ${cols.map((c, i) => `u.c${i + 1}::${c.castType}`).join(", ")} ` +
         `from unnest(${cols.map((_, i) => `$${i + 1}::text[]`).join(", ")}) as u(${cols.map((_, i) => `c${i + 1}`).join(", ")})`,
-      params: cols.map((c) => run.map((ch) => (ch.op === "insert" ? (ch.row.get(c.name) ?? null) : null))),
+      params: cols.map((c) => textArrayLiteral(run.map((ch) => (ch.op === "insert" ? (ch.row.get(c.name) ?? null) : null)))),
     };
   }
   const keys = keyColumns(t, first.key).map(([c]) => c);
@@ -138,11 +156,11 @@ export function groupedStatement(t: TableRef, run: GroupedChange[]): Statement |
   const keyed = pk.length === keys.length && keys.every((c) => pk.includes(c.name));
   const sets = first.op === "update" ? writableColumns(t, first.row).map(([c]) => c) : [];
   if (!keyed || (first.op === "update" && (sets.length === 0 || sets.some((c) => c.identityAlways)))) return null;
-  const keyArrays = keys.map((c) => run.map((ch) => (ch.op !== "insert" ? (ch.key.get(c.name) ?? null) : null)));
+  const keyArrays = keys.map((c) => textArrayLiteral(run.map((ch) => (ch.op !== "insert" ? (ch.key.get(c.name) ?? null) : null))));
   const keyAliases = keys.map((_, i) => `k${i + 1}`);
   const match = keys.map((c, i) => `t.${quoteIdent(c.name)} = u.k${i + 1}::${c.castType}`).join(" and ");
   if (first.op === "update") {
-    const params = [...keyArrays, ...sets.map((c) => run.map((ch) => (ch.op === "update" ? (ch.row.get(c.name) ?? null) : null)))];
+    const params = [...keyArrays, ...sets.map((c) => textArrayLiteral(run.map((ch) => (ch.op === "update" ? (ch.row.get(c.name) ?? null) : null))))];
     return {
       sql:
         `update ${target(t)} as t set ${sets.map((c, i) => `${quoteIdent(c.name)} = u.c${i + 1}::${c.castType}`).join(", ")} ` +
