@@ -9,7 +9,9 @@
  * operation also appending a row to an audit table in the same transaction.
  * Meanwhile replay is killed with SIGKILL many times at random moments:
  * after a random delay, right after a batch is opened on the provider,
- * between the subscriber commit and finish_batch when the timing allows,
+ * between the subscriber commit and finish_batch (held there by a gate on
+ * the provider's pgq.subscription, its waiting session ended before the
+ * gate opens),
  * right after a batch is done; and once a second replay stands by and takes
  * over when the active one is killed.
  *
@@ -249,6 +251,43 @@ async function openBatch(probe: pg.Client): Promise<{ batch: number; nextTick: n
   return r?.b ? { batch: Number(r.b), nextTick: Number(r.t) } : undefined;
 }
 
+/**
+ * The finish gate: a trigger on the provider's pgq.subscription makes finish_batch (the update that
+ * clears sub_batch) wait on an advisory lock the test holds while the gate is closed.
+ */
+const FINISH_GATE = `
+create function public.finish_gate() returns trigger language plpgsql as $$
+begin
+    if old.sub_batch is not null and new.sub_batch is null then
+        perform pg_advisory_xact_lock_shared(hashtext('gate:finish'));
+    end if;
+    return new;
+end $$;
+create trigger finish_gate before update on pgq.subscription for each row execute function public.finish_gate();`;
+
+async function closeFinishGate(): Promise<{ waiters(): Promise<number[]>; terminateWaiters(): Promise<void>; open(): Promise<void> }> {
+  const holder = new pg.Client({ connectionString: job.provider.url, application_name: "test finish gate" });
+  await holder.connect();
+  await holder.query("select pg_advisory_lock(hashtext('gate:finish'))");
+  const waiters = async () => {
+    const { rows } = await holder.query<{ pid: number }>(
+      `select l.pid from pg_locks l
+        where l.locktype = 'advisory' and not l.granted and l.database = (select oid from pg_database where datname = current_database())
+          and l.objid = hashtext('gate:finish')::oid and l.objsubid = 1`,
+    );
+    return rows.map((r) => r.pid);
+  };
+  return {
+    waiters,
+    async terminateWaiters() {
+      for (const pid of await waiters()) await holder.query("select pg_terminate_backend($1, 5000)", [pid]);
+    },
+    async open() {
+      await holder.end();
+    },
+  };
+}
+
 async function changelog(db: LondisteJob["provider"]): Promise<string[]> {
   const { rows } = await db.query<{ r: string }>(
     `select format('%s %s %s -> %s x%s', tbl, op, old_row, new_row, count(*)) as r
@@ -270,6 +309,7 @@ describe("replay killed with SIGKILL under a steady concurrent write load", () =
     };
     let replay = await start();
     await installJob(job);
+    await job.provider.query(FINISH_GATE);
     const names = Object.keys(TABLES);
     expectOk(await job.londiste("provider", "add", ...names));
     expectOk(await job.londiste("subscriber", "add", "--expect-sync", ...names));
@@ -314,25 +354,26 @@ describe("replay killed with SIGKILL under a steady concurrent write load", () =
           while (looking.elapsed() < 3000 && !(await openBatch(probe)));
           await sleep(between(0, 30));
         } else if (strategy === "after-commit") {
-          // Freeze replay (SIGSTOP) at random moments while a batch is open, until it is frozen after
-          // the subscriber committed the batch and before finish_batch; kill it there (tried for 4 s of
-          // machine time; else killed anyway).
-          const trying = new MachineClock();
+          // Close the finish gate: replay's next finish_batch waits on it, after the subscriber committed
+          // the batch. Kill replay there, end its waiting provider session (so that finish never
+          // commits), then open the gate: the batch stays open for good and the next replay must skip it.
+          const gate = await closeFinishGate();
           let hit: number | undefined;
-          while (trying.elapsed() < 4000 && hit === undefined) {
-            const open = await openBatch(probe);
-            if (!open) continue;
-            await sleep(between(0, 3));
-            replay.child.kill("SIGSTOP");
-            const again = await openBatch(probe);
-            if (again?.batch === open.batch && (await subscriberTick(job)) === open.nextTick) hit = open.batch;
-            else replay.child.kill("SIGCONT");
+          try {
+            const waiting = new MachineClock();
+            let open: { batch: number; nextTick: number } | undefined;
+            while (waiting.elapsed() < 10_000 && !(await gate.waiters()).length) await sleep(20);
+            open = await openBatch(probe);
+            if (open && (await gate.waiters()).length && (await subscriberTick(job)) === open.nextTick) {
+              await replay.kill("SIGKILL");
+              await gate.terminateWaiters();
+              hit = open.batch;
+            }
+          } finally {
+            await gate.open();
           }
           if (hit !== undefined) {
-            await replay.kill("SIGKILL");
             kinds.push(strategy);
-            // A finish_batch already on its way may still commit; after that the batch is open for good.
-            await sleep(100);
             if ((await openBatch(probe))?.batch === hit) afterCommitHits.add(hit);
             replay = await start();
             continue;
