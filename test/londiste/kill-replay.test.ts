@@ -361,9 +361,8 @@ describe("replay killed with SIGKILL under a steady concurrent write load", () =
           let hit: number | undefined;
           try {
             const waiting = new MachineClock();
-            let open: { batch: number; nextTick: number } | undefined;
             while (waiting.elapsed() < 10_000 && !(await gate.waiters()).length) await sleep(20);
-            open = await openBatch(probe);
+            const open = await openBatch(probe);
             if (open && (await gate.waiters()).length && (await subscriberTick(job)) === open.nextTick) {
               await replay.kill("SIGKILL");
               await gate.terminateWaiters();
