@@ -14,6 +14,7 @@ import { errors, headers, type NatsConnection } from "@nats-io/nats-core";
 import { type Service, type ServiceMsg, Svcm } from "@nats-io/services";
 import { PgqError, type PgqErrorKind } from "../pgq/errors.ts";
 import type { Logger } from "../log.ts";
+import { sleep } from "../sleep.ts";
 import { CommandError, type ErrorCode, type Reply } from "./replies.ts";
 import { parseRequestBody, type RequestSchema, validateRequest } from "./validate.ts";
 
@@ -180,6 +181,11 @@ export async function startCommandService(nc: NatsConnection, options: CommandSe
     queue: `${options.queue ?? "q"}-unknown`,
     known: Object.keys(options.commands),
   });
+  // Callers log "serving ..." next: a round trip makes the server hold the subscriptions by then, so a
+  // request sent right after that line is answered. Bounded: a NATS outage must not hold up the service.
+  const settle = new AbortController();
+  await Promise.race([nc.flush().catch(() => undefined), sleep(2000, settle.signal)]);
+  settle.abort();
   return service;
 }
 
