@@ -22,6 +22,8 @@ if (runsService && command === "replay") {
 } else if (runsService && command === "repair-worker") {
   const { runRepairService } = await load("services/repair/main");
   process.exit(await runRepairService(config, { instance: parsed.options.instance }));
+} else if (runsService && command === "dashboard") {
+  process.exit(await (await load("services/dashboard/main")).runDashboard(config, { port: parsed.options.port }));
 } else {
   const { runLondisteCommand } = await load("services/londiste/main");
   process.exit(await runLondisteCommand(argv));
