@@ -8,7 +8,9 @@
  *  - the lag chart has points, and its text alternative says how many;
  *  - the services that answer are listed, replay as active;
  *  - a planted error (a column added on the provider after the capture
- *    was made) shows its message and the command that fixes it.
+ *    was made) shows its message and the command that fixes it;
+ *  - a copy made slow on purpose (a domain check that sleeps on the
+ *    subscriber) shows as a progress bar with rows, MB/s, then goes away.
  * The page's screenshot is saved to test-results/dashboard.png
  * (docs/img/dashboard.png with SAVE_SCREENSHOT=1, as shown in the README).
  */
@@ -25,6 +27,7 @@ useProcessCleanup();
 
 const CHROMIUM = process.env.CHROMIUM_BIN ?? "/usr/bin/chromium";
 const ROWS = 30_000;
+const SLOW_ROWS = 5_000;
 
 let job: LondisteJob;
 let dashboard: ServiceProcess;
@@ -137,9 +140,35 @@ describe("londiste dashboard in Chromium", () => {
     expect(await page.getAttribute('tr[data-table="public.notes"] td[data-state]', "data-state")).toBe("error");
     expect(await text('#jobs-table tr[data-job="dashweb_job"] td:nth-of-type(5)')).toBe("1");
 
+    // A copy shown as a progress bar: the subscriber's column is a domain whose check sleeps, so
+    // the rows flow slowly enough for the copy worker to report progress (every ~2 s) a few times.
+    await job.subscriber.query(`
+      create function public.slow_ok(text) returns boolean language plpgsql as $$ begin perform pg_sleep(0.002); return true; end $$;
+      create domain public.slow_text as text check (public.slow_ok(value));
+      create table public.events (id bigint primary key, kind text, payload public.slow_text)`);
+    await job.provider.query("create table public.events (id bigint primary key, kind text, payload text)");
+    await job.provider.query(`insert into public.events select g, 'k' || g % 7, repeat('x', 2000) from generate_series(1, ${SLOW_ROWS}) g`);
+    await job.provider.query("analyze public.events");
+    expectOk(await job.londiste("provider", "add", "public.events"));
+    expectOk(await job.londiste("subscriber", "add", "public.events"));
+    const bar = '[data-copy="public.events"] progress';
+    await waitFor(async () => Number(await page.getAttribute(bar, "value").catch(() => null)) > 0, { timeoutMs: 120_000, what: "a progress bar of the copy of public.events" });
+    expect(await page.getAttribute(bar, "aria-label")).toMatch(new RegExp(`^public\\.events: \\d+ rows of about ${SLOW_ROWS} at \\d+\\.\\d MB/s`));
+    expect(await text('[data-copy="public.events"] .copy-text')).toMatch(/^\d+(\.\d)?%: \d+ rows of about \d+ at \d+\.\d MB\/s.*\(.+\)$/);
+    expect(await text('#jobs-table tr[data-job="dashweb_job"] td:nth-of-type(4)')).toBe("1");
+    // The copy worker says what it copies when pinged.
+    await waitFor(async () => (await text("table.services tbody"))?.includes("copying public.events"), { timeoutMs: 30_000, what: "the copy worker listed as copying public.events" });
+
     const dir = join(REPO_ROOT, "test-results");
     mkdirSync(dir, { recursive: true });
     await page.screenshot({ path: join(dir, "dashboard.png"), fullPage: true });
     if (process.env.SAVE_SCREENSHOT === "1") await page.screenshot({ path: join(REPO_ROOT, "docs", "img", "dashboard.png"), fullPage: true });
+
+    // The copy ends, and the bar with it.
+    await waitFor(async () => (await page.getAttribute('tr[data-table="public.events"] td[data-state]', "data-state").catch(() => null)) === "ok", {
+      timeoutMs: 120_000,
+      what: "public.events ok on the page",
+    });
+    expect(await page.$(bar)).toBeNull();
   });
 });

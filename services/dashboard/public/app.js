@@ -171,6 +171,8 @@ function lagChart(job, holder) {
         width,
         height: 200,
         scales: { x: { time: true }, y: { range: (_u, _min, max) => [0, Math.max(1, max * 1.1)] } },
+        // The caption under the chart says what the legend would; the axis names the series.
+        legend: { show: false },
         axes: [{}, { label: "lag (s)" }],
         series: [{}, { label: "lag (s)", stroke: "#0969da", fill: "rgba(9,105,218,0.1)", width: 2, points: { show: xs.length < 60 } }],
       },
