@@ -3,7 +3,9 @@
  * nothing from a database, so it runs with the observer role
  * (docs/security-nats.md). It
  *  - finds the jobs under the subject prefix from the `$SRV.INFO` replies
- *    of the replay services (plus the job of its own config),
+ *    of the replay services (plus the job of its own config), and the
+ *    ticker jobs from those of the tickers (their status lists their
+ *    queues, their ping their instances),
  *  - asks each job's replay for `status` (lag, tables, errors) and pings
  *    the job's services, every poll,
  *  - follows each job's JetStream stream of state changes (the kept
@@ -22,6 +24,7 @@ import {
   applyStatus,
   applyStatusProblem,
   applyTick,
+  applyTicker,
   type CopyProgress,
   type DashboardModel,
   noteJob,
@@ -84,20 +87,21 @@ export class Collector {
   private async pollLoop(): Promise<void> {
     const { signal, pollMs } = this.options;
     while (!signal.aborted) {
-      const jobs = new Set([this.options.job, ...(await this.discover())]);
-      await Promise.all([...jobs].map((job) => this.pollJob(job)));
+      const [found, tickers] = await Promise.all([this.discover("londiste-replay", "londiste"), this.discover("pgqadm-ticker", "pgqadm")]);
+      const jobs = new Set([this.options.job, ...found]);
+      await Promise.all([...[...jobs].map((job) => this.pollJob(job)), ...[...new Set(tickers)].map((t) => this.pollTicker(t))]);
       for (const job of jobs) if (!this.followed.has(job)) this.follow(job);
       this.options.changed();
       await sleep(pollMs, signal);
     }
   }
 
-  /** The jobs whose replay answers `$SRV.INFO` with an endpoint under this prefix. */
-  private async discover(): Promise<string[]> {
+  /** The jobs whose `service` (londiste-replay, pgqadm-ticker) answers `$SRV.INFO` with endpoints under `<prefix>.<tool>.<job>.`. */
+  private async discover(service: string, tool: string): Promise<string[]> {
     const jobs: string[] = [];
-    const under = `${this.options.prefix}.londiste.`;
+    const under = `${this.options.prefix}.${tool}.`;
     try {
-      const replies = await this.nc.requestMany("$SRV.INFO.londiste-replay", "", { strategy: "stall", stall: 300, maxWait: this.options.requestTimeoutMs });
+      const replies = await this.nc.requestMany(`$SRV.INFO.${service}`, "", { strategy: "stall", stall: 300, maxWait: this.options.requestTimeoutMs });
       for await (const msg of replies) {
         const info = parse<{ metadata?: { job?: string }; endpoints?: Array<{ subject?: string }> }>(msg.data);
         const job = info?.metadata?.job;
@@ -109,6 +113,34 @@ export class Collector {
     return jobs;
   }
 
+  /** A ticker job: the queues of its database (status) and its instances (ping). */
+  private async pollTicker(tickerJob: string): Promise<void> {
+    const base = `${this.options.prefix}.pgqadm.${tickerJob}`;
+    const [queues, replies] = await Promise.all([
+      this.request(`${base}.status`).then(
+        (reply) => (reply && "result" in reply ? ((reply.result as { queues?: Array<{ queue: string }> }).queues ?? []).map((q) => q.queue) : undefined),
+        () => undefined,
+      ),
+      this.pingAll(`${base}.ping`),
+    ]);
+    applyTicker(this.model, tickerJob, queues, replies, Date.now());
+  }
+
+  /** Every instance's reply to a ping (they all answer). */
+  private async pingAll(subject: string): Promise<PingReply[]> {
+    const answers: PingReply[] = [];
+    try {
+      const replies = await this.nc.requestMany(subject, "{}", { strategy: "stall", stall: 300, maxWait: this.options.requestTimeoutMs });
+      for await (const msg of replies) {
+        const reply = parse<{ result?: PingReply }>(msg.data);
+        if (reply?.result && typeof reply.result.instance === "string") answers.push(reply.result);
+      }
+    } catch (error) {
+      if (!isNoResponders(error)) this.options.log.debug({ err: error, subject }, "ping failed");
+    }
+    return answers;
+  }
+
   private async pollJob(job: string): Promise<void> {
     const base = `${this.options.prefix}.londiste.${job}`;
     const status = this.request(`${base}.status`).then(
@@ -118,19 +150,7 @@ export class Collector {
       },
       (error: unknown) => applyStatusProblem(this.model, job, describe(error, `${base}.status`), Date.now()),
     );
-    const ping = (async () => {
-      const answers: PingReply[] = [];
-      try {
-        const replies = await this.nc.requestMany(`${base}.ping`, "{}", { strategy: "stall", stall: 300, maxWait: this.options.requestTimeoutMs });
-        for await (const msg of replies) {
-          const reply = parse<{ result?: PingReply }>(msg.data);
-          if (reply?.result && typeof reply.result.instance === "string") answers.push(reply.result);
-        }
-      } catch (error) {
-        if (!isNoResponders(error)) this.options.log.debug({ err: error, job }, "ping failed");
-      }
-      applyPings(this.model, job, answers, Date.now());
-    })();
+    const ping = this.pingAll(`${base}.ping`).then((answers) => applyPings(this.model, job, answers, Date.now()));
     await Promise.all([status, ping]);
   }
 

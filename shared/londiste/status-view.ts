@@ -8,7 +8,8 @@
  * The model keeps per job: the lag of the last hour (one point per status
  * reply), each table's state with the time and path of its last
  * transitions, the last copy progress per table, the services that
- * answered the last ping, and the last tick of the job's queue.
+ * answered the last ping (the tickers of the job's queue among them), and
+ * the last tick of the job's queue.
  */
 
 /** How much lag history is kept and shown. */
@@ -113,12 +114,19 @@ interface JobModel {
   services: Map<string, { reply: PingReply; seen: number }>;
 }
 
+/** A ticker job (pgqadm): the queues of its database and its instances. */
+interface TickerModel {
+  queues: string[];
+  services: Map<string, { reply: PingReply; seen: number }>;
+}
+
 export interface DashboardModel {
   jobs: Map<string, JobModel>;
+  tickers: Map<string, TickerModel>;
 }
 
 export function emptyModel(): DashboardModel {
-  return { jobs: new Map() };
+  return { jobs: new Map(), tickers: new Map() };
 }
 
 function jobOf(model: DashboardModel, job: string): JobModel {
@@ -223,6 +231,23 @@ export function applyPings(model: DashboardModel, job: string, replies: PingRepl
   const j = jobOf(model, job);
   for (const reply of replies) j.services.set(reply.instance, { reply, seen: now });
   for (const [instance, s] of j.services) if (now - s.seen > SERVICE_GONE_MS) j.services.delete(instance);
+}
+
+/**
+ * A ticker job's `status` queues and `ping` replies: its instances are
+ * listed among the services of every job replaying one of those queues.
+ * (Queues are known by name only: two provider databases with a queue of
+ * the same name under one prefix would both claim the job's ticker.)
+ */
+export function applyTicker(model: DashboardModel, tickerJob: string, queues: string[] | undefined, replies: PingReply[], now: number): void {
+  let t = model.tickers.get(tickerJob);
+  if (!t) {
+    t = { queues: [], services: new Map() };
+    model.tickers.set(tickerJob, t);
+  }
+  if (queues) t.queues = queues;
+  for (const reply of replies) t.services.set(reply.instance, { reply: { ...reply, service: "ticker" }, seen: now });
+  for (const [instance, s] of t.services) if (now - s.seen > SERVICE_GONE_MS) t.services.delete(instance);
 }
 
 /** A tick notice of a queue: every job replaying that queue. */
@@ -377,7 +402,8 @@ export function jobView(model: DashboardModel, job: string, now: number, configP
     ...(j.tickerWarning ? [j.tickerWarning] : []),
     ...(j.registered === false ? ["replay's consumer is not registered on the provider: nothing is replayed"] : []),
   ];
-  const services = [...j.services.values()]
+  const tickers = [...model.tickers.values()].filter((t) => j.queue !== null && t.queues.includes(j.queue));
+  const services = [...j.services.values(), ...tickers.flatMap((t) => [...t.services.values()])]
     .map((s) => serviceView(s.reply))
     .sort((a, b) => a.service.localeCompare(b.service) || a.instance.localeCompare(b.instance));
   return {

@@ -6,7 +6,7 @@
  *  - a table added while the page is open goes through its states to ok
  *    (the path the page shows passes in-copy and ends at ok);
  *  - the lag chart has points, and its text alternative says how many;
- *  - the services that answer are listed, replay as active;
+ *  - the services that answer are listed, replay as active, and the ticker;
  *  - a planted error (a column added on the provider after the capture
  *    was made) shows its message and the command that fixes it;
  *  - a copy made slow on purpose (a domain check that sleeps on the
@@ -126,6 +126,7 @@ describe("londiste dashboard in Chromium", () => {
     const services = (await text("table.services tbody"))!;
     expect(services).toContain("replay");
     expect(services).toContain("copy");
+    await waitFor(async () => (await text("table.services tbody"))?.includes("ticker"), { timeoutMs: 30_000, what: "the job's ticker listed" });
 
     // A planted error: a column added on the provider after the capture was made stops the table.
     await waitFor(async () => (await page.getAttribute('tr[data-table="public.notes"] td[data-state]', "data-state").catch(() => null)) === "ok", {

@@ -11,6 +11,7 @@ import {
   applyStatus,
   applyStatusProblem,
   applyTick,
+  applyTicker,
   copyView,
   dashboardView,
   emptyModel,
@@ -170,6 +171,20 @@ describe("status view", () => {
     applyPings(m, "j", [{ instance: "db1-100", service: "replay", role: "active" }], T0 + SERVICE_GONE_MS + 1);
     expect(dashboardView(m, T0).jobs[0]!.services.map((s) => s.instance)).toEqual(["db1-100"]);
     expect(hostOf("my-host-name-4242")).toBe("my-host-name");
+  });
+
+  it("the tickers of the job's queue are among its services; another queue's are not", () => {
+    const m = emptyModel();
+    applyStatus(m, "j", status(), T0);
+    applyTicker(m, "t1", ["q", "other"], [{ instance: "db1-10", state: "active", version: "0.1.0" }, { instance: "db2-20", state: "standby", version: "0.1.0" }], T0);
+    applyTicker(m, "t2", ["elsewhere"], [{ instance: "db9-90", state: "active", version: "0.1.0" }], T0);
+    expect(dashboardView(m, T0).jobs[0]!.services).toEqual([
+      { service: "ticker", role: "active", host: "db1", instance: "db1-10", version: "0.1.0" },
+      { service: "ticker", role: "standby", host: "db2", instance: "db2-20", version: "0.1.0" },
+    ]);
+    // A failed status keeps the known queues; a ticker that stopped answering goes.
+    applyTicker(m, "t1", undefined, [{ instance: "db1-10", state: "active" }], T0 + SERVICE_GONE_MS + 1);
+    expect(dashboardView(m, T0).jobs[0]!.services.map((s) => s.instance)).toEqual(["db1-10"]);
   });
 
   it("tick notices reach the jobs of their queue; status problems and ticker warnings are shown", () => {

@@ -213,12 +213,13 @@ describe("NATS roles with the sample server config", () => {
         const view = (await (await fetch(`${url}api/view`)).json()) as { jobs: DashboardJob[] };
         const j = view.jobs.find((x) => x.job === JOB);
         const t = j?.tables.find((x) => x.table === "public.t");
-        return j && t?.path.endsWith("ok") && j.lag.length > 0 && j.lastTick && j.services.some((s) => s.role === "active") ? j : undefined;
+        const ready = t?.path.endsWith("ok") && j!.lag.length > 0 && j!.lastTick && j!.services.some((s) => s.role === "active") && j!.services.some((s) => s.service === "ticker");
+        return ready ? j : undefined;
       },
       { timeoutMs: 60_000, what: `the observer's dashboard to show the job from status, ping, the stream and tick notices:\n${dashboard.tail()}` },
     );
     expect(job.warnings).toEqual([]);
-    expect(job.services.map((s) => s.service).sort()).toEqual(["copy", "repair", "replay"]);
+    expect(job.services.map((s) => s.service).sort()).toEqual(["copy", "repair", "replay", "ticker"]);
 
     // No service lacked a permission, and no password reached a log line.
     for (const p of services) {
