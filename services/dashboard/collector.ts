@@ -169,6 +169,7 @@ export class Collector {
     this.followed.add(job);
     const { prefix, signal, log } = this.options;
     const stream = stateStreamName(prefix, job);
+    let said: string | undefined;
     void (async () => {
       while (!signal.aborted) {
         try {
@@ -193,8 +194,11 @@ export class Collector {
         } catch (error) {
           if (signal.aborted) return;
           const violation = permissionViolation(error);
-          if (violation) log.error({ job }, `following the state changes of ${job}: NATS refused ${violation.subject}`);
-          else log.debug({ err: error, job }, "state stream not followed yet; retrying");
+          const problem = violation ? `following the state changes of ${job}: NATS refused ${violation.subject}` : undefined;
+          // Said once, not at every retry.
+          if (problem && problem !== said) log.error({ job }, problem);
+          else if (!problem) log.debug({ err: error, job }, "state stream not followed yet; retrying");
+          said = problem;
         }
         await sleep(this.options.pollMs, signal);
       }
