@@ -1,7 +1,8 @@
 /**
  * `npm run demo`: the main Londiste job end to end on this machine, told
  * as it happens. Provider and subscriber databases with a small shop
- * schema, the ticker, replay and two copy workers as separate processes,
+ * schema, the ticker, replay, two copy workers and the dashboard (a live
+ * status page; its URL is printed) as separate processes,
  * a writer changing the provider the whole time, the londiste commands a
  * user types, each table's state changes (from JetStream) and copy
  * progress (from NATS) as they arrive, then a comparison of both sides.
@@ -11,7 +12,8 @@
  * PostgreSQL and nats-server from the local binaries.
  * Environment: DEMO_KEEP=1 keeps the temp dir (configs, logs);
  * DEMO_ORDERS / DEMO_CUSTOMERS change the sample size; DEMO_TIMEOUT (seconds,
- * default 120) is how long the tables get to reach ok.
+ * default 120) is how long the tables get to reach ok; DEMO_DASHBOARD_PORT
+ * the port of the dashboard it starts (default: a free one; it prints the URL).
  * Exit codes: 0 equal, 1 anything else (the message says what), 130 Ctrl-C.
  */
 import { randomBytes } from "node:crypto";
@@ -58,6 +60,8 @@ const CUSTOMERS = positiveInt(process.env.DEMO_CUSTOMERS, 5_000);
 const KEEP = process.env.DEMO_KEEP === "1";
 /** How long the tables get to reach ok after `subscriber add`. */
 const OK_TIMEOUT_MS = positiveInt(process.env.DEMO_TIMEOUT, 120) * 1000;
+/** The dashboard's port: DEMO_DASHBOARD_PORT, else a free one. */
+const DASHBOARD_PORT = process.env.DEMO_DASHBOARD_PORT?.trim() || "0";
 const QUEUE = "shop_changes";
 const JOB = "shop";
 
@@ -142,7 +146,8 @@ async function main(): Promise<number> {
   say(`This sets up two databases: a "provider" (the source) holding a small shop, ${CUSTOMERS.toLocaleString("en-US")} customers`);
   say(`and ${ORDERS.toLocaleString("en-US")} orders, and an empty "subscriber" (the replica). While a writer keeps changing`);
   say("the provider (a few inserts, updates and deletes every 100 ms), the demo");
-  say("  1. starts the services, each its own process: the PgQ ticker, Londiste replay and two copy workers;");
+  say("  1. starts the services, each its own process: the PgQ ticker, Londiste replay, two copy workers");
+  say("     and the dashboard, a live status page (it prints the URL: open it in a browser to watch);");
   say("  2. sets up replication with the `londiste` commands you would type yourself;");
   say("  3. shows live how each table is copied (rows, MB/s) and then handed over from the copy to replay,");
   say('     until every table is "ok";');
@@ -269,9 +274,15 @@ async function main(): Promise<number> {
   start("replay", LONDISTE, londisteConf, "replay", "replay: applies the changes to the subscriber, serves the londiste commands");
   start("copy-1", LONDISTE, londisteConf, "copy", "copy worker 1: copies whole tables when they join");
   start("copy-2", LONDISTE, londisteConf, "copy", "copy worker 2: shares the copy work with worker 1 over NATS");
+  const dashboard = new Service("dashboard", join(dir, "dashboard.log"), LONDISTE, [londisteConf, "dashboard", "--port", DASHBOARD_PORT]);
+  services.push(dashboard);
+  say(`    npx londiste $DEMO/londiste.ini dashboard --port ${DASHBOARD_PORT}`.padEnd(44) + ` pid ${dashboard.pid}: the dashboard, a live status page (from NATS only)`);
   onCleanup("stopping the services", async () => {
     await Promise.all(services.map((s) => s.stop()));
   });
+
+  const url = await dashboardUrl(dashboard);
+  say(url ? `    Open the dashboard while the demo runs: ${url}` : `    (the dashboard did not start; its log: $DEMO/dashboard.log)\n${indent(dashboard.tail(5))}`);
 
   // --- the writer
   const writerClient = new pg.Client({ connectionString: providerUrl, application_name: "demo writer" });
@@ -589,6 +600,16 @@ function pool(url: string, options?: string): pg.Pool {
 
 function secondsSince(t: number): string {
   return ((Date.now() - t) / 1000).toFixed(1);
+}
+
+/** The page's URL from the dashboard's log ("dashboard at URL"), once it listens; undefined if it did not start. */
+async function dashboardUrl(dashboard: Service): Promise<string | undefined> {
+  for (let i = 0; i < 200 && !dashboard.exited; i++) {
+    const url = /"msg":"dashboard at (http:\/\/[^"]+)"/.exec(dashboard.tail(50))?.[1];
+    if (url) return url;
+    await sleep(100);
+  }
+  return undefined;
 }
 
 function sleep(ms: number): Promise<void> {

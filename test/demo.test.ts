@@ -1,7 +1,7 @@
 /**
  * `npm run demo` as a user runs it (a child process), against the test
- * servers: every table reaches ok, both sides compare equal, and nothing
- * is left behind (databases, JetStream stream, temp dir).
+ * servers: every table reaches ok, both sides compare equal, the dashboard
+ * prints its URL, and nothing is left behind (databases, JetStream stream, temp dir).
  */
 import { spawn } from "node:child_process";
 import { existsSync } from "node:fs";
@@ -80,6 +80,8 @@ it("npm run demo: every table reaches ok, both sides are equal, nothing is left 
   expect(output).toContain("copied 300,");
   expect(output).toContain("is back on the subscriber");
   expect(output).not.toContain("NOT EQUAL");
+  // The dashboard ran beside the services and said where.
+  expect(output).toMatch(/Open the dashboard while the demo runs: http:\/\/127\.0\.0\.1:\d+\//);
 
   // Nothing left: the demo's databases, its JetStream stream, its temp dir.
   const names = /Creating the databases: (demo_([0-9a-f]+)_provider) \(provider\), (demo_[0-9a-f]+_subscriber) \(subscriber\)/.exec(output);

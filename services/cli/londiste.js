@@ -1,7 +1,8 @@
 #!/usr/bin/env node
 // Launcher: `londiste CONFIG replay [--reset]` runs the replay service in
 // this process, `londiste CONFIG copy [--instance NAME]` a copy worker,
-// `londiste CONFIG repair-worker [--instance NAME]` a compare/repair worker; every other command is sent to
+// `londiste CONFIG repair-worker [--instance NAME]` a compare/repair worker, `londiste CONFIG dashboard
+// [--port N]` the status page; every other command is sent to
 // the job's services over NATS. Anything that does not parse goes to the
 // command line, which explains the problem.
 import { load } from "./load.js";
@@ -22,6 +23,8 @@ if (runsService && command === "replay") {
 } else if (runsService && command === "repair-worker") {
   const { runRepairService } = await load("services/repair/main");
   process.exit(await runRepairService(config, { instance: parsed.options.instance }));
+} else if (runsService && command === "dashboard") {
+  process.exit(await (await load("services/dashboard/main")).runDashboard(config, { port: parsed.options.port }));
 } else {
   const { runLondisteCommand } = await load("services/londiste/main");
   process.exit(await runLondisteCommand(argv));

@@ -191,6 +191,7 @@ export const LONDISTE_OPTIONS: OptionSpec = {
   instance: { type: "string", missing: "--instance needs a name" },
   since: { type: "string", missing: "--since needs a date/time or an age (30m, 2h, 1d)" },
   all: { type: "boolean" },
+  port: { type: "string", missing: "--port needs a port number" },
 };
 
 /** The long-running commands the launcher runs in its own process, with the options each takes. */
@@ -199,6 +200,7 @@ export const SERVICE_COMMANDS: Record<string, { usage: string; options: string[]
   copy: { usage: "copy [--instance NAME]", options: ["instance"] },
   "repair-worker": { usage: "repair-worker [--instance NAME]", options: ["instance"] },
   watch: { usage: "watch [--since TIME | --all] [--json]", options: ["json", "since", "all"] },
+  dashboard: { usage: "dashboard [--port N]", options: ["port"] },
 };
 
 /** The admin command flags among parsed options (string options as given, booleans as true/false). */
@@ -247,6 +249,7 @@ export function helpText(): string {
     "  watch [--since TIME | --all] [--json]",
     "                                   print the tables' state changes from now on (JetStream); --since TIME",
     "                                   (2026-11-27T10:00Z, or an age: 30m, 2h, 1d) or --all for the kept history",
+    "  dashboard [--port N]             a live status page of the jobs (web, from NATS only; logs its URL)",
     "",
     "admin commands (sent over NATS to the job's replay service; compare and repair to its repair workers):",
   ];

@@ -45,7 +45,7 @@ export async function runLondisteCommand(argv: string[]): Promise<number> {
     // --dir is sent as written: the worker resolves it inside its own repair_dir.
     const flags = flagsFrom(options.options);
     command = parseCommand(words, flags);
-    for (const serviceOnly of ["reset", "instance", "since", "all"]) {
+    for (const serviceOnly of ["reset", "instance", "since", "all", "port"]) {
       if (options.options[serviceOnly] !== undefined) throw new UsageError(`--${serviceOnly} does not apply to "${command.command.replace(".", " ")}"`);
     }
     config = loadLondisteConfig(configPath!);

@@ -32,6 +32,8 @@ export const LONDISTE_SCHEMA: ConfigSchema = {
     default: "4",
     min: 1,
   },
+  dashboard_port: { kind: "integer", description: "port of `londiste CONF dashboard` (--port overrides; 0 picks a free one)", default: "8070", min: 0 },
+  dashboard_host: { kind: "string", description: "address `londiste CONF dashboard` listens on", default: "127.0.0.1" },
   ...COMMON_KEYS,
 };
 

@@ -1,5 +1,5 @@
 // The product as a user installs it: `npm pack`, the tarball installed into an empty prefix, and
-// the ticker, replay, two copy workers and a repair worker run from the installed bins (plain
+// the ticker, replay, two copy workers, a repair worker and the dashboard run from the installed bins (plain
 // node, no tsx, no node_modules of the checkout) with Skytools-style configs that set pidfile
 // and logfile. A table is added and copied; /metrics and /readyz answer on every service;
 // SIGHUP reloads; `stop` over NATS stops each of them; `pgqadm --sql-dir` points into the
@@ -176,12 +176,32 @@ describe("installed from the packed tarball", () => {
     try {
       const replies = await nc.requestMany("$SRV.PING.londiste-copy", "", { maxWait: 3000 });
       const ids = new Set<string>();
-      for await (const m of replies) ids.add((m.json() as { id: string }).id);
+      // Copy workers of other jobs (other tests on the same NATS) answer too: count this job's.
+      for await (const m of replies) {
+        const info = m.json() as { id: string; metadata?: { job?: string } };
+        if (info.metadata?.job === jobName) ids.add(info.id);
+      }
       expect(ids.size).toBe(2);
     } finally {
       await nc.close();
     }
     expect(await ok("londiste", conf, "ping")).toMatch(/instance: /);
+
+    // The dashboard from the installed package: its page and assets (uPlot included) come from the package.
+    const dashboard = new ServiceProcess("installed-dashboard", bin.londiste, [conf, "dashboard", "--port", "0"]);
+    const url = (await dashboard.waitForLog(/^dashboard at /, { timeoutMs: SERVICE_START_MS })).url as string;
+    const port = Number(new URL(url).port);
+    for (const path of ["/", "/assets/app.js", "/assets/style.css", "/assets/uPlot.iife.min.js", "/assets/uPlot.min.css"]) {
+      const r = await http(port, path);
+      expect(r.status, path).toBe(200);
+      expect(r.body.length, path).toBeGreaterThan(100);
+    }
+    await waitFor(async () => (JSON.parse((await http(port, "/api/view")).body) as { jobs: Array<{ job: string; tables: unknown[] }> }).jobs.find((j) => j.job === jobName)?.tables.length === 1, {
+      what: "the dashboard to show the job's table",
+      timeoutMs: 30_000,
+    });
+    process.kill(dashboard.pid, "SIGTERM");
+    expect((await dashboard.waitForExit(30_000)).code).toBe(0);
 
     // SIGHUP to the PID of an installed bin reloads its config.
     const before = replay.lines.length;

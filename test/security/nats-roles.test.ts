@@ -2,7 +2,7 @@
  * The sample NATS server config (deploy/nats/single.conf with its
  * authorization.conf: TLS and three users) on a private nats-server: the
  * ticker, replay, a copy worker and a repair worker run as the service
- * user; the observer can `status` and `watch` but NATS refuses it
+ * user; the observer can `status`, `watch` and `dashboard` but NATS refuses it
  * `subscriber remove`, `repair --apply` and `pgqadm drop` (exit 4, "not
  * permitted on SUBJECT as observer", at once, not a timeout); the operator
  * runs all of them. The same job checks the service-side limits: max_queues,
@@ -22,6 +22,7 @@ import { type CliResult, PGQADM_LAUNCHER, runPgqadm, show } from "../support/pgq
 import { makeTempDir, REPO_ROOT, ServiceProcess, useProcessCleanup } from "../support/processes.ts";
 import { waitFor } from "../support/wait.ts";
 import { LONDISTE_LAUNCHER } from "../londiste/job.ts";
+import type { JobView as DashboardJob } from "../../shared/londiste/status-view.ts";
 
 useProcessCleanup();
 
@@ -202,6 +203,23 @@ describe("NATS roles with the sample server config", () => {
     expect(status.tables.map((t) => t.table).sort()).toEqual([HOSTILE, "public.t"].sort());
     const queues = (JSON.parse(expectDone(await pgqadm("observer", "--json", "status"))) as { queues: Array<{ queue: string }> }).queues;
     expect(queues.map((q) => q.queue)).toContain(QUEUE);
+
+    // The dashboard as the observer: status, ping, the stream, tick notices and $SRV.INFO are all permitted.
+    const dashboard = new ServiceProcess("dashboard", process.execPath, [LONDISTE_LAUNCHER, conf.londiste.observer!, "dashboard", "--port", "0"]);
+    services.push(dashboard);
+    const url = (await dashboard.waitForLog(/^dashboard at /, { timeoutMs: 60_000 })).url as string;
+    const job = await waitFor(
+      async () => {
+        const view = (await (await fetch(`${url}api/view`)).json()) as { jobs: DashboardJob[] };
+        const j = view.jobs.find((x) => x.job === JOB);
+        const t = j?.tables.find((x) => x.table === "public.t");
+        const ready = t?.path.endsWith("ok") && j!.lag.length > 0 && j!.lastTick && j!.services.some((s) => s.role === "active") && j!.services.some((s) => s.service === "ticker");
+        return ready ? j : undefined;
+      },
+      { timeoutMs: 60_000, what: `the observer's dashboard to show the job from status, ping, the stream and tick notices:\n${dashboard.tail()}` },
+    );
+    expect(job.warnings).toEqual([]);
+    expect(job.services.map((s) => s.service).sort()).toEqual(["copy", "repair", "replay", "ticker"]);
 
     // No service lacked a permission, and no password reached a log line.
     for (const p of services) {
