@@ -199,6 +199,7 @@ export const SERVICE_COMMANDS: Record<string, { usage: string; options: string[]
   copy: { usage: "copy [--instance NAME]", options: ["instance"] },
   "repair-worker": { usage: "repair-worker [--instance NAME]", options: ["instance"] },
   watch: { usage: "watch [--since TIME | --all] [--json]", options: ["json", "since", "all"] },
+  top: { usage: "top", options: [] },
 };
 
 /** The admin command flags among parsed options (string options as given, booleans as true/false). */
@@ -247,6 +248,7 @@ export function helpText(): string {
     "  watch [--since TIME | --all] [--json]",
     "                                   print the tables' state changes from now on (JetStream); --since TIME",
     "                                   (2026-11-27T10:00Z, or an age: 30m, 2h, 1d) or --all for the kept history",
+    "  top                              full-screen live view: lag, services, tables, copies, errors (q quits)",
     "",
     "admin commands (sent over NATS to the job's replay service; compare and repair to its repair workers):",
   ];
