@@ -6,6 +6,7 @@
  */
 import { hostname } from "node:os";
 import pino from "pino";
+import pinoPretty from "pino-pretty";
 import { redactDsn } from "./config/dsn.ts";
 
 export type Logger = pino.Logger;
@@ -20,6 +21,8 @@ export interface LoggerOptions {
   destination?: pino.DestinationStream;
   /** Also append JSON lines to this file (Skytools `logfile`); written synchronously, so an early exit loses nothing. */
   file?: string;
+  /** Also hand every JSON line to this stream (the log_db shipper, shared/logdb/shipper.ts). */
+  ship?: { write(line: string): void };
 }
 
 const SECRET_PATHS = [
@@ -52,6 +55,13 @@ export function createLogger(options: LoggerOptions): Logger {
     },
   };
   if (options.destination) return pino(config, options.destination);
+  if (options.ship) {
+    // The terminal gets the pretty form, the file and the log database the JSON line.
+    const screen = pretty ? pinoPretty({ colorize: true }) : process.stdout;
+    const streams: pino.StreamEntry[] = [{ stream: screen }, { stream: options.ship }];
+    if (options.file) streams.push({ stream: pino.destination({ dest: options.file, append: true, mkdir: true, sync: true }) });
+    return pino(config, pino.multistream(streams));
+  }
   if (options.file) {
     return pino(
       config,

@@ -90,11 +90,15 @@ export interface ServiceSpec<C extends CommonSettings> {
 export async function runService<C extends CommonSettings>(spec: ServiceSpec<C>): Promise<number> {
   const started = startService(spec.kind, spec.load, spec.files);
   if ("exitCode" in started) return started.exitCode;
-  const { config, log, releasePidfile } = started;
+  const { config, log, releasePidfile, shipper } = started;
 
   const stop = new AbortController();
   const pools: { side: string; config: pg.PoolConfig; pool: pg.Pool }[] = [];
   const registry = createRegistry(spec.kind, config.jobName);
+  if (shipper) {
+    registry.registerMetric(shipper.dropped);
+    registry.registerMetric(shipper.shipped);
+  }
   let natsUp = false;
   const cleanups: (() => Promise<unknown> | unknown)[] = [];
   let nats: NatsConnection | undefined;
@@ -282,5 +286,6 @@ export async function runService<C extends CommonSettings>(spec: ServiceSpec<C>)
     await endpoint?.close().catch(() => {});
     releasePidfile();
     log.info(spec.summary?.() ?? {}, `${spec.kind} stopped`);
+    await shipper?.close();
   }
 }

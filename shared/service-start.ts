@@ -11,12 +11,15 @@
 import type { CommonSettings } from "./config/common-keys.ts";
 import { ConfigError } from "./config/load.ts";
 import { createLogger, type Logger } from "./log.ts";
+import { LogDbShipper } from "./logdb/shipper.ts";
 import { claimPidfile } from "./pidfile.ts";
 
 export interface StartedService<C> {
   config: C;
   log: Logger;
   releasePidfile: () => void;
+  /** Ships the log records to `log_db`, when set. */
+  shipper: LogDbShipper | undefined;
 }
 
 export interface StartOptions {
@@ -62,6 +65,17 @@ export function startService<C extends CommonSettings>(
     process.stderr.write(`${service}: ${(error as Error).message}\n`);
     return { exitCode: 1 };
   }
-  const log = createLogger({ service, job: config.jobName, level: config.logLevel, file: derivedPath(config.logfile, options) });
-  return { config, log, releasePidfile };
+  // The shipper is made before the logger it reports through.
+  const logger: { log?: Logger } = {};
+  const shipper =
+    config.logDb === undefined
+      ? undefined
+      : new LogDbShipper(config.logDb, service, config.jobName, (problem) => {
+          // Said once when it stops working and once when it works again, not per record.
+          if (problem.kind === "down") logger.log?.warn({ reason: problem.message, dropped: problem.dropped }, "log_db cannot take log records: dropping them until it can");
+          else logger.log?.info({ dropped: problem.dropped }, "log_db takes log records again");
+        });
+  const log = createLogger({ service, job: config.jobName, level: config.logLevel, file: derivedPath(config.logfile, options), ship: shipper });
+  logger.log = log;
+  return { config, log, releasePidfile, shipper };
 }

@@ -201,6 +201,7 @@ export const SERVICE_COMMANDS: Record<string, { usage: string; options: string[]
   "repair-worker": { usage: "repair-worker [--instance NAME]", options: ["instance"] },
   watch: { usage: "watch [--since TIME | --all] [--json]", options: ["json", "since", "all"] },
   dashboard: { usage: "dashboard [--port N]", options: ["port"] },
+  top: { usage: "top", options: [] },
 };
 
 /** The admin command flags among parsed options (string options as given, booleans as true/false). */
@@ -250,6 +251,7 @@ export function helpText(): string {
     "                                   print the tables' state changes from now on (JetStream); --since TIME",
     "                                   (2026-11-27T10:00Z, or an age: 30m, 2h, 1d) or --all for the kept history",
     "  dashboard [--port N]             a live status page of the jobs (web, from NATS only; logs its URL)",
+    "  top                              full-screen live view: lag, services, tables, copies, errors (q quits)",
     "",
     "admin commands (sent over NATS to the job's replay service; compare and repair to its repair workers):",
   ];

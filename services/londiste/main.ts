@@ -20,6 +20,7 @@ import { parseCommandLine } from "../../shared/cli/args.ts";
 import { CONTROL_COMMANDS, flagsFrom, helpText, LONDISTE_OPTIONS, parseCommand, REPAIR_COMMANDS, SERVICE_COMMANDS, UsageError } from "./commands.ts";
 import { runDirectly, runsDirectly } from "./direct.ts";
 import { anyFailed, formatResult } from "./format.ts";
+import { runTop } from "./top.ts";
 import { describeStart, watchStart, type WatchStart, watchStateChanges } from "./watch.ts";
 
 export async function runLondisteCommand(argv: string[]): Promise<number> {
@@ -40,6 +41,7 @@ export async function runLondisteCommand(argv: string[]): Promise<number> {
       if (words[0] === "watch" && words.length === 1 && extra.length === 0) {
         return await runWatch(configPath!, options.json, watchStart({ since: options.options.since, all: options.options.all }));
       }
+      if (words[0] === "top" && words.length === 1 && extra.length === 0) return await runTop(configPath!);
       throw new UsageError(`usage: londiste CONFIG ${service.usage}`);
     }
     // --dir is sent as written: the worker resolves it inside its own repair_dir.

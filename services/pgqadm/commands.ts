@@ -113,6 +113,8 @@ export function helpText(): string {
     "commands:",
   ];
   lines.push(`  ${"ticker".padEnd(36)} run the ticker service (long-running)`);
+  lines.push(`  ${"logs [--service S] [--since TIME]".padEnd(36)} the services' log records in log_db (read there, not over NATS);`);
+  lines.push(`  ${"     [--level LEVEL] [--limit N]".padEnd(36)} --since 2026-11-27T10:00Z or an age (30m, 2h, 1d), --level warn: warn and above`);
   for (const [name, u] of Object.entries(PGQADM_COMMANDS)) lines.push(`  ${`${name} ${u.args}`.padEnd(36)} ${u.help}`);
   return lines.join("\n");
 }

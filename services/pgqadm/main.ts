@@ -21,8 +21,9 @@ import { connectForCli, NoServiceError, NotPermittedError, requestReply, unknown
 import { type OptionSpec, parseCommandLine } from "../../shared/cli/args.ts";
 import { helpText, parseCommand, UsageError } from "./commands.ts";
 import { formatResult } from "./format.ts";
+import { LOGS_OPTIONS, logsFilter, runLogs } from "./logs.ts";
 
-const PGQADM_OPTIONS: OptionSpec = { "sql-dir": { type: "boolean" } };
+const PGQADM_OPTIONS: OptionSpec = { "sql-dir": { type: "boolean" }, ...LOGS_OPTIONS };
 
 export async function runPgqadmCommand(argv: string[]): Promise<number> {
   let options;
@@ -46,6 +47,9 @@ export async function runPgqadmCommand(argv: string[]): Promise<number> {
   let config;
   let command;
   try {
+    if (words[0] === "logs") return await logs(configPath!, words, options.options, options.json);
+    const logsOption = Object.keys(LOGS_OPTIONS).find((o) => options.options[o] !== undefined);
+    if (logsOption) throw new UsageError(`--${logsOption} applies only to "logs"`);
     command = parseCommand(words);
     config = loadTickerConfig(configPath!);
   } catch (error) {
@@ -112,3 +116,13 @@ async function installDirectly(config: TickerConfig, json: boolean): Promise<num
     await pool.end();
   }
 }
+
+/** `pgqadm CONF logs ...`: reads the config's log_db (logs.ts). */
+async function logs(configPath: string, words: string[], options: Record<string, string | true>, json: boolean): Promise<number> {
+  if (words.length > 1) throw new UsageError("usage: pgqadm CONFIG logs [--service S] [--since TIME] [--level LEVEL] [--limit N]");
+  const filter = logsFilter(options);
+  const config = loadTickerConfig(configPath);
+  if (config.logDb === undefined) throw new ConfigError(`${configPath}: no log_db set: the services' log records go to a log database only with log_db = DSN`);
+  return runLogs(config.logDb, filter, json);
+}
+

@@ -7,6 +7,12 @@ import { type ConfigSchema, ConfigError, type ConfigValues } from "./load.ts";
 
 export const COMMON_KEYS: ConfigSchema = {
   logfile: { kind: "string", description: "also write JSON log lines to this file" },
+  log_db: {
+    kind: "dsn",
+    description:
+      "also ship log records to this log database (sql/logdb/install.sql) through its PgQ queue logdb; while it cannot take them they are dropped and counted, the service goes on",
+    secret: true,
+  },
   pidfile: { kind: "string", description: "write the process id here while running" },
   log_level: { kind: "string", description: "trace, debug, info, warn or error", default: "info" },
   use_skylog: { kind: "boolean", description: "accepted for Skytools compatibility; has no effect", default: "0" },
@@ -72,6 +78,8 @@ export interface CommonSettings {
   metricsHost: string;
   logLevel: string;
   logfile: string | undefined;
+  /** The log database's connection string (`log_db`), if any. */
+  logDb: string | undefined;
   pidfile: string | undefined;
   values: ConfigValues;
 }
@@ -88,6 +96,7 @@ export function commonSettingsFrom(values: ConfigValues, path: string, section: 
     metricsHost: values.metrics_host as string,
     logLevel: values.log_level as string,
     logfile: values.logfile as string | undefined,
+    logDb: values.log_db as string | undefined,
     pidfile: values.pidfile as string | undefined,
     values,
   };

@@ -1,22 +1,12 @@
 /**
  * docs/metrics.md against the code: every metric a service registers is
  * in its tables with the right type and labels, and the tables name no
- * metric that nothing registers. The londiste services' metrics come from
- * their metrics modules (registered on a fresh registry, no service
- * started); the metrics defined elsewhere (the service shell's, the
- * ticker's) are found in the source of services/ and shared/.
+ * metric that nothing registers. What the services register is read from
+ * the code (metric-registry.ts).
  */
-import { Registry } from "prom-client";
 import { describe, expect, it } from "vitest";
-import { copyMetrics } from "../../services/copy/metrics.ts";
-import { repairMetrics } from "../../services/repair/metrics.ts";
-import { replayMetrics } from "../../services/replay/metrics.ts";
-import { filesUnder, read } from "./docs-helpers.ts";
-
-interface MetricFacts {
-  type: string;
-  labels: string[];
-}
+import { read } from "./docs-helpers.ts";
+import { type MetricFacts, metricsFromModules as fromModules, metricsFromSource as fromSource } from "./metric-registry.ts";
 
 /** The metrics of the documented tables: | `name` | type | `label`, `label` | meaning |. */
 function documented(): Map<string, MetricFacts & { line: string }> {
@@ -26,40 +16,6 @@ function documented(): Map<string, MetricFacts & { line: string }> {
     if (!m) continue;
     const labels = [...m[3]!.matchAll(/`([a-z_][a-z0-9_]*)`/g)].map((l) => l[1]!);
     out.set(m[1]!, { type: m[2]!, labels: labels.sort(), line });
-  }
-  return out;
-}
-
-/** The metrics of the londiste services, from their metrics modules. */
-async function fromModules(): Promise<Map<string, MetricFacts>> {
-  const registry = new Registry();
-  replayMetrics(registry);
-  copyMetrics(registry);
-  repairMetrics(registry);
-  const out = new Map<string, MetricFacts>();
-  for (const m of await registry.getMetricsAsJSON()) {
-    const metric = registry.getSingleMetric(m.name) as unknown as { labelNames?: string[] };
-    out.set(m.name, { type: String(m.type), labels: [...(metric.labelNames ?? [])].sort() });
-  }
-  return out;
-}
-
-/** `new Counter({ name: "x", ... labelNames: [...] ... registers` anywhere in services/ and shared/. */
-function fromSource(): Map<string, MetricFacts & { file: string }> {
-  const out = new Map<string, MetricFacts & { file: string }>();
-  const files = [...filesUnder("services"), ...filesUnder("shared")].filter((f) => f.endsWith(".ts"));
-  for (const file of files) {
-    const text = read(file);
-    for (const m of text.matchAll(/new (Counter|Gauge|Histogram|Summary)(?:<[^>]*>)?\(\{\s*name:\s*"([^"]+)"/g)) {
-      const rest = text.slice(m.index + m[0].length);
-      const end = rest.search(/registers:|\}\)/);
-      const labels = /labelNames:\s*\[([^\]]*)\]/.exec(end < 0 ? rest : rest.slice(0, end));
-      out.set(m[2]!, {
-        type: m[1]!.toLowerCase(),
-        labels: labels ? [...labels[1]!.matchAll(/"([^"]+)"/g)].map((l) => l[1]!).sort() : [],
-        file,
-      });
-    }
   }
   return out;
 }
