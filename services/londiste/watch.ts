@@ -68,9 +68,9 @@ export async function watchStateChanges(
   nc: NatsConnection,
   prefix: string,
   job: string,
-  options: { json: boolean; start: WatchStart; write: (line: string) => void; started: () => void; signal: AbortSignal },
+  options: { json: boolean; start: WatchStart; write: (line: string) => void; started: () => void; signal: AbortSignal; replicas?: number },
 ): Promise<void> {
-  const stream = await ensureStateStream(nc, prefix, job);
+  const stream = await ensureStateStream(nc, prefix, job, options.replicas);
   const { state } = await (await jetstreamManager(nc)).streams.info(stream);
   const consumer = await jetstream(nc).consumers.get(stream, consumerStart(options.start, state.last_seq));
   // A recreated consumer that saw nothing yet starts at the stream's first message: skip what is older.
