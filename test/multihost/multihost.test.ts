@@ -40,16 +40,23 @@ import { createMultiHostJob, type MultiHostJob } from "../support/multihost-job.
 import { waitForProgress } from "../support/wait.ts";
 import {
   ACTIVE,
+  closeGate,
   createDataTables,
   expectReplicated,
+  freezeQuiet,
   PROVIDER_SUPPORT_SQL,
   startWriter,
   SUBSCRIBER_SUPPORT_SQL,
+  tableRow,
+  waitAtGate,
   waitState,
   type Writer,
 } from "../londiste/crash-helpers.ts";
 import { installJob } from "../londiste/job.ts";
-import { waitCaughtUp } from "../londiste/e2e-check.ts";
+import { subscriberTick, waitCaughtUp } from "../londiste/e2e-check.ts";
+import { stateStreamName } from "../../shared/londiste/state-events.ts";
+import { NATS_HOSTS } from "../support/host-cluster.ts";
+import { jobLockKey, REPLAY_LOCK_CLASS } from "../../services/replay/main.ts";
 
 useProcessCleanup();
 
@@ -169,15 +176,14 @@ async function logTime(p: ServiceProcess, text: string | RegExp, from: number, t
   return Number(line.time);
 }
 
-/** The last error a process logged (or its last output line), for notes. */
+/** Why a process exited: its uncaught exception on stderr, else the last error it logged. */
 function lastError(p: ServiceProcess): string {
   const l = p.lines.filter((x) => (x.level ?? 0) >= 50).at(-1);
   const err = l?.err as { message?: string } | undefined;
-  if (l) return `${l.msg}${err?.message ? `: ${err.message}` : ""}`;
-  // An uncaught exception: its first line on stderr.
+  const logged = l ? `${l.msg}${err?.message ? `: ${err.message}` : ""}` : p.tail(1);
   const lines = p.output.split("\n").map((x) => x.trim());
   const found = [lines.find((x) => /^\w*Error: /.test(x)), lines.find((x) => x.startsWith("Emitted 'error' event"))].filter(Boolean);
-  return found.length > 0 ? found.join("; ") : p.tail(1);
+  return found.length > 0 ? `uncaught: ${found.join("; ")}` : logged;
 }
 
 /** Committed subscriber writes from a host's address since `sinceMs` (epoch ms), by application. */
@@ -189,10 +195,91 @@ async function writesFrom(host: string, sinceMs: number, tbl?: string): Promise<
   return rows;
 }
 
-/** Adds the tables (provider and subscriber) from a3. */
-async function addTables(names: string[]): Promise<void> {
-  expectOk(await env.londisteOn("a3", "provider", "add", ...names.map((n) => `public.${n}`)));
-  expectOk(await env.londisteOn("a3", "subscriber", "add", "--force", ...names.map((n) => `public.${n}`)));
+/**
+ * A replay runs on each of a1 and a2 (one that exited is started again, as
+ * a supervisor would, and noted), one active and the other standing by.
+ */
+async function ensureReplays(f: Figure): Promise<void> {
+  for (const host of ["a1", "a2"]) {
+    const p = replays.get(host)!;
+    if (!p.running) {
+      f.notes.push(`the replay on ${host} had exited before this scenario (${lastError(p)}); started again`);
+      startReplayOn(host);
+    }
+  }
+  for (const p of replays.values()) await p.waitForLog(new RegExp(`^(${ACTIVE}|${STANDBY})$`), { timeoutMs: SERVICE_START_MS });
+  await waitForProgress({ what: "one active replay", measure: () => activeReplay().host, done: () => true });
+}
+
+/** A copy worker runs on the host (started again when it exited). */
+async function ensureCopy(host: string, f: Figure): Promise<ServiceProcess> {
+  let p = copies.get(host)!;
+  if (!p.running) {
+    if (p.exitInfo?.signal !== "SIGKILL") f.notes.push(`the copy worker on ${host} had exited (${lastError(p)}); started again`);
+    p = startCopyOn(host);
+  }
+  await p.waitForLog("copy worker starting", { timeoutMs: SERVICE_START_MS });
+  return p;
+}
+
+/** Waits until the process exits or logs a line (after `sinceMs`) that passes `what`. */
+async function waitReaction(p: ServiceProcess, sinceMs: number, what: (msg: string, level: number) => boolean, label: string): Promise<void> {
+  await waitForProgress({
+    what: label,
+    measure: () => p.lines.length,
+    done: () => !p.running || p.lines.some((l) => Number(l.time) > sinceMs && what(String(l.msg), l.level ?? 0)),
+  });
+}
+
+/** The state changes the watcher printed (`londiste watch --json --all`), in arrival order. */
+function watched(): Array<{ id: number; table: string; to: string | null }> {
+  return watcher.lines
+    .map((l) => l as unknown as { id?: unknown; job?: unknown; table: string; to: string | null })
+    .filter((m) => typeof m.id === "number" && m.job === env.jobName) as Array<{ id: number; table: string; to: string | null }>;
+}
+
+/** Ids of the job's committed state changes (londiste.sync_outbox), in order. */
+async function outboxIds(): Promise<number[]> {
+  const { rows } = await env.subscriber.query<{ id: string }>("select id from londiste.sync_outbox where queue_name = $1 order by id", [env.queue]);
+  return rows.map((r) => Number(r.id));
+}
+
+/**
+ * Waits until the watcher printed every committed state change, then checks
+ * it printed each exactly once and in commit order (no gap, nothing twice).
+ * Returns how many it checked.
+ */
+async function expectWatcherComplete(): Promise<number> {
+  const want = await outboxIds();
+  await waitForProgress({
+    what: "the watcher to print every state change",
+    measure: () => watched().length,
+    done: () => {
+      const seen = new Set(watched().map((m) => m.id));
+      return want.every((id) => seen.has(id));
+    },
+  });
+  expect(watched().map((m) => m.id)).toEqual(await outboxIds());
+  return want.length;
+}
+
+interface StreamDetail {
+  name: string;
+  cluster?: { leader?: string; replicas?: Array<{ name: string; current: boolean }> };
+}
+
+/** The state stream's leader (n1..n3) as a NATS node on `host` sees it; undefined while there is none. */
+async function streamLeader(host: string): Promise<string | undefined> {
+  const jsz = await env.natsMonitor<{ account_details?: Array<{ stream_detail?: StreamDetail[] }> }>(host, "/jsz?accounts=true&streams=true");
+  const name = stateStreamName(env.subjectPrefix, env.jobName);
+  const stream = (jsz.account_details ?? []).flatMap((a) => a.stream_detail ?? []).find((d) => d.name === name);
+  return stream?.cluster?.leader || undefined;
+}
+
+/** Adds the tables (provider and subscriber) with the command line on `host` (default a3; its NATS node must run). */
+async function addTables(names: string[], host = "a3"): Promise<void> {
+  expectOk(await env.londisteOn(host, "provider", "add", ...names.map((n) => `public.${n}`)));
+  expectOk(await env.londisteOn(host, "subscriber", "add", "--force", ...names.map((n) => `public.${n}`)));
 }
 
 /** Ends with the writer stopped, replay caught up, the tables equal and exactly once; fills the figure. */
@@ -206,7 +293,7 @@ async function finish(f: Figure, writer: Writer, names: string[]): Promise<void>
   f.rowsCompared = rows;
 }
 
-const TABLES = ["t_cut_replay", "t_fence", "t_cut_copy", "t_nats_cut", "t_leader", "t_split"];
+const TABLES = ["t_cut_replay", "t_fence", "t_cut_copy", "t_nats_cut", "t_leader", "t_split", "t_pg_restart"];
 
 beforeAll(async () => {
   env = await createMultiHostJob("mh", [`copy_lease = ${LEASE_S}`, "parallel_copies = 1"]);
@@ -237,6 +324,7 @@ describe("a replication job across network-namespace hosts", () => {
     const f: Figure = { scenario: "replay host cut off", fault: "switch port of the active replay's host down", lost: 0, doubled: 0, notes: [] };
     figures.push(f);
     const name = "t_cut_replay";
+    await ensureReplays(f);
     const writer = startWriter(env.provider.url, name, ROWS);
     try {
       await addTables([name]);
@@ -258,13 +346,12 @@ describe("a replication job across network-namespace hosts", () => {
       f.recoverWhat = `standby applied up to tick ${tick}`;
       await env.net.heal(oldHost);
       // The old replay learns it lost the lock when it talks to the subscriber again.
-      await waitForProgress({
-        what: `the old replay on ${oldHost} to stand by or fail its round after the heal`,
-        measure: () => oldReplay.lines.length,
-        done: () =>
-          !oldReplay.running ||
-          oldReplay.lines.slice(from === 0 ? 0 : 0).some((l) => Number(l.time) > cutAt && (l.msg === STANDBY || String(l.msg).startsWith(LOST_FENCE) || (l.level ?? 0) >= 50)),
-      });
+      await waitReaction(
+        oldReplay,
+        cutAt,
+        (msg, level) => msg === STANDBY || msg.startsWith(LOST_FENCE) || level >= 50,
+        `the old replay on ${oldHost} to stand by or fail its round after the heal`,
+      );
       if (!oldReplay.running) {
         f.notes.push(`the cut-off replay exited after the heal (${JSON.stringify(oldReplay.exitInfo)}): ${lastError(oldReplay)}`);
       }
@@ -273,6 +360,319 @@ describe("a replication job across network-namespace hosts", () => {
       expect(await writesFrom(oldHost, cutAt), `writes committed by ${oldHost} after the cut`).toEqual([]);
       expect((await writesFrom(standbyHost, activeAt, name)).length, "the standby applied changes").toBeGreaterThan(0);
     } finally {
+      await writer.stop().catch(() => {});
+    }
+  });
+
+  it("the fence: the active replay paused in the middle of a batch loses its lock; resumed after the takeover, it rolls the batch back", async () => {
+    const f: Figure = {
+      scenario: "replay paused mid-batch (fence)",
+      fault: "SIGSTOP of the active replay inside a batch, its lock session ended by the server",
+      lost: 0,
+      doubled: 0,
+      notes: [],
+    };
+    figures.push(f);
+    await ensureReplays(f);
+    const name = "t_fence";
+    const writer = startWriter(env.provider.url, name, ROWS);
+    try {
+      await addTables([name]);
+      await waitState(env, `public.${name}`, (s) => s === "ok", "ok");
+      await writer.waitCommits(30);
+      const { host: oldHost, proc: old } = activeReplay();
+      const standbyHost = oldHost === "a1" ? "a2" : "a1";
+      const standby = replays.get(standbyHost)!;
+      // The next batch with changes of the table stops at its first row, inside replay's transaction.
+      const gate = await closeGate(env, "replay", name);
+      try {
+        await waitAtGate(env, "replay", name);
+        const { rows: waiting } = await env.subscriber.query<{ addr: string }>(
+          `select host(a.client_addr) as addr from pg_locks l join pg_stat_activity a on a.pid = l.pid
+            where l.locktype = 'advisory' and not l.granted and l.classid = hashtext('gate:replay')::oid and l.objid = hashtext($1)::oid`,
+          [name],
+        );
+        expect(waiting.map((w) => w.addr)).toEqual([env.net.host(oldHost).addr]);
+        old.child.kill("SIGSTOP");
+        const pausedAt = Date.now();
+        // A paused VM answers no keepalive, so the server ends its sessions; a stopped process's kernel
+        // still answers, so the test does the server's part for the lock session (not for the batch's).
+        const { rows: ended } = await env.subscriber.query<{ ok: boolean }>(
+          `select pg_terminate_backend(pid) as ok from pg_locks
+            where locktype = 'advisory' and granted and classid = $1::int4::oid and objid = $2::int4::oid and objsubid = 2`,
+          [REPLAY_LOCK_CLASS, jobLockKey(env.jobName)],
+        );
+        expect(ended).toEqual([{ ok: true }]);
+        const from = standby.lines.length;
+        const activeAt = await logTime(standby, ACTIVE, from);
+        f.detectMs = activeAt - pausedAt;
+        f.detectWhat = `standby on ${standbyHost} active`;
+        // The standby's round waits for the position lock the paused batch holds. Resume the old
+        // replay in the middle of its batch, after the takeover, and let its batch go on.
+        const oldFrom = old.lines.length;
+        old.child.kill("SIGCONT");
+        await gate.open();
+        await logTime(old, LOST_FENCE, oldFrom);
+        await writer.waitCommits(20);
+        const tick = await waitCaughtUp(env);
+        f.recoverMs = Date.now() - pausedAt;
+        f.recoverWhat = `new active replay applied up to tick ${tick}`;
+        await finish(f, writer, [name]);
+        expect(await writesFrom(oldHost, pausedAt), `writes committed by the paused replay's host ${oldHost} after the pause`).toEqual([]);
+        expect((await writesFrom(standbyHost, activeAt, name)).length, "the new active replay applied changes").toBeGreaterThan(0);
+        expect(old.running, "the fenced replay keeps running").toBe(true);
+        await old.waitForLog(STANDBY, { from: oldFrom, timeoutMs: 30_000 });
+      } finally {
+        await gate.open();
+      }
+    } finally {
+      await writer.stop().catch(() => {});
+    }
+  });
+
+  it("a copy worker's host is cut off in the middle of a COPY: the lease expires, a worker on another host copies the table to ok, the old one never writes it again", async () => {
+    const f: Figure = { scenario: "copy worker host cut off", fault: "switch port of the copying worker's host down, mid-COPY", lost: 0, doubled: 0, notes: [] };
+    figures.push(f);
+    await ensureReplays(f);
+    const name = "t_cut_copy";
+    const table = `public.${name}`;
+    // The copy runs on the host where replay stands by: cutting the active replay as well would be two faults.
+    const copyHost = activeReplay().host === "a1" ? "a2" : "a1";
+    const otherHost = copyHost === "a1" ? "a2" : "a1";
+    await copies.get(otherHost)!.kill("SIGKILL");
+    const copier = await ensureCopy(copyHost, f);
+    const writer = startWriter(env.provider.url, name, ROWS);
+    const gate = await closeGate(env, "copy", name);
+    try {
+      await writer.waitCommits(20);
+      await addTables([name]);
+      await waitAtGate(env, "copy", name);
+      expect((await tableRow(env, table))?.leaseOwner?.split(":")[1]).toBe(String(copier.pid));
+      const other = startCopyOn(otherHost);
+      await other.waitForLog("copy worker starting", { timeoutMs: SERVICE_START_MS });
+      const cutAt = Date.now();
+      await env.net.cut(copyHost);
+      const owner = await waitForProgress({
+        what: `the worker on ${otherHost} to take ${table}`,
+        measure: async () => (await tableRow(env, table))?.leaseOwner ?? null,
+        done: (o) => o?.split(":")[1] === String(other.pid),
+        intervalMs: 50,
+      });
+      f.detectMs = Date.now() - cutAt;
+      f.detectWhat = `lease (${LEASE_S} s) taken by the worker on ${otherHost}`;
+      expect(owner).not.toBeNull();
+      await gate.open();
+      await waitState(env, table, (s) => s === "ok", "ok");
+      f.recoverMs = Date.now() - cutAt;
+      f.recoverWhat = "table ok";
+      const healAt = Date.now();
+      await env.net.heal(copyHost);
+      await waitReaction(
+        copier,
+        healAt,
+        (msg, level) => /abandoned|another copy worker|failed/.test(msg) || level >= 50,
+        `the cut-off copy worker on ${copyHost} to notice it lost the table`,
+      );
+      if (!copier.running) f.notes.push(`the cut-off copy worker exited after the heal (${JSON.stringify(copier.exitInfo)}): ${lastError(copier)}`);
+      await writer.waitCommits(20);
+      await finish(f, writer, [name]);
+      expect(await writesFrom(copyHost, cutAt, name), `writes to ${name} committed from ${copyHost} after the cut`).toEqual([]);
+    } finally {
+      await gate.open();
+      await writer.stop().catch(() => {});
+    }
+  });
+
+  it("the replay host's NATS node freezes: replication goes on without NATS; afterwards every state event reaches the watcher once, in order", async () => {
+    const f: Figure = { scenario: "replay host cut off from NATS", fault: "SIGSTOP of the NATS node on the active replay's host", lost: 0, doubled: 0, notes: [] };
+    figures.push(f);
+    await ensureReplays(f);
+    const name = "t_nats_cut";
+    const table = `public.${name}`;
+    const { host } = activeReplay();
+    const node = env.nats.get(host)!;
+    const writer = startWriter(env.provider.url, name, ROWS);
+    const gate = await closeGate(env, "copy", name);
+    try {
+      await writer.waitCommits(20);
+      await addTables([name]);
+      await waitAtGate(env, "copy", name);
+      const before = await outboxIds();
+      node.child.kill("SIGSTOP");
+      const frozenAt = Date.now();
+      const tickAtFreeze = await subscriberTick(env);
+      // Without NATS: the copy finishes, the handover happens, replay applies (ten more ticks at least).
+      await gate.open();
+      await waitState(env, table, (s) => s === "ok", "ok while NATS is frozen");
+      await writer.waitCommits(20);
+      await waitForProgress({
+        what: "replay to apply ten ticks without NATS",
+        measure: () => subscriberTick(env),
+        done: (t) => t !== null && tickAtFreeze !== null && t >= tickAtFreeze + 10,
+      });
+      const tick = await waitCaughtUp(env);
+      const during = (await outboxIds()).filter((id) => !before.includes(id));
+      // The publisher was cut off: what changed while the node was frozen has not reached the watcher.
+      const seen = new Set(watched().map((m) => m.id));
+      expect(during.length).toBeGreaterThan(0);
+      expect(during.filter((id) => seen.has(id)), "state changes relayed while the node was frozen").toEqual([]);
+      f.notes.push(
+        `replication went on while the node was frozen (${((Date.now() - frozenAt) / 1000).toFixed(1)} s): ` +
+          `ticks ${tickAtFreeze} → ${tick} applied, the copy finished and handed over; its ${during.length} state changes ` +
+          "reached the watcher only after the node was back",
+      );
+      const thawAt = Date.now();
+      node.child.kill("SIGCONT");
+      f.eventsChecked = await expectWatcherComplete();
+      f.recoverMs = Date.now() - thawAt;
+      f.recoverWhat = "watcher has every event, after the node is back";
+      await finish(f, writer, [name]);
+    } finally {
+      node.child.kill("SIGCONT");
+      await gate.open();
+      await writer.stop().catch(() => {});
+    }
+  });
+
+  it("the NATS node leading the state-event stream is killed: events go on through the other nodes; the watcher gets each once, in order", async () => {
+    const f: Figure = { scenario: "stream leader killed", fault: "SIGKILL of the NATS node leading the state-event stream (R3)", lost: 0, doubled: 0, notes: [] };
+    figures.push(f);
+    await ensureReplays(f);
+    const name = "t_leader";
+    const table = `public.${name}`;
+    const leader = await waitForProgress({ what: "the state stream's leader", measure: () => streamLeader("a3"), done: (l) => l !== undefined });
+    const leaderHost = NATS_HOSTS[Number(leader!.slice(1)) - 1]!;
+    const survivor = NATS_HOSTS.find((h) => h !== leaderHost)!;
+    const writer = startWriter(env.provider.url, name, ROWS);
+    try {
+      await writer.waitCommits(20);
+      const killedAt = Date.now();
+      await env.nats.get(leaderHost)!.kill("SIGKILL");
+      const newLeader = await waitForProgress({
+        what: "a new leader of the state stream",
+        measure: () => streamLeader(survivor).catch(() => undefined),
+        done: (l) => l !== undefined && l !== leader,
+        intervalMs: 200,
+      });
+      f.detectMs = Date.now() - killedAt;
+      f.detectWhat = `${newLeader} leads the stream (was ${leader} on ${leaderHost})`;
+      // State changes while the node is away: a table added, copied and handed over.
+      await addTables([name], survivor);
+      await waitState(env, table, (s) => s === "ok", "ok");
+      f.eventsChecked = await expectWatcherComplete();
+      f.recoverMs = Date.now() - killedAt;
+      f.recoverWhat = "table ok, watcher has every event";
+      await finish(f, writer, [name]);
+    } finally {
+      await writer.stop().catch(() => {});
+      if (!env.nats.get(leaderHost)!.running) await env.startNats(leaderHost);
+    }
+  });
+
+  it("a split: the two replay hosts lose each other but both reach the databases; one replay applies at a time", async () => {
+    const f: Figure = { scenario: "split between the replay hosts", fault: "bridge ports of a1 and a2 isolated from each other", lost: 0, doubled: 0, notes: [] };
+    figures.push(f);
+    await ensureReplays(f);
+    const name = "t_split";
+    const writer = startWriter(env.provider.url, name, ROWS);
+    try {
+      await addTables([name]);
+      await waitState(env, `public.${name}`, (s) => s === "ok", "ok");
+      await writer.waitCommits(20);
+      const splitAt = Date.now();
+      await env.net.isolate(["a1", "a2"]);
+      try {
+        // Several rounds of replay during the split, and a kill of the active replay in it.
+        await writer.waitCommits(30);
+        await waitCaughtUp(env);
+        const { host: first, proc } = activeReplay();
+        const second = first === "a1" ? "a2" : "a1";
+        const from = replays.get(second)!.lines.length;
+        const killedAt = Date.now();
+        await proc.kill("SIGKILL");
+        await logTime(replays.get(second)!, ACTIVE, from);
+        f.detectMs = Date.now() - killedAt;
+        f.detectWhat = `standby on ${second} active after the active replay on ${first} was killed during the split`;
+        await writer.waitCommits(30);
+        await waitCaughtUp(env);
+        f.recoverMs = Date.now() - killedAt;
+        f.recoverWhat = "caught up";
+        // One replay at a time: while the first was active only it wrote, after the kill only the second.
+        const replayWrites = (await env.subscriber.query<{ host: string; at: number }>(
+          `select host(addr) as host, extract(epoch from at) * 1000 as at from public.writes
+            where app like 'londiste % replay' and tbl = $1 and at > to_timestamp($2 / 1000.0) order by at`,
+          [name, splitAt],
+        )).rows;
+        const firstAddr = env.net.host(first).addr;
+        expect(replayWrites.filter((w) => Number(w.at) > killedAt && w.host === firstAddr)).toEqual([]);
+        expect(replayWrites.filter((w) => Number(w.at) < killedAt && w.host !== firstAddr)).toEqual([]);
+        f.notes.push(`${replayWrites.length} replay statements on ${name} during the split, by host in time order: never two hosts at once`);
+      } finally {
+        await env.net.isolate(["a1", "a2"], false);
+      }
+      await finish(f, writer, [name]);
+    } finally {
+      await writer.stop().catch(() => {});
+    }
+  });
+
+  it("the subscriber's PostgreSQL restarts during the handover (wanna-sync): the table still reaches ok", async () => {
+    const f: Figure = { scenario: "subscriber restart in handover", fault: "pg_ctl restart -m fast of the subscriber while the table is in wanna-sync", lost: 0, doubled: 0, notes: [] };
+    figures.push(f);
+    await ensureReplays(f);
+    for (const h of ["a1", "a2"]) await ensureCopy(h, f);
+    const name = "t_pg_restart";
+    const table = `public.${name}`;
+    const writer = startWriter(env.provider.url, name, ROWS);
+    const gate = await closeGate(env, "copy", name);
+    const { proc: active } = activeReplay();
+    try {
+      await writer.waitCommits(20);
+      await addTables([name]);
+      await waitAtGate(env, "copy", name);
+      // Replay held (stopped at a quiet moment): the copy catches up and offers the handover, which waits.
+      await freezeQuiet(env, active, "replay");
+      await gate.open();
+      await waitState(env, table, (s) => s?.startsWith("wanna-sync:") === true, "wanna-sync");
+      const restartAt = Date.now();
+      await env.subscriberPg.restart();
+      active.child.kill("SIGCONT");
+      // A service that exits is started again, as its supervisor would (and noted): the table must still get to ok.
+      const supervise = setInterval(() => {
+        for (const [host, p] of [...replays]) {
+          if (!p.running && replays.get(host) === p) {
+            f.notes.push(`replay on ${host} exited after the restart (${lastError(p)}); started again`);
+            startReplayOn(host);
+          }
+        }
+        for (const [host, p] of [...copies]) {
+          if (!p.running && copies.get(host) === p) {
+            f.notes.push(`copy worker on ${host} exited after the restart (${lastError(p)}); started again`);
+            startCopyOn(host);
+          }
+        }
+      }, 250);
+      try {
+        const back = await waitForProgress({
+          what: "the subscriber to answer again",
+          measure: () => env.subscriber.query("select 1").then(() => true, () => false),
+          done: (ok) => ok,
+          intervalMs: 100,
+        });
+        expect(back).toBe(true);
+        f.detectMs = Date.now() - restartAt;
+        f.detectWhat = "subscriber answers again";
+        await waitState(env, table, (s) => s === "ok", "ok after the restart");
+        f.recoverMs = Date.now() - restartAt;
+        f.recoverWhat = "table ok";
+        await writer.waitCommits(20);
+        await finish(f, writer, [name]);
+      } finally {
+        clearInterval(supervise);
+      }
+    } finally {
+      active.child.kill("SIGCONT");
+      await gate.open();
       await writer.stop().catch(() => {});
     }
   });

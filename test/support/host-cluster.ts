@@ -68,7 +68,8 @@ export class HostPostgres {
     readonly dataDir: string,
     /** Directory of the Unix socket (the test's way in). */
     readonly socketDir: string,
-    private readonly base: string,
+    /** Temp folder holding data and socket; removed by remove(). */
+    readonly baseDir: string,
   ) {}
 
   /** URL the services use: the host's address over the switch. */
@@ -87,11 +88,11 @@ export class HostPostgres {
   }
 
   /** initdb, the settings, then start inside the host. */
-  static async create(net: HostNet, host: string): Promise<HostPostgres> {
+  static async create(net: HostNet, host: string, parent = tmpdir()): Promise<HostPostgres> {
     const bin = await findPostgresBin();
     if (!bin) throw new Error("PostgreSQL binaries (initdb, pg_ctl) not found in /usr/lib/postgresql/*/bin or on PATH");
     const owner = await lookupPostgresUser();
-    const base = await mkdtemp(join(tmpdir(), `skytools-hosts-${host}-`));
+    const base = await mkdtemp(join(parent, `skytools-hosts-${host}-`));
     await chmod(base, 0o755);
     const data = join(base, "data");
     const sock = join(base, "sock");
@@ -144,7 +145,7 @@ export class HostPostgres {
   /** Stops the server (if running) and removes its files. */
   async remove(): Promise<void> {
     await this.pgCtl(["-m", "immediate", "-w", "-t", "30", "stop"]).catch(() => {});
-    await rm(this.base, { recursive: true, force: true });
+    await rm(this.baseDir, { recursive: true, force: true });
   }
 }
 

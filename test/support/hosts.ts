@@ -105,6 +105,18 @@ async function removeNamespace(name: string): Promise<void> {
   await ip(["netns", "del", name]).catch(() => {});
 }
 
+/** Removes every namespace of the run `id` (`<id>-...`), with the processes inside; returns the names. */
+export async function removeHosts(id: string): Promise<string[]> {
+  const out = await ip(["netns", "list"]);
+  const names = out
+    .split("\n")
+    .map((l) => l.trim().split(/\s+/)[0] ?? "")
+    .filter((n) => n.startsWith(`${id}-`));
+  names.sort((a, b) => Number(a.endsWith(`-${SWITCH}`)) - Number(b.endsWith(`-${SWITCH}`)));
+  for (const n of names) await removeNamespace(n);
+  return names;
+}
+
 /**
  * Removes the harness's namespaces whose making process is gone (a run
  * killed before its teardown), with the processes still inside them; with
@@ -172,13 +184,25 @@ export class HostNet {
   }
 
   /**
+   * Isolates the hosts' switch ports from each other (bridge port flag
+   * `isolated`): they lose each other but still reach every other host.
+   * `on = false` joins them again.
+   */
+  async isolate(hosts: string[], on = true): Promise<void> {
+    for (const h of hosts) {
+      await ip(["-n", this.switchNs, "link", "set", "dev", this.host(h).name, "type", "bridge_slave", "isolated", on ? "on" : "off"]);
+    }
+  }
+
+  /**
    * Makes the switch and one namespace per host (names: letters and digits,
    * at most 15 characters: they name the switch ports), each with lo up and
-   * eth0 at 10.213.0.(11 + index).
+   * eth0 at 10.213.0.(11 + index). `id` (default `skyh<pid>x<n>`, swept
+   * once this process is gone) names the run; `npm run hosts` uses
+   * `skyhdemo`, which outlives it and only `down` removes.
    */
-  static async create(names: string[]): Promise<HostNet> {
+  static async create(names: string[], id = `${NETNS_PREFIX}${process.pid}x${made++}`): Promise<HostNet> {
     await sweepStaleHosts();
-    const id = `${NETNS_PREFIX}${process.pid}x${made++}`;
     const hosts = names.map((name, i) => {
       if (!/^[a-z][a-z0-9]{0,14}$/.test(name)) throw new Error(`host name ${JSON.stringify(name)}: lowercase letters and digits, ≤ 15`);
       return { name, ns: `${id}-${name}`, addr: `${SUBNET}.${11 + i}` };

@@ -31,7 +31,7 @@ import {
 } from "./host-cluster.ts";
 import { natsServerBin } from "./nats-server.ts";
 import { type CliResult, PGQADM_LAUNCHER, runPgqadm, show } from "./pgqadm.ts";
-import { makeTempDir, REPO_ROOT, SERVICE_START_MS, ServiceProcess } from "./processes.ts";
+import { makeTempDir, REPO_ROOT, SERVICE_START_MS, ServiceProcess, startForFile } from "./processes.ts";
 import { MachineClock, sleep } from "./wait.ts";
 import type { LondisteJob } from "../londiste/job.ts";
 
@@ -45,7 +45,7 @@ export interface MultiHostJob extends LondisteJob {
   nats: Map<string, ServiceProcess>;
   /** The job's config file on each host. */
   confOn(host: string): string;
-  /** Starts `londiste CONF COMMAND [extra...]` on a host. */
+  /** Starts `londiste CONF COMMAND [extra...]` on a host (a process of the test file: see startForFile). */
   startOn(host: string, label: string, command: string, extra?: string[]): ServiceProcess;
   /** Runs `londiste CONF ARGS...` on a host to completion. */
   londisteOn(host: string, ...args: string[]): Promise<CliResult>;
@@ -124,7 +124,7 @@ export async function createMultiHostJob(label: string, extraConfig: string[] = 
     let natsStarts = 0;
     const startNats = async (host: string) => {
       const [cmd, args] = net.command(host, natsBin, ["-c", natsConfs.get(host)!]);
-      const p = new ServiceProcess(`nats-${host}-${++natsStarts}`, cmd, args);
+      const p = startForFile(() => new ServiceProcess(`nats-${host}-${++natsStarts}`, cmd, args));
       nats.set(host, p);
       all.push(p);
       await waitNatsReady(p, 0);
@@ -145,7 +145,8 @@ export async function createMultiHostJob(label: string, extraConfig: string[] = 
 
     const spawnOn = (host: string, label: string, argv: string[]) => {
       const [cmd, args] = net.command(host, process.execPath, argv);
-      const p = new ServiceProcess(label, cmd, args);
+      // The services outlive the test that (re)started them: the next scenario runs on them.
+      const p = startForFile(() => new ServiceProcess(label, cmd, args));
       all.push(p);
       return p;
     };
