@@ -63,6 +63,8 @@ useProcessCleanup();
 const STANDBY = "standing by: another replay of this job is active";
 const LOST_FENCE = "lost the active-replay lock";
 const ROWS = 2000;
+/** Bound of one scenario: only stops a hang (its waits go by progress, and a loaded 2-core machine is slow). */
+const SCENARIO_TIMEOUT_MS = 420_000;
 const LEASE_S = 3;
 
 /** Who wrote what on the subscriber (statement level, with the client's address), and the replay gate. */
@@ -363,7 +365,7 @@ describe("a replication job across network-namespace hosts", () => {
     } finally {
       await writer.stop().catch(() => {});
     }
-  });
+  }, SCENARIO_TIMEOUT_MS);
 
   it("the fence: the active replay paused in the middle of a batch loses its lock; resumed after the takeover, it rolls the batch back", async () => {
     const f: Figure = {
@@ -429,7 +431,7 @@ describe("a replication job across network-namespace hosts", () => {
     } finally {
       await writer.stop().catch(() => {});
     }
-  });
+  }, SCENARIO_TIMEOUT_MS);
 
   it("a copy worker's host is cut off in the middle of a COPY: the lease expires, a worker on another host copies the table to ok, the old one never writes it again", async () => {
     const f: Figure = { scenario: "copy worker host cut off", fault: "switch port of the copying worker's host down, mid-COPY", lost: 0, doubled: 0, notes: [] };
@@ -482,7 +484,7 @@ describe("a replication job across network-namespace hosts", () => {
       await gate.open();
       await writer.stop().catch(() => {});
     }
-  });
+  }, SCENARIO_TIMEOUT_MS);
 
   it("the replay host's NATS node freezes: replication goes on without NATS; afterwards every state event reaches the watcher once, in order", async () => {
     const f: Figure = { scenario: "replay host cut off from NATS", fault: "SIGSTOP of the NATS node on the active replay's host", lost: 0, doubled: 0, notes: [] };
@@ -513,14 +515,14 @@ describe("a replication job across network-namespace hosts", () => {
       });
       const tick = await waitCaughtUp(env);
       const during = (await outboxIds()).filter((id) => !before.includes(id));
-      // The publisher was cut off: what changed while the node was frozen has not reached the watcher.
-      const seen = new Set(watched().map((m) => m.id));
       expect(during.length).toBeGreaterThan(0);
-      expect(during.filter((id) => seen.has(id)), "state changes relayed while the node was frozen").toEqual([]);
+      // Any replay relays the outbox (one at a time): the standby, whose NATS node runs, may relay
+      // while the active one cannot. Either way the watcher must end with all of them, in order.
+      const seen = new Set(watched().map((m) => m.id));
       f.notes.push(
         `replication went on while the node was frozen (${((Date.now() - frozenAt) / 1000).toFixed(1)} s): ` +
-          `ticks ${tickAtFreeze} → ${tick} applied, the copy finished and handed over; its ${during.length} state changes ` +
-          "reached the watcher only after the node was back",
+          `ticks ${tickAtFreeze} → ${tick} applied, the copy finished and handed over; of its ${during.length} state changes ` +
+          `${during.filter((id) => seen.has(id)).length} had reached the watcher (relayed by the standby replay) before the node was back`,
       );
       const thawAt = Date.now();
       node.child.kill("SIGCONT");
@@ -533,7 +535,7 @@ describe("a replication job across network-namespace hosts", () => {
       await gate.open();
       await writer.stop().catch(() => {});
     }
-  });
+  }, SCENARIO_TIMEOUT_MS);
 
   it("the NATS node leading the state-event stream is killed: events go on through the other nodes; the watcher gets each once, in order", async () => {
     const f: Figure = { scenario: "stream leader killed", fault: "SIGKILL of the NATS node leading the state-event stream (R3)", lost: 0, doubled: 0, notes: [] };
@@ -568,7 +570,7 @@ describe("a replication job across network-namespace hosts", () => {
       await writer.stop().catch(() => {});
       if (!env.nats.get(leaderHost)!.running) await env.startNats(leaderHost);
     }
-  });
+  }, SCENARIO_TIMEOUT_MS);
 
   it("a split: the two replay hosts lose each other but both reach the databases; one replay applies at a time", async () => {
     const f: Figure = { scenario: "split between the replay hosts", fault: "bridge ports of a1 and a2 isolated from each other", lost: 0, doubled: 0, notes: [] };
@@ -615,7 +617,7 @@ describe("a replication job across network-namespace hosts", () => {
     } finally {
       await writer.stop().catch(() => {});
     }
-  });
+  }, SCENARIO_TIMEOUT_MS);
 
   it("the subscriber's PostgreSQL restarts during the handover (wanna-sync): the table still reaches ok", async () => {
     const f: Figure = { scenario: "subscriber restart in handover", fault: "pg_ctl restart -m fast of the subscriber while the table is in wanna-sync", lost: 0, doubled: 0, notes: [] };
@@ -676,5 +678,5 @@ describe("a replication job across network-namespace hosts", () => {
       await gate.open();
       await writer.stop().catch(() => {});
     }
-  });
+  }, SCENARIO_TIMEOUT_MS);
 });
