@@ -166,6 +166,7 @@ async function runWatch(configPath: string, json: boolean, start: WatchStart): P
     try {
       await watchStateChanges(nc, config.subjectPrefix, config.jobName, {
         json,
+        replicas: config.stateStreamReplicas,
         start,
         signal: stop.signal,
         write,

@@ -64,18 +64,24 @@ export function describeChange(m: StateChangeMessage): string {
   return `${m.time}  ${m.table}  ${change}  [${event.type ?? "?"} by ${event.actor ?? "?"}]${why}`;
 }
 
+/** How long a watch's pull request waits for messages (ms); see watchStateChanges. */
+export const WATCH_PULL_EXPIRES_MS = 5_000;
+
 export async function watchStateChanges(
   nc: NatsConnection,
   prefix: string,
   job: string,
-  options: { json: boolean; start: WatchStart; write: (line: string) => void; started: () => void; signal: AbortSignal },
+  options: { json: boolean; start: WatchStart; write: (line: string) => void; started: () => void; signal: AbortSignal; replicas?: number },
 ): Promise<void> {
-  const stream = await ensureStateStream(nc, prefix, job);
+  const stream = await ensureStateStream(nc, prefix, job, options.replicas);
   const { state } = await (await jetstreamManager(nc)).streams.info(stream);
   const consumer = await jetstream(nc).consumers.get(stream, consumerStart(options.start, state.last_seq));
   // A recreated consumer that saw nothing yet starts at the stream's first message: skip what is older.
   const startMs = options.start.from === "time" ? options.start.time.getTime() : undefined;
-  const messages = await consumer.consume();
+  // Pull requests that expire every 5 s (heartbeats every 2.5 s) rather than 30 s: when the node
+  // serving the consumer dies (a NATS node killed, the stream's leader with it), two missed
+  // heartbeats make the ordered consumer start again where it stopped, in seconds, not a minute.
+  const messages = await consumer.consume({ expires: WATCH_PULL_EXPIRES_MS });
   options.signal.addEventListener("abort", () => void messages.close(), { once: true });
   if (options.signal.aborted) void messages.close();
   // Said once the consumer exists: a change made after this line is shown.

@@ -13,7 +13,7 @@ import type pg from "pg";
 import { serviceRuns, startCommandService } from "../../shared/bus/command-service.ts";
 import { tickNoticeSubject } from "../../shared/bus/subjects.ts";
 import { type LondisteConfig, loadLondisteConfig, londisteSubjects, londisteUnknownCommands } from "../../shared/config/londiste.ts";
-import { SessionLock } from "../../shared/db/session-lock.ts";
+import { SessionLock, SessionLockLost } from "../../shared/db/session-lock.ts";
 import { applyChanges } from "../../shared/londiste/apply.ts";
 import { LONDISTE_SCHEMA_VERSION, londisteSchemaVersion } from "../../shared/londiste/install.ts";
 import { runService, type ServiceShell } from "../../shared/service-shell.ts";
@@ -154,7 +154,17 @@ async function replayBody(shell: ServiceShell<LondisteConfig>, live: ReplayLiveS
       });
       shell.atExit(() => service.stop());
       log.info({ subjects: `${subjects.commandPrefix}.>` }, "serving admin commands on NATS");
-      shell.atExit(startOutboxRelay({ subscriber, nc: conn, prefix: config.subjectPrefix, job: config.jobName, queue: config.queue, log }));
+      shell.atExit(
+        startOutboxRelay({
+          subscriber,
+          nc: conn,
+          prefix: config.subjectPrefix,
+          job: config.jobName,
+          queue: config.queue,
+          log,
+          replicas: config.stateStreamReplicas,
+        }),
+      );
     },
     "polling every loop_delay, no admin commands",
   );
@@ -171,6 +181,9 @@ async function replayBody(shell: ServiceShell<LondisteConfig>, live: ReplayLiveS
     },
     onTableError: (table: string, message: string) => log.error({ table, error: message }, "table stopped: state error"),
     onNotice: (message: string, details: Record<string, unknown>) => log.warn(details, message),
+    // The fence (docs/protocols.md, "Replay: one active instance"): nothing commits unless this
+    // instance's lock session still holds the active lock on the server.
+    fence: (sub: pg.ClientBase) => lock.assertHeld(sub, "lost the active-replay lock"),
   };
   const apply: ApplyChanges = async (client, changes, destTable, shapes) => {
     const report = await applyChanges(client, changes, {
@@ -261,6 +274,15 @@ async function replayBody(shell: ServiceShell<LondisteConfig>, live: ReplayLiveS
           );
         }
       } catch (error) {
+        if (error instanceof SessionLockLost) {
+          // Paused or cut off long enough for the server to end the lock session: another replay
+          // may be active. The round was rolled back; stand by (or take the lock again if it is free).
+          log.warn({ err: error }, "lost the active-replay lock: round rolled back, nothing of it applied");
+          live.role = "starting";
+          registered = false;
+          await lock.close();
+          continue;
+        }
         if (error instanceof SyncConflict) {
           // Another actor moved a table's state meanwhile: decide again at once.
           log.debug({ table: error.table }, "table state changed meanwhile; retrying the round");

@@ -83,6 +83,8 @@ export interface ReplaySettings {
   onTableError?: (table: string, message: string) => void;
   /** Told about table-set and sequence events worth a log line. */
   onNotice?: (message: string, details: Record<string, unknown>) => void;
+  /** Runs before every subscriber commit of a round, under the position lock; throwing rolls the round back (replay's fence). */
+  fence?: (sub: pg.ClientBase) => Promise<void>;
 }
 
 export type ReplayOutcome =
@@ -134,6 +136,7 @@ export async function replayOneBatch(
       applied = new AppliedTally();
       return replayRound(provider, sub, settings, apply, batch, applied);
     },
+    beforeCommit: settings.fence,
     afterCommit: async (batch) => {
       if (settings.onApplied) for (const count of applied.counts()) settings.onApplied(count);
       await settings.afterSubscriberCommit?.(batch);

@@ -21,6 +21,12 @@ export const LONDISTE_SCHEMA: ConfigSchema = {
   method: { kind: "string", description: "accepted for Skytools compatibility; only direct is supported", default: "direct" },
   parallel_copies: { kind: "number", description: "tables one copy worker copies at the same time", default: "2", min: 1 },
   copy_lease: { kind: "number", description: "seconds a copy worker's claim on a table lasts without a heartbeat", default: "30", min: 2 },
+  state_stream_replicas: {
+    kind: "integer",
+    description: "replicas of the job's state-event stream on JetStream when a service creates it (3 on a NATS cluster of 3 or more nodes)",
+    default: "1",
+    min: 1,
+  },
   repair_dir: {
     kind: "string",
     description: "the only directory (with its subdirectories) a repair worker writes fix files to; relative to its working directory; made when missing",
@@ -47,6 +53,8 @@ export interface LondisteConfig extends CommonSettings {
   ignoreTruncate: boolean;
   parallelCopies: number;
   copyLeaseMs: number;
+  /** Replicas of the state-event stream when it is created. */
+  stateStreamReplicas: number;
   /** Absolute. */
   repairDir: string;
   repairMaxRequests: number;
@@ -71,6 +79,7 @@ export function loadLondisteConfig(path: string, env: NodeJS.ProcessEnv = proces
     ignoreTruncate: v.ignore_truncate as boolean,
     parallelCopies: Math.floor(v.parallel_copies as number),
     copyLeaseMs: (v.copy_lease as number) * 1000,
+    stateStreamReplicas: v.state_stream_replicas as number,
     repairDir: resolve(v.repair_dir as string),
     repairMaxRequests: v.repair_max_requests as number,
   };

@@ -106,6 +106,8 @@ export interface OutboxRelayOptions {
   job: string;
   queue: string;
   log: Logger;
+  /** Replicas of the stream when the relay creates it (state_stream_replicas). */
+  replicas?: number;
 }
 
 /**
@@ -120,7 +122,7 @@ export function startOutboxRelay(o: OutboxRelayOptions): () => void {
   let streamChecked = false;
   const ensureStream = async () => {
     if (streamChecked) return;
-    const stream = await ensureStateStream(o.nc, o.prefix, o.job);
+    const stream = await ensureStateStream(o.nc, o.prefix, o.job, o.replicas);
     o.log.info({ stream }, "relaying table state changes to JetStream");
     streamChecked = true;
   };

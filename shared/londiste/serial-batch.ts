@@ -70,6 +70,11 @@ export interface SerialConsumer<I, R> {
   chunkSize?: number;
   /** After the subscriber commit, before the batch is finished on the provider: the narrowest crash window. */
   afterCommit?(batch: BatchInfo): Promise<void>;
+  /**
+   * Right before each subscriber commit (under the position lock): throws
+   * to roll the round back, e.g. replay's fence when it lost its active lock.
+   */
+  beforeCommit?(sub: pg.ClientBase): Promise<void>;
 }
 
 /**
@@ -133,6 +138,7 @@ export async function runSerialBatch<I, R>(
     const batch = await consumer.nextBatch(sub, recorded);
     if (!batch) {
       const result = await consumer.idle?.(sub, recorded);
+      await consumer.beforeCommit?.(sub);
       await sub.query("commit");
       return { kind: "idle", result };
     }
@@ -208,6 +214,7 @@ export async function runSerialBatch<I, R>(
       lap("end");
       await recordTick(sub, consumer.consumer, batch.tickId);
       lap("recordTick");
+      await consumer.beforeCommit?.(sub);
       await sub.query("commit");
       lap("commit");
       outcome = { kind: "applied", batch, result, failedEvents: failed.length, phases };

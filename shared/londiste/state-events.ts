@@ -51,8 +51,13 @@ export async function deleteStateStream(nc: NatsConnection, prefix: string, job:
   }
 }
 
-/** Creates the job's stream when it does not exist. */
-export async function ensureStateStream(nc: NatsConnection, prefix: string, job: string): Promise<string> {
+/**
+ * Creates the job's stream when it does not exist, with `replicas` copies
+ * (state_stream_replicas: on a NATS cluster, 3 keeps the events through
+ * the loss of a node, its leader included). An existing stream is left as
+ * it is.
+ */
+export async function ensureStateStream(nc: NatsConnection, prefix: string, job: string, replicas = 1): Promise<string> {
   const name = stateStreamName(prefix, job);
   const jsm = await jetstreamManager(nc);
   try {
@@ -63,6 +68,7 @@ export async function ensureStateStream(nc: NatsConnection, prefix: string, job:
       subjects: [`${londisteSubjects(prefix, job).commandPrefix}.events.>`],
       duplicate_window: 10 * 60 * NANOS_PER_SECOND,
       max_age: 14 * 24 * 3600 * NANOS_PER_SECOND,
+      num_replicas: replicas,
     });
   }
   return name;

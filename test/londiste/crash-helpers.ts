@@ -285,7 +285,8 @@ async function sessionOn(db: TestDatabase, name: string): Promise<pg.Client> {
   return c;
 }
 
-export type GateKind = "copy" | "apply";
+/** copy and apply: the gate() trigger above; replay: a gate trigger of the multi-host test's own. */
+export type GateKind = "copy" | "apply" | "replay";
 
 /** A closed gate: the copy's COPY (or its catch-up apply) of `table` waits at its first row until open(). */
 export interface Gate {

@@ -289,6 +289,21 @@ export class ServiceProcess {
   }
 }
 
+/**
+ * Runs `start` so that the processes it starts belong to the file (killed
+ * after the file, not after the running test): services that later tests
+ * of the file go on using, started again by one of them.
+ */
+export function startForFile<T>(start: () => T): T {
+  const saved = testScope;
+  testScope = undefined;
+  try {
+    return start();
+  } finally {
+    testScope = saved;
+  }
+}
+
 function dump(processes: ServiceProcess[]) {
   for (const p of processes) {
     console.error(
