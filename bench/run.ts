@@ -493,9 +493,13 @@ async function main(): Promise<void> {
       loadAverage: { before: loadBefore, after: loadAverage() },
       table: text,
     };
-    // copy and compare have files of their own: a run of only those keeps the full run's latest.json.
-    const ownFile = new Set(["copy", "compare"]);
-    const files = [...([...settings.only].every((g) => ownFile.has(g)) ? [] : ["latest.json"]), ...(settings.only.has("copy") ? ["copy.json"] : [])];
+    // copy, capture and compare have files of their own: a run of only those keeps the full run's latest.json.
+    const ownFile = new Set(["copy", "capture", "compare"]);
+    const files = [
+      ...([...settings.only].every((g) => ownFile.has(g)) ? [] : ["latest.json"]),
+      ...(settings.only.has("copy") ? ["copy.json"] : []),
+      ...(settings.only.has("capture") ? ["capture.json"] : []),
+    ];
     for (const file of files) {
       writeFileSync(`${dir}${file}`, `${JSON.stringify(json, null, 2)}\n`);
       log(`wrote bench/results/${file}`);
