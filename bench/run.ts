@@ -9,8 +9,10 @@
  *            2. the read of one batch of BENCH_EVENTS events: the batchEvents
  *               iterator, pgq.get_batch_events and a COPY floor, each in a
  *               child process that reports its peak RSS;
- *   capture: 3. Londiste capture overhead on single-row UPDATEs beside
- *               the same table without trigger (bench/londiste-trigger.ts);
+ *   capture: 3. Londiste capture overhead on single-row UPDATEs (P1) and on
+ *               1000-row UPDATE statements (P1c), row trigger and statement
+ *               capture beside the same table without trigger
+ *               (bench/londiste-trigger.ts);
  *   replay:  4. replay of an UPDATE backlog and of a mixed I/U/D
  *               backlog: one batch (grouped and naive apply) and the
  *               running services catching up, rows/s and peak RSS, beside
