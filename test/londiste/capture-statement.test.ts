@@ -8,7 +8,9 @@
  * row into one queue, the other per statement into another, get the same
  * multi-row statements; the two queues' events must match field by field,
  * and replaying the statement queue's batch must give a subscriber table
- * equal to the provider's. Also: a statement whose rows wait for another
+ * equal to the provider's. Writable CTEs and INSERT ... ON CONFLICT DO
+ * UPDATE give the same events grouped per sub-statement and kind, and the
+ * same replay. Also: a statement whose rows wait for another
  * transaction's lock gets its events after that transaction's, the
  * 2-argument create_capture keeps the mode, and the mode is refused where
  * statement triggers would miss writes (a partitioned table).
@@ -170,6 +172,24 @@ describe("statement-level capture", () => {
     expect(events.length).toBe(rowBatch.events.length);
     expect(sorted(events)).toEqual(sorted(rowBatch.events));
     expect(events.map((e) => e.type).join("")).toMatch(/^D+I+D+I+$/);
+    expect(await dump(subscriber)).toEqual(await dump(provider));
+  });
+
+  it("INSERT ... ON CONFLICT DO UPDATE: the updates before the inserts, the same replay, also when an update frees a key", async () => {
+    await onBoth(writer, [
+      `insert into T ("Id", "select", n) values (20000, 'u', 1), (1, 'up', 2), (20001, 'u', 3), (2, 'up', 4)
+         on conflict ("select", "Id") do update set n = excluded.n`,
+      `insert into T ("Id", "select", n) values (30000, 'k', 1)`,
+      // the first row moves the existing key away, the second takes it
+      `insert into T ("Id", "select", n) values (30000, 'k', 2), (30000, 'k', 3)
+         on conflict ("select", "Id") do update set "Id" = T."Id" + 1`,
+    ]);
+    const rowBatch = await batchOf(ROW_Q);
+    await finishBatch(provider.pool, rowBatch.batchId);
+    const events = await replayStatementQueue();
+    const sorted = (es: PgqEvent[]) => es.map((e) => JSON.stringify(fields(e))).sort();
+    expect(sorted(events)).toEqual(sorted(rowBatch.events));
+    expect(events.slice(-2).map((e) => e.type)).toEqual(["U", "I"]);
     expect(await dump(subscriber)).toEqual(await dump(provider));
   });
 
