@@ -11,6 +11,15 @@
  * so the ratio is not comparable with pgbench's). BENCH_PGBENCH=0 forces the
  * Node driver.
  *
+ * P1c: UPDATEs of 1000 consecutive rows per statement (2 pgbench clients on
+ * disjoint halves of the table) on three identical tables: without trigger,
+ * with the row trigger, and with the statement-level capture
+ * (londiste.create_capture(queue, table, 'statement'): one event insert per
+ * statement over transition tables), interleaved in the same run; rows/s of
+ * the statement capture against the row trigger's (target ≥ 3×). P1's
+ * single-row workload also runs on the statement-captured table, for
+ * comparison (it is slower there: the statement path's fixed cost).
+ *
  * Runs in a database of its own, with PgQ and Londiste installed.
  */
 import { spawn, spawnSync } from "node:child_process";
@@ -30,6 +39,9 @@ const QUEUE = "bench_capture";
 const ROWS = 100_000;
 const CLIENTS = 4;
 const P1_TARGET = 0.7;
+const P1C_TARGET = 3;
+const P1C_ROWS_PER_STATEMENT = 1000;
+const P1C_CLIENTS = 2;
 
 /** pgbench_accounts' shape and fill (scale 1). */
 export function accountsTableSql(table: string, rows: number): string {
@@ -49,8 +61,8 @@ interface PgbenchResult {
   seconds: number;
 }
 
-function pgbench(url: string, script: string, seconds: number): Promise<PgbenchResult> {
-  const args = ["-n", "-c", String(CLIENTS), "-j", "2", "-T", String(seconds), "-f", script, url];
+function pgbench(url: string, script: string, seconds: number, clients = CLIENTS): Promise<PgbenchResult> {
+  const args = ["-n", "-c", String(clients), "-j", "2", "-T", String(seconds), "-f", script, url];
   return new Promise((resolve, reject) => {
     const child = spawn("pgbench", args, { stdio: ["ignore", "pipe", "pipe"] });
     let out = "";
@@ -70,20 +82,56 @@ function pgbench(url: string, script: string, seconds: number): Promise<PgbenchR
   });
 }
 
-/** Plain (B) and captured (A) rounds, B A A B after a warm-up of each, as runPair does for Node clients. */
-async function pgbenchPair(url: string, scripts: { a: string; b: string }, durationMs: number, warmupMs: number) {
+type Side = "plain" | "row" | "statement";
+const SIDES: Side[] = ["plain", "row", "statement"];
+
+function sumRuns(rs: PgbenchResult[]): PgbenchResult {
+  const seconds = rs.reduce((s, r) => s + r.seconds, 0);
+  return {
+    tps: rs.reduce((s, r) => s + r.tps * r.seconds, 0) / seconds,
+    transactions: rs.reduce((s, r) => s + r.transactions, 0),
+    seconds,
+  };
+}
+
+/**
+ * Every side warmed up once, then timed rounds in the order plain, row,
+ * statement, statement, row, plain (each side sees the same drift of the
+ * machine's load). Returns the time-weighted tps of each side and every
+ * transaction each script ran (warm-up included), for the event count check.
+ */
+async function pgbenchRounds(
+  url: string,
+  scripts: Record<Side, string>,
+  durationMs: number,
+  warmupMs: number,
+  clients: number,
+): Promise<{ result: Record<Side, PgbenchResult>; transactions: Record<Side, number> }> {
   const round = Math.max(1, Math.round(durationMs / 2000));
   const warm = Math.max(1, Math.round(warmupMs / 2000));
-  await pgbench(url, scripts.b, warm);
-  const warmA = await pgbench(url, scripts.a, warm);
-  const runs: Record<"a" | "b", PgbenchResult[]> = { a: [], b: [] };
-  for (const side of ["b", "a", "a", "b"] as const) runs[side].push(await pgbench(url, scripts[side], round));
-  const sum = (rs: PgbenchResult[]) => ({
-    tps: rs.reduce((s, r) => s + r.tps * r.seconds, 0) / rs.reduce((s, r) => s + r.seconds, 0),
-    transactions: rs.reduce((s, r) => s + r.transactions, 0),
-    seconds: rs.reduce((s, r) => s + r.seconds, 0),
-  });
-  return { a: sum(runs.a), b: sum(runs.b), capturedTransactions: warmA.transactions + sum(runs.a).transactions };
+  const runs: Record<Side, PgbenchResult[]> = { plain: [], row: [], statement: [] };
+  const transactions: Record<Side, number> = { plain: 0, row: 0, statement: 0 };
+  for (const side of SIDES) transactions[side] += (await pgbench(url, scripts[side], warm, clients)).transactions;
+  for (const side of [...SIDES, ...[...SIDES].reverse()]) {
+    const r = await pgbench(url, scripts[side], round, clients);
+    runs[side].push(r);
+    transactions[side] += r.transactions;
+  }
+  return {
+    result: { plain: sumRuns(runs.plain), row: sumRuns(runs.row), statement: sumRuns(runs.statement) },
+    transactions,
+  };
+}
+
+const TABLES: Record<Side, string> = { plain: "acc_plain", row: "acc_captured", statement: "acc_stmt" };
+
+async function eventsOf(admin: pg.Client, table: string): Promise<number> {
+  const { rows } = await admin.query<{ n: string }>(
+    `select count(*) as n from pgq.event_template
+      where ev_queue = (select queue_id from pgq.queue where queue_name = $1) and ev_extra1 = $2`,
+    [QUEUE, `public.${table}`],
+  );
+  return Number(rows[0]!.n);
 }
 
 export async function captureWorkloads(ctx: BenchContext): Promise<void> {
@@ -97,10 +145,12 @@ export async function captureWorkloads(ctx: BenchContext): Promise<void> {
     await runSqlScript(admin, LONDISTE_INSTALL_SQL);
     // Every session of this database, pgbench's too.
     await admin.query(`alter database "${new URL(url).pathname.slice(1)}" set synchronous_commit = off`);
-    await admin.query(accountsTableSql("acc_plain", ROWS) + accountsTableSql("acc_captured", ROWS));
+    await admin.query(accountsTableSql("acc_plain", ROWS) + accountsTableSql("acc_captured", ROWS) + accountsTableSql("acc_stmt", ROWS));
     await createQueue(admin, QUEUE);
     await admin.query("select londiste.provider_add_table($1, 'public.acc_captured')", [QUEUE]);
-    await admin.query("vacuum analyze acc_plain, acc_captured");
+    await admin.query("select londiste.provider_add_table($1, 'public.acc_stmt')", [QUEUE]);
+    await admin.query("select londiste.create_capture($1, 'public.acc_stmt', 'statement')", [QUEUE]);
+    await admin.query("vacuum analyze acc_plain, acc_captured, acc_stmt");
     const { rows: cfg } = await admin.query<{ proconfig: string[] | null }>(
       `select p.proconfig from pg_trigger t join pg_proc p on p.oid = t.tgfoid
         where t.tgrelid = 'acc_captured'::regclass and not t.tgisinternal limit 1`,
@@ -109,6 +159,7 @@ export async function captureWorkloads(ctx: BenchContext): Promise<void> {
     const workload = `UPDATE 1 row/tx, ${ROWS / 1000}k rows, ${CLIENTS} clients (${usePgbench ? "pgbench" : "node-pg"}): captured`;
     let captured: number;
     let plain: number;
+    let statementSingle: number | null = null;
     let detail: Record<string, unknown>;
     if (usePgbench) {
       const script = (table: string) => {
@@ -119,12 +170,22 @@ export async function captureWorkloads(ctx: BenchContext): Promise<void> {
         );
         return file;
       };
-      const scripts = { a: script("acc_captured"), b: script("acc_plain") };
-      log(`${workload}: pgbench, plain and captured interleaved`);
-      const r = await measured(ctx, "capture.update", () => pgbenchPair(url, scripts, ctx.settings.durationMs, ctx.settings.warmupMs));
-      captured = r.a.tps;
-      plain = r.b.tps;
-      detail = { driver: "pgbench", captured: r.a, plain: r.b, capturedTransactions: r.capturedTransactions };
+      const scripts: Record<Side, string> = { plain: script(TABLES.plain), row: script(TABLES.row), statement: script(TABLES.statement) };
+      log(`${workload}: pgbench, no trigger, row trigger and statement capture interleaved`);
+      const r = await measured(ctx, "capture.update", () =>
+        pgbenchRounds(url, scripts, ctx.settings.durationMs, ctx.settings.warmupMs, CLIENTS),
+      );
+      captured = r.result.row.tps;
+      plain = r.result.plain.tps;
+      statementSingle = r.result.statement.tps;
+      detail = {
+        driver: "pgbench",
+        captured: r.result.row,
+        plain: r.result.plain,
+        statementCapture: r.result.statement,
+        capturedTransactions: r.transactions.row,
+        statementTransactions: r.transactions.statement,
+      };
     } else {
       const clients = await connectMany(url, CLIENTS);
       try {
@@ -144,17 +205,19 @@ export async function captureWorkloads(ctx: BenchContext): Promise<void> {
         await closeAll(clients);
       }
     }
-    const { rows: ev } = await admin.query<{ n: string }>(
-      "select count(*) as n from pgq.event_template where ev_queue = (select queue_id from pgq.queue where queue_name = $1)",
-      [QUEUE],
-    );
-    const events = Number(ev[0]!.n);
+    const events = await eventsOf(admin, TABLES.row);
     if (usePgbench && events !== detail.capturedTransactions) {
       throw new Error(`capture: ${events} events for ${String(detail.capturedTransactions)} captured transactions`);
+    }
+    if (usePgbench && (await eventsOf(admin, TABLES.statement)) !== detail.statementTransactions) {
+      throw new Error(`capture: statement capture wrote a different number of events than transactions ran`);
     }
     const ratio = captured / plain;
     const pass = ratio >= P1_TARGET;
     log(`${workload}: ${formatNumber(captured, "tx/s")} (no trigger ${formatNumber(plain, "tx/s")}, ${(ratio * 100).toFixed(0)} %)`);
+    if (statementSingle !== null) {
+      log(`${workload.replace(/captured$/, "statement capture")}: ${formatNumber(statementSingle, "tx/s")} (${((statementSingle / plain) * 100).toFixed(0)} %)`);
+    }
     ctx.rows.push({
       id: "capture.update",
       workload,
@@ -167,8 +230,89 @@ export async function captureWorkloads(ctx: BenchContext): Promise<void> {
       pass,
       detail: { ...detail, events, triggerSettings: cfg[0]?.proconfig ?? [], rows: ROWS, clients: CLIENTS },
     });
+    if (statementSingle !== null) {
+      ctx.rows.push({
+        id: "capture.update.statement",
+        workload: workload.replace(/captured$/, "statement capture"),
+        value: statementSingle,
+        unit: "tx/s",
+        baseline: plain,
+        baselineLabel: "no trigger",
+        ratio: statementSingle / plain,
+        target: "(for comparison: one statement trigger per row)",
+        pass: null,
+      });
+    }
+    if (usePgbench) await multiRowWorkload(ctx, url, admin, dir);
+    else log("capture P1c: needs pgbench, not measured");
   } finally {
     rmSync(dir, { recursive: true, force: true });
     await admin.end();
   }
+}
+
+/** P1c: UPDATE of 1000 consecutive rows per statement, no trigger / row trigger / statement capture. */
+async function multiRowWorkload(ctx: BenchContext, url: string, admin: pg.Client, dir: string): Promise<void> {
+  const half = Math.floor(ROWS / P1C_CLIENTS);
+  const script = (table: string) => {
+    const file = path.join(dir, `multi_${table}.sql`);
+    // Each client its own part of the table: no lock waits between the clients.
+    writeFileSync(
+      file,
+      `\\set a 1 + (:client_id % ${P1C_CLIENTS}) * ${half} + random(0, ${half - P1C_ROWS_PER_STATEMENT})\n` +
+        `update ${table} set abalance = abalance + 1 where aid between :a and :a + ${P1C_ROWS_PER_STATEMENT - 1};\n`,
+    );
+    return file;
+  };
+  const scripts: Record<Side, string> = { plain: script(TABLES.plain), row: script(TABLES.row), statement: script(TABLES.statement) };
+  const workload = `UPDATE ${P1C_ROWS_PER_STATEMENT} rows/statement, ${ROWS / 1000}k rows, ${P1C_CLIENTS} clients (pgbench)`;
+  const before = { row: await eventsOf(admin, TABLES.row), statement: await eventsOf(admin, TABLES.statement) };
+  log(`${workload}: no trigger, row trigger and statement capture interleaved`);
+  const r = await measured(ctx, "capture.multi", () =>
+    pgbenchRounds(url, scripts, ctx.settings.durationMs, ctx.settings.warmupMs, P1C_CLIENTS),
+  );
+  for (const side of ["row", "statement"] as const) {
+    const events = (await eventsOf(admin, TABLES[side])) - before[side];
+    if (events !== r.transactions[side] * P1C_ROWS_PER_STATEMENT) {
+      throw new Error(`capture P1c: ${side} capture wrote ${events} events for ${r.transactions[side]} statements`);
+    }
+  }
+  const rowsPerSecond = (side: Side) => r.result[side].tps * P1C_ROWS_PER_STATEMENT;
+  const ratio = rowsPerSecond("statement") / rowsPerSecond("row");
+  const pass = ratio >= P1C_TARGET;
+  log(
+    `${workload}: statement capture ${formatNumber(rowsPerSecond("statement"), "rows/s")}, row trigger ` +
+      `${formatNumber(rowsPerSecond("row"), "rows/s")} (${ratio.toFixed(2)}×), no trigger ${formatNumber(rowsPerSecond("plain"), "rows/s")}`,
+  );
+  ctx.rows.push({
+    id: "capture.multi.row",
+    workload: `${workload}: row trigger`,
+    value: rowsPerSecond("row"),
+    unit: "rows/s",
+    baseline: rowsPerSecond("plain"),
+    baselineLabel: "no trigger",
+    ratio: rowsPerSecond("row") / rowsPerSecond("plain"),
+    target: "(the P1c baseline)",
+    pass: null,
+    detail: { result: r.result.row, statements: r.transactions.row },
+  });
+  ctx.rows.push({
+    id: "capture.multi",
+    workload: `${workload}: statement capture`,
+    value: rowsPerSecond("statement"),
+    unit: "rows/s",
+    baseline: rowsPerSecond("row"),
+    baselineLabel: "row trigger",
+    ratio,
+    target: `P1c ≥ ${P1C_TARGET}× the row trigger: ${pass ? "PASS" : "FAIL"}`,
+    pass,
+    detail: {
+      statement: r.result.statement,
+      row: r.result.row,
+      plain: r.result.plain,
+      ofNoTrigger: rowsPerSecond("statement") / rowsPerSecond("plain"),
+      clients: P1C_CLIENTS,
+      rowsPerStatement: P1C_ROWS_PER_STATEMENT,
+    },
+  });
 }

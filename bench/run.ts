@@ -9,8 +9,10 @@
  *            2. the read of one batch of BENCH_EVENTS events: the batchEvents
  *               iterator, pgq.get_batch_events and a COPY floor, each in a
  *               child process that reports its peak RSS;
- *   capture: 3. Londiste capture overhead on single-row UPDATEs beside
- *               the same table without trigger (bench/londiste-trigger.ts);
+ *   capture: 3. Londiste capture overhead on single-row UPDATEs (P1) and on
+ *               1000-row UPDATE statements (P1c), row trigger and statement
+ *               capture beside the same table without trigger
+ *               (bench/londiste-trigger.ts);
  *   replay:  4. replay of an UPDATE backlog and of a mixed I/U/D
  *               backlog: one batch (grouped and naive apply) and the
  *               running services catching up, rows/s and peak RSS, beside
@@ -493,9 +495,13 @@ async function main(): Promise<void> {
       loadAverage: { before: loadBefore, after: loadAverage() },
       table: text,
     };
-    // copy and compare have files of their own: a run of only those keeps the full run's latest.json.
-    const ownFile = new Set(["copy", "compare"]);
-    const files = [...([...settings.only].every((g) => ownFile.has(g)) ? [] : ["latest.json"]), ...(settings.only.has("copy") ? ["copy.json"] : [])];
+    // copy, capture and compare have files of their own: a run of only those keeps the full run's latest.json.
+    const ownFile = new Set(["copy", "capture", "compare"]);
+    const files = [
+      ...([...settings.only].every((g) => ownFile.has(g)) ? [] : ["latest.json"]),
+      ...(settings.only.has("copy") ? ["copy.json"] : []),
+      ...(settings.only.has("capture") ? ["capture.json"] : []),
+    ];
     for (const file of files) {
       writeFileSync(`${dir}${file}`, `${JSON.stringify(json, null, 2)}\n`);
       log(`wrote bench/results/${file}`);

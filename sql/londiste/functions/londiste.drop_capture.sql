@@ -2,7 +2,7 @@
 -- Function: londiste.drop_capture(i_queue_name, i_table)
 --
 --      Removes what londiste.create_capture made for this table and
---      queue: both triggers and the generated function.
+--      queue: its triggers (either mode) and the generated function.
 --
 -- Returns:
 --      1
@@ -26,6 +26,8 @@ begin
     end if;
     v_trigger := left('londiste_capture_' || v_qid, 63);
     execute format('drop trigger if exists %I on %s', v_trigger, i_table);
+    execute format('drop trigger if exists %I on %s', left(v_trigger, 56) || '_update', i_table);
+    execute format('drop trigger if exists %I on %s', left(v_trigger, 56) || '_delete', i_table);
     execute format('drop trigger if exists %I on %s', v_trigger || '_truncate', i_table);
     execute format('drop function if exists londiste.%I()', 'capture_' || i_table::oid || '_' || v_qid);
     return 1;
