@@ -1,8 +1,8 @@
 /**
  * The shell every long-running service runs in, so that each `main.ts`
  * holds only what is its own: the config and logger (service-start.ts),
- * an instance id, database pools that log their idle-connection errors
- * instead of crashing the process, the NATS connection made in the
+ * an instance id, database pools that log their connection errors (idle
+ * or checked out) instead of crashing the process, the NATS connection made in the
  * background (a service starts its database work without waiting for
  * NATS), the stop signal for SIGINT/SIGTERM, SIGHUP for reload, the
  * metrics registry with /metrics, /healthz and /readyz on metrics_port
@@ -20,6 +20,7 @@ import { connectNats } from "./bus/connect.ts";
 import { CommandError } from "./bus/replies.ts";
 import { type CommonSettings, natsSettingsFrom } from "./config/common-keys.ts";
 import type { Logger } from "./log.ts";
+import { handlePoolErrors } from "./db/pool-errors.ts";
 import { clientNaming } from "./db/where.ts";
 import { createRegistry, type MetricsEndpoint, serveMetrics } from "./metrics.ts";
 import { type StartOptions, startService } from "./service-start.ts";
@@ -33,7 +34,7 @@ export interface ServiceShell<C extends CommonSettings> {
   /** Aborted on SIGINT/SIGTERM or requestStop(). */
   readonly stopSignal: AbortSignal;
   requestStop(reason: string): void;
-  /** A pool whose idle-connection errors are logged (an unhandled one would end the process); ended at exit. */
+  /** A pool whose connection errors, idle or checked out, are logged (an unhandled one would end the process); ended at exit. */
   pool(side: string, config: pg.PoolConfig): pg.Pool;
   /** The NATS connection once made (see connectNatsInBackground), else undefined. */
   readonly nats: NatsConnection | undefined;
@@ -111,8 +112,9 @@ export async function runService<C extends CommonSettings>(spec: ServiceSpec<C>)
       stop.abort();
     },
     pool(side, poolConfig) {
-      const pool = new pg.Pool({ ...poolConfig, Client: clientNaming(side, poolConfig) });
-      pool.on("error", (error) => log.warn({ err: error }, `idle ${side} connection failed`));
+      const pool = handlePoolErrors(new pg.Pool({ ...poolConfig, Client: clientNaming(side, poolConfig) }), (error, lostWhile) =>
+        log.warn({ err: error }, lostWhile === "idle" ? `idle ${side} connection failed` : `${side} connection lost while in use; its work is retried`),
+      );
       pools.push({ side, config: poolConfig, pool });
       return pool;
     },
