@@ -78,8 +78,10 @@ export async function copyTable(ctx: CopyContext, table: TableSync, signal: Abor
 
   const name = `londiste ${ctx.config.jobName} copy`;
   // Named clients: a failed connect says which side, a refused statement which GRANT is missing.
-  const prov = new (clientNaming("provider", ctx.config.provider))({ ...ctx.config.provider, application_name: name });
-  const sub = new (clientNaming("subscriber", ctx.config.subscriber))({ ...ctx.config.subscriber, application_name: name });
+  // TCP keepalive: a peer that vanished without closing (a host cut off) ends the connection in minutes, not never.
+  const keepAlive = { keepAlive: true, keepAliveInitialDelayMillis: 10_000 };
+  const prov = new (clientNaming("provider", ctx.config.provider))({ ...ctx.config.provider, ...keepAlive, application_name: name });
+  const sub = new (clientNaming("subscriber", ctx.config.subscriber))({ ...ctx.config.subscriber, ...keepAlive, application_name: name });
   // A connection of the copy lost (a server restart, a network failure) fails this attempt at once: the
   // rows stream between the two, and a stream whose far side died can wait for ever, while the lease
   // heartbeat, on a pool connection of its own, keeps the table this worker's.
