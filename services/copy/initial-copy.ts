@@ -26,7 +26,7 @@
  * the table as it was, still in-copy, for the next try.
  */
 import pg from "pg";
-import { ConnectionLost } from "../../shared/db/failure.ts";
+import { ConnectionLost, withPrivilegeHint } from "../../shared/db/failure.ts";
 import { ownRows, quoteIdent } from "../../shared/db/sql-text.ts";
 import { setStatements, VALUE_TEXT_SETTINGS } from "../../shared/db/value-text.ts";
 import { APPLY_SETTINGS_SQL } from "../../shared/londiste/apply.ts";
@@ -40,7 +40,7 @@ import { recreateDestObjects, setAsideDestObjects } from "./dest-objects.ts";
 import { StepAbandoned, TableFailure } from "./errors.ts";
 import { requireLeaseIn } from "./lease.ts";
 import { withTransaction } from "../../shared/db/transaction.ts";
-import { clientNaming } from "../../shared/db/where.ts";
+import { clientNaming, databaseRole } from "../../shared/db/where.ts";
 import { CopyProgress } from "./progress.ts";
 import { streamRows } from "./row-stream.ts";
 
@@ -135,15 +135,13 @@ export async function copyTable(ctx: CopyContext, table: TableSync, signal: Abor
     progress = new CopyProgress(ctx, table.table, estimated);
     progress.start();
     log.info({ snapshot, columns: columns.length, estimatedRows: estimated }, "copying rows");
-    const counted = await streamRows(
-      prov,
-      sub,
-      {
-        copyOut: `copy (select ${list} from ${ownRows(providerShape.name, providerShape.relkind)}) to stdout`,
-        copyIn: `copy ${dest.name} (${list}) from stdin${truncated && dest.relkind === "r" ? " with (freeze)" : ""}`,
-      },
-      (bytes, n) => progress!.add(bytes, n),
-      attempt,
+    const sql = {
+      copyOut: `copy (select ${list} from ${ownRows(providerShape.name, providerShape.relkind)}) to stdout`,
+      copyIn: `copy ${dest.name} (${list}) from stdin${truncated && dest.relkind === "r" ? " with (freeze)" : ""}`,
+    };
+    const counted = await streamRows(prov, sub, sql, (bytes, n) => progress!.add(bytes, n), attempt, (error, side) =>
+      // A refused COPY names the GRANT to add, as every other statement of the copy does.
+      withPrivilegeHint(error, databaseRole(ctx.config[side]), side === "provider" ? sql.copyOut : sql.copyIn),
     );
     progress.stop();
     await prov.query("commit");
