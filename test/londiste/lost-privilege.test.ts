@@ -7,7 +7,9 @@
  * cluster (the roles are cluster-wide), roles and grants from
  * sql/londiste/roles.sql (docs/security.md), replay connecting as
  * skytools_replay; the lost privileges: INSERT on the table, and SET on
- * session_replication_role.
+ * session_replication_role. A copy worker (as skytools_copy) that may not
+ * INSERT into the table it copies keeps the table in-copy and retries,
+ * saying which GRANT is missing, and copies it once granted.
  */
 import { execFile } from "node:child_process";
 import { writeFileSync } from "node:fs";
@@ -32,6 +34,7 @@ let provider: TestDatabase;
 let subscriber: TestDatabase;
 let conf: string;
 let replay: ServiceProcess;
+let as: (db: TestDatabase, role: string) => string;
 let nextId = 0;
 
 async function roles(db: TestDatabase, side: "provider" | "subscriber"): Promise<void> {
@@ -99,7 +102,7 @@ beforeAll(async () => {
 
   const dir = makeTempDir("lostpriv");
   const subjectPrefix = uniqueSubjectPrefix("lostpriv");
-  const as = (db: TestDatabase, role: string) => `host=127.0.0.1 port=${server.port} dbname=${db.name} user=${role}`;
+  as = (db: TestDatabase, role: string) => `host=127.0.0.1 port=${server.port} dbname=${db.name} user=${role}`;
   startTicker(writeTickerConfig(dir, { db: as(provider, "skytools_ticker"), natsUrl: natsUrl(), subjectPrefix, jobName, file: "ticker.ini" }), "lostpriv-ticker");
   conf = join(dir, "londiste.ini");
   writeFileSync(
@@ -152,5 +155,34 @@ describe("replay loses a privilege on the subscriber", () => {
       "grant set on parameter session_replication_role to skytools_replay",
       "missing grant: GRANT SET ON PARAMETER session_replication_role TO skytools_replay",
     );
+  });
+
+  it("the copy worker may not INSERT into the table it copies: in-copy and retried, then copied once granted", async () => {
+    await provider.query("create table public.c (id int primary key, v text); insert into public.c select g, 'c' || g from generate_series(1, 500) g");
+    // The copy sets indexes aside around its COPY, which only the owner may do; the owner's own INSERT is revoked.
+    await subscriber.query(
+      "grant create on schema public to skytools_copy; create table public.c (id int primary key, v text); alter table public.c owner to skytools_copy; " +
+        "grant select, insert, update, delete, truncate, trigger on public.c to skytools_replay; revoke insert on public.c from skytools_copy",
+    );
+    await provider.query("grant select, trigger on public.c to skytools_replay; grant select on public.c to skytools_copy");
+    const copy = new ServiceProcess("lostpriv-copy", process.execPath, [LONDISTE_LAUNCHER, conf, "copy"], {
+      LONDISTE_PROVIDER_DB: as(provider, "skytools_copy"),
+      LONDISTE_SUBSCRIBER_DB: as(subscriber, "skytools_copy"),
+    });
+    expectOk(await londiste("provider", "add", "public.c"));
+    expectOk(await londiste("subscriber", "add", "public.c"));
+    const missing = "missing grant: GRANT INSERT ON TABLE c TO skytools_copy";
+    const failures = () => copy.lines.filter((l) => l.msg === "copy step failed; retrying" && JSON.stringify(l.err).includes(missing));
+    await waitFor(() => failures().length >= 2, { timeoutMs: 90_000, what: `two failed copy attempts naming "${missing}"` });
+    expect(failures()[0]).toMatchObject({ kind: "privilege", state: "in-copy" });
+    const cState = async () =>
+      (await subscriber.query<{ s: string | null }>("select merge_state as s from londiste.subscriber_table where table_name = 'public.c'")).rows[0]!.s;
+    expect(await cState()).toBe("in-copy");
+
+    await subscriber.query("grant insert on public.c to skytools_copy");
+    await waitForProgress({ what: "public.c to reach ok", measure: cState, done: (s) => s === "ok", stallMs: 60_000 });
+    const dump = (db: TestDatabase) => db.query("select id, v from public.c order by id").then((r) => r.rows);
+    expect(await dump(subscriber)).toEqual(await dump(provider));
+    expect(copy.logs("table worker failed")).toEqual([]);
   });
 });
