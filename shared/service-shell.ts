@@ -1,8 +1,8 @@
 /**
  * The shell every long-running service runs in, so that each `main.ts`
  * holds only what is its own: the config and logger (service-start.ts),
- * an instance id, database pools that log their idle-connection errors
- * instead of crashing the process, the NATS connection made in the
+ * an instance id, database pools that log their connection errors (idle
+ * or checked out) instead of crashing the process, the NATS connection made in the
  * background (a service starts its database work without waiting for
  * NATS), the stop signal for SIGINT/SIGTERM, SIGHUP for reload, the
  * metrics registry with /metrics, /healthz and /readyz on metrics_port
@@ -16,11 +16,13 @@ import type { NatsConnection } from "@nats-io/nats-core";
 import pg from "pg";
 import { Gauge, type Registry } from "prom-client";
 import { type CommandSpec, NO_REPLY } from "./bus/command-service.ts";
-import { connectNats } from "./bus/connect.ts";
+import { connectNats, MAX_CONNECT_DELAY_MS } from "./bus/connect.ts";
 import { CommandError } from "./bus/replies.ts";
 import { type CommonSettings, natsSettingsFrom } from "./config/common-keys.ts";
 import type { Logger } from "./log.ts";
+import { handlePoolErrors } from "./db/pool-errors.ts";
 import { clientNaming } from "./db/where.ts";
+import { sleep } from "./sleep.ts";
 import { createRegistry, type MetricsEndpoint, serveMetrics } from "./metrics.ts";
 import { type StartOptions, startService } from "./service-start.ts";
 import { VERSION } from "./version.ts";
@@ -33,7 +35,7 @@ export interface ServiceShell<C extends CommonSettings> {
   /** Aborted on SIGINT/SIGTERM or requestStop(). */
   readonly stopSignal: AbortSignal;
   requestStop(reason: string): void;
-  /** A pool whose idle-connection errors are logged (an unhandled one would end the process); ended at exit. */
+  /** A pool whose connection errors, idle or checked out, are logged (an unhandled one would end the process); ended at exit. */
   pool(side: string, config: pg.PoolConfig): pg.Pool;
   /** The NATS connection once made (see connectNatsInBackground), else undefined. */
   readonly nats: NatsConnection | undefined;
@@ -100,6 +102,10 @@ export async function runService<C extends CommonSettings>(spec: ServiceSpec<C>)
     registry.registerMetric(shipper.shipped);
   }
   let natsUp = false;
+  /** The service's first NATS connection is made and set up (from then on NATS may come and go). */
+  let natsReady = false;
+  /** Why the first connection is not made yet, for /readyz. */
+  let natsProblem = "connecting";
   const cleanups: (() => Promise<unknown> | unknown)[] = [];
   let nats: NatsConnection | undefined;
   let applyReload: ((config: C) => void) | undefined;
@@ -115,8 +121,9 @@ export async function runService<C extends CommonSettings>(spec: ServiceSpec<C>)
       stop.abort();
     },
     pool(side, poolConfig) {
-      const pool = new pg.Pool({ ...poolConfig, Client: clientNaming(side, poolConfig) });
-      pool.on("error", (error) => log.warn({ err: error }, `idle ${side} connection failed`));
+      const pool = handlePoolErrors(new pg.Pool({ ...poolConfig, Client: clientNaming(side, poolConfig) }), (error, lostWhile) =>
+        log.warn({ err: error }, lostWhile === "idle" ? `idle ${side} connection failed` : `${side} connection lost while in use; its work is retried`),
+      );
       pools.push({ side, config: poolConfig, pool });
       return pool;
     },
@@ -124,19 +131,34 @@ export async function runService<C extends CommonSettings>(spec: ServiceSpec<C>)
       return nats;
     },
     connectNatsInBackground(connectionName, onConnected, withoutNats) {
-      void connectNats(natsSettingsFrom(config.values, connectionName), log, stop.signal)
-        .then(async (conn) => {
-          if (stop.signal.aborted) return conn.close();
-          watchNats(conn);
-          await onConnected(conn);
-        })
-        .catch((error: unknown) => {
-          if (!stop.signal.aborted) log.error({ err: error }, `NATS setup failed; ${withoutNats}`);
-        });
+      void (async () => {
+        let delayMs = 1000;
+        // Until the connection is made and the service's subscriptions are set up: a failed set-up (a
+        // subject the server refuses, JetStream not answering yet) closes the connection and tries again.
+        while (!stop.signal.aborted) {
+          let conn: NatsConnection | undefined;
+          try {
+            conn = await connectNats(natsSettingsFrom(config.values, connectionName), log, stop.signal, (p) => (natsProblem = p));
+            if (stop.signal.aborted) return void (await conn.close());
+            watchNats(conn);
+            await onConnected(conn);
+            natsReady = true;
+            return;
+          } catch (error) {
+            if (stop.signal.aborted) return;
+            natsProblem = `set-up failed: ${(error as Error).message ?? String(error)}`;
+            log.error({ err: error, retryInMs: delayMs }, `NATS setup failed; ${withoutNats} until it works; retrying`);
+            await conn?.close().catch(() => {});
+            await sleep(delayMs, stop.signal);
+            delayMs = Math.min(delayMs * 2, MAX_CONNECT_DELAY_MS);
+          }
+        }
+      })();
     },
     async connectNatsNow(connectionName) {
-      const conn = await connectNats(natsSettingsFrom(config.values, connectionName), log, stop.signal);
+      const conn = await connectNats(natsSettingsFrom(config.values, connectionName), log, stop.signal, (p) => (natsProblem = p));
       watchNats(conn);
+      natsReady = true;
       return conn;
     },
     atExit(cleanup) {
@@ -228,8 +250,11 @@ export async function runService<C extends CommonSettings>(spec: ServiceSpec<C>)
   const readiness = async (): Promise<Record<string, string>> => {
     const checks: Record<string, string> = {};
     for (const p of pools) checks[`database:${p.side}`] = await probe(p.side, p.config);
-    // Without NATS a ticker still ticks, replay still replays and a copy still copies: only the repair worker needs it.
-    if (spec.needsNats || natsUp) checks.nats = natsUp ? "ok" : "not connected";
+    // Not ready before the first NATS connection is made and set up: a wrong URL or refused credentials must show.
+    // Later, without NATS a ticker still ticks, replay still replays and a copy still copies: only the repair
+    // worker needs it then.
+    if (!natsReady) checks.nats = `not connected yet: ${natsProblem}`;
+    else if (spec.needsNats || natsUp) checks.nats = natsUp ? "ok" : "not connected";
     return checks;
   };
   new Gauge({

@@ -26,6 +26,7 @@
  * the table as it was, still in-copy, for the next try.
  */
 import pg from "pg";
+import { ConnectionLost, withPrivilegeHint } from "../../shared/db/failure.ts";
 import { ownRows, quoteIdent } from "../../shared/db/sql-text.ts";
 import { setStatements, VALUE_TEXT_SETTINGS } from "../../shared/db/value-text.ts";
 import { APPLY_SETTINGS_SQL } from "../../shared/londiste/apply.ts";
@@ -39,7 +40,7 @@ import { recreateDestObjects, setAsideDestObjects } from "./dest-objects.ts";
 import { StepAbandoned, TableFailure } from "./errors.ts";
 import { requireLeaseIn } from "./lease.ts";
 import { withTransaction } from "../../shared/db/transaction.ts";
-import { clientNaming } from "../../shared/db/where.ts";
+import { clientNaming, databaseRole } from "../../shared/db/where.ts";
 import { CopyProgress } from "./progress.ts";
 import { streamRows } from "./row-stream.ts";
 
@@ -77,10 +78,22 @@ export async function copyTable(ctx: CopyContext, table: TableSync, signal: Abor
 
   const name = `londiste ${ctx.config.jobName} copy`;
   // Named clients: a failed connect says which side, a refused statement which GRANT is missing.
-  const prov = new (clientNaming("provider", ctx.config.provider))({ ...ctx.config.provider, application_name: name });
-  const sub = new (clientNaming("subscriber", ctx.config.subscriber))({ ...ctx.config.subscriber, application_name: name });
-  prov.on("error", () => {});
-  sub.on("error", () => {});
+  // TCP keepalive: a peer that vanished without closing (a host cut off) ends the connection in minutes, not never.
+  const keepAlive = { keepAlive: true, keepAliveInitialDelayMillis: 10_000 };
+  const prov = new (clientNaming("provider", ctx.config.provider))({ ...ctx.config.provider, ...keepAlive, application_name: name });
+  const sub = new (clientNaming("subscriber", ctx.config.subscriber))({ ...ctx.config.subscriber, ...keepAlive, application_name: name });
+  // A connection of the copy lost (a server restart, a network failure) fails this attempt at once: the
+  // rows stream between the two, and a stream whose far side died can wait for ever, while the lease
+  // heartbeat, on a pool connection of its own, keeps the table this worker's.
+  const lost = new AbortController();
+  const onLost = (side: string) => (error?: Error) => {
+    if (!lost.signal.aborted) lost.abort(new Error(`the copy's ${side} connection was lost${error ? `: ${error.message}` : ""}`));
+  };
+  prov.on("error", onLost("provider"));
+  sub.on("error", onLost("subscriber"));
+  prov.on("end", onLost("provider"));
+  sub.on("end", onLost("subscriber"));
+  const attempt = AbortSignal.any([signal, lost.signal]);
   // Aborting (stop, lost lease) closes both connections: the server rolls both transactions back.
   const close = () => Promise.all([prov.end().catch(() => {}), sub.end().catch(() => {})]);
   const onAbort = () => void close();
@@ -122,15 +135,13 @@ export async function copyTable(ctx: CopyContext, table: TableSync, signal: Abor
     progress = new CopyProgress(ctx, table.table, estimated);
     progress.start();
     log.info({ snapshot, columns: columns.length, estimatedRows: estimated }, "copying rows");
-    const counted = await streamRows(
-      prov,
-      sub,
-      {
-        copyOut: `copy (select ${list} from ${ownRows(providerShape.name, providerShape.relkind)}) to stdout`,
-        copyIn: `copy ${dest.name} (${list}) from stdin${truncated && dest.relkind === "r" ? " with (freeze)" : ""}`,
-      },
-      (bytes, n) => progress!.add(bytes, n),
-      signal,
+    const sql = {
+      copyOut: `copy (select ${list} from ${ownRows(providerShape.name, providerShape.relkind)}) to stdout`,
+      copyIn: `copy ${dest.name} (${list}) from stdin${truncated && dest.relkind === "r" ? " with (freeze)" : ""}`,
+    };
+    const counted = await streamRows(prov, sub, sql, (bytes, n) => progress!.add(bytes, n), attempt, (error, side) =>
+      // A refused COPY names the GRANT to add, as every other statement of the copy does.
+      withPrivilegeHint(error, databaseRole(ctx.config[side]), side === "provider" ? sql.copyOut : sql.copyIn),
     );
     progress.stop();
     await prov.query("commit");
@@ -160,15 +171,22 @@ export async function copyTable(ctx: CopyContext, table: TableSync, signal: Abor
     handedOff = true;
   } catch (error) {
     progress?.stop();
-    await sub.query("rollback").catch(() => {});
-    await prov.query("rollback").catch(() => {});
-    throw error;
+    // No rollback statements: closing both connections (below) rolls both transactions back, whereas a
+    // rollback sent behind a COPY whose stream was torn down waits for that COPY, for ever.
+    throw lost.signal.aborted && !signal.aborted ? lostError(lost.signal, error) : error;
   } finally {
     if (!handedOff) {
       signal.removeEventListener("abort", onAbort);
       await close();
     }
   }
+}
+
+/** The lost connection as the attempt's failure (a connection error: retried), with what the streams said. */
+function lostError(lost: AbortSignal, error: unknown): Error {
+  const reason = lost.reason as Error;
+  const said = error instanceof Error ? error.message : String(error);
+  return new ConnectionLost(said === reason.message ? said : `${reason.message} (${said})`);
 }
 
 /** ANALYZE of the copied table on the copy's own connection (closed afterwards by the caller); a failure is only logged. */

@@ -24,6 +24,8 @@ export async function streamRows(
   sql: RowStreamSql,
   onChunk: (bytes: number, rows: number) => void,
   signal?: AbortSignal,
+  /** Maps the error of the side whose COPY failed first (COPY streams bypass the client's own error mapping). */
+  onError?: (error: unknown, side: "provider" | "subscriber") => unknown,
 ): Promise<{ rows: number; bytes: number }> {
   let rows = 0;
   let bytes = 0;
@@ -37,6 +39,14 @@ export async function streamRows(
     bytes += chunk.length;
     onChunk(chunk.length, n);
   });
-  await pipeline(source, sink, signal ? { signal } : {});
+  // Which side failed first, so that its error can name that side's missing grant.
+  let failed: "provider" | "subscriber" | undefined;
+  source.once("error", () => (failed ??= "provider"));
+  sink.once("error", () => (failed ??= "subscriber"));
+  try {
+    await pipeline(source, sink, signal ? { signal } : {});
+  } catch (error) {
+    throw onError && failed ? onError(error, failed) : error;
+  }
   return { rows, bytes };
 }

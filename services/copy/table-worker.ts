@@ -12,7 +12,7 @@
  * work, and the copy consumer is dropped. The lease heartbeats meanwhile;
  * losing it, or the service stopping, aborts the step (rolled back).
  */
-import { isDataError } from "../../shared/db/failure.ts";
+import { failureKind, isDataError } from "../../shared/db/failure.ts";
 import { isCopyState } from "../../shared/londiste/sync-machine.ts";
 import { SyncConflict, loadTableSync } from "../../shared/londiste/sync-store.ts";
 import { sleep } from "../../shared/sleep.ts";
@@ -34,6 +34,8 @@ export async function serveTable(ctx: CopyContext, tableName: string, stop: Abor
   lease.start();
   const signal = AbortSignal.any([stop, lease.signal]);
   let backoffMs = 1000;
+  /** The state whose step runs (for the log). */
+  let state = "";
   let waitingFor = "";
   /** The last handover offer found replay ahead of the copy. */
   let behind = false;
@@ -48,6 +50,7 @@ export async function serveTable(ctx: CopyContext, tableName: string, stop: Abor
       try {
         const table = await loadTableSync(ctx.subscriber, queue, tableName);
         if (!table || !isCopyState(table.sync.state)) break;
+        state = table.sync.state;
         if (table.leaseOwner !== ctx.me) {
           log.info({ owner: table.leaseOwner }, "the table has another copy worker now");
           break;
@@ -103,7 +106,9 @@ export async function serveTable(ctx: CopyContext, tableName: string, stop: Abor
           }
           continue;
         }
-        log.error({ err: error, retryInMs: backoffMs }, "copy step failed; retrying");
+        // Not the data's fault (a lost connection, a missing privilege, a deadlock): the step was rolled back; the
+        // table keeps its state and this worker its lease, and the step runs again from the state as committed.
+        log.error({ err: error, state, kind: failureKind(error), retryInMs: backoffMs }, "copy step failed; retrying");
         await sleep(backoffMs, signal);
         backoffMs = Math.min(backoffMs * 2, MAX_BACKOFF_MS);
       }

@@ -7,6 +7,7 @@
  */
 import pg from "pg";
 import type { LondisteConfig } from "../../shared/config/londiste.ts";
+import { handlePoolErrors } from "../../shared/db/pool-errors.ts";
 import { installProvider, installSubscriber, type JobDatabases, registerSubscriber, unregisterSubscriber } from "../../shared/londiste/setup.ts";
 
 type Step = (job: JobDatabases) => Promise<Record<string, unknown>>;
@@ -27,8 +28,9 @@ export function runsDirectly(command: string): boolean {
 export async function runDirectly(command: string, config: LondisteConfig): Promise<Record<string, unknown>> {
   const step = DIRECT_STEPS[command];
   if (!step) throw new Error(`${command} needs a service`);
-  const provider = new pg.Pool({ ...config.provider, max: 1, application_name: `londiste cli ${config.jobName}` });
-  const subscriber = new pg.Pool({ ...config.subscriber, max: 1, application_name: `londiste cli ${config.jobName}` });
+  // A lost connection fails the statement using it, which the command reports.
+  const provider = handlePoolErrors(new pg.Pool({ ...config.provider, max: 1, application_name: `londiste cli ${config.jobName}` }), () => {});
+  const subscriber = handlePoolErrors(new pg.Pool({ ...config.subscriber, max: 1, application_name: `londiste cli ${config.jobName}` }), () => {});
   try {
     return await step({ provider, subscriber, queue: config.queue, consumer: config.consumer });
   } finally {

@@ -14,6 +14,7 @@ import pg from "pg";
 import { invocation, pasteableHints, shellWord } from "../../shared/cli/invocation.ts";
 import { packagePath } from "../../shared/package-root.ts";
 import { installPgq, pgVersions } from "../../shared/pgq/install.ts";
+import { handlePoolErrors } from "../../shared/db/pool-errors.ts";
 import { natsSettingsFrom } from "../../shared/config/common-keys.ts";
 import { ConfigError } from "../../shared/config/load.ts";
 import { loadTickerConfig, type TickerConfig, tickerSubjects } from "../../shared/config/pgqadm.ts";
@@ -102,7 +103,8 @@ export async function runPgqadmCommand(argv: string[]): Promise<number> {
 }
 
 async function installDirectly(config: TickerConfig, json: boolean): Promise<number> {
-  const pool = new pg.Pool({ ...config.db, max: 1, application_name: `pgqadm cli ${config.jobName}` });
+  // A lost connection fails the statement using it, which the command reports.
+  const pool = handlePoolErrors(new pg.Pool({ ...config.db, max: 1, application_name: `pgqadm cli ${config.jobName}` }), () => {});
   try {
     await installPgq(pool);
     const result = await pgVersions(pool);

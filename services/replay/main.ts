@@ -295,7 +295,9 @@ async function replayBody(shell: ServiceShell<LondisteConfig>, live: ReplayLiveS
         }
         live.lastError = (error as Error).message ?? String(error);
         metrics.error(failureKind(error));
-        log.error({ err: error, retryInMs: backoffMs }, "replay failed; retrying");
+        // Whatever failed, the batch was rolled back whole and is retried: a lost connection comes back, a missing
+        // privilege waits for its GRANT (the message names it); data errors stopped only their table, inside the batch.
+        log.error({ err: error, kind: failureKind(error), retryInMs: backoffMs }, "replay failed; retrying");
         registered = false;
         idleReason = "";
         await lock.close();

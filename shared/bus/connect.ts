@@ -1,8 +1,10 @@
 /**
  * The one way services connect to NATS: credentials from config, the first
  * connection retried with backoff until it is made (a server that is down,
- * refuses the credentials or is too old is said in the log, with the URL,
- * once a minute), then reconnect forever, every status change logged (a
+ * refuses the credentials or is too old is said in the log, with the URL:
+ * at once, whenever the reason changes, and every RETRY_LOG_INTERVAL_MS
+ * while it lasts; refused credentials are an error an operator must fix,
+ * and name the user), then reconnect forever, every status change logged (a
  * subject the server's authorization refuses is named, with the user). A
  * service keeps working on Postgres while NATS is away; only commands and
  * notices wait.
@@ -10,10 +12,12 @@
 import { readFileSync } from "node:fs";
 import {
   type Authenticator,
+  AuthorizationError,
   type ConnectionOptions,
   credsAuthenticator,
   type NatsConnection,
   nkeyAuthenticator,
+  UserAuthenticationExpiredError,
 } from "@nats-io/nats-core";
 import { connect } from "@nats-io/transport-node";
 import type { Logger } from "../log.ts";
@@ -25,7 +29,14 @@ import { sleep } from "../sleep.ts";
  * de-duplication, and the consumer create API that ordered consumers use.
  */
 export const MIN_NATS_SERVER = "2.9.0";
-const RETRY_LOG_INTERVAL_MS = 60_000;
+const RETRY_LOG_INTERVAL_MS = 30_000;
+/** The longest pause between two attempts at the first connection. */
+export const MAX_CONNECT_DELAY_MS = 10_000;
+
+/** The server refused the connection's credentials (user/password, token, nkey, creds), or they expired. */
+export function isNatsAuthError(error: unknown): boolean {
+  return error instanceof AuthorizationError || error instanceof UserAuthenticationExpiredError;
+}
 
 /** Whether server version `v` (e.g. "2.10.4") is at least `min`. */
 export function versionAtLeast(v: string, min: string): boolean {
@@ -89,11 +100,21 @@ export function natsConnectionOptions(settings: NatsSettings): ConnectionOptions
  * Connects, retrying until it succeeds or `signal` aborts (then it throws),
  * and logs status changes until closed.
  */
-export async function connectNats(settings: NatsSettings, log: Logger, signal?: AbortSignal): Promise<NatsConnection> {
+export async function connectNats(
+  settings: NatsSettings,
+  log: Logger,
+  signal?: AbortSignal,
+  /** Told why each failed attempt failed (readiness shows it). */
+  onProblem?: (problem: string) => void,
+): Promise<NatsConnection> {
   let delayMs = 1000;
   let loggedAt = 0;
+  let lastProblem = "";
+  let attempts = 0;
   for (;;) {
     let problem: string;
+    let refused = false;
+    attempts++;
     try {
       const nc = await connect({ ...natsConnectionOptions(settings), waitOnFirstConnect: false });
       const version = nc.info?.version ?? "unknown";
@@ -119,14 +140,24 @@ export async function connectNats(settings: NatsSettings, log: Logger, signal?: 
       problem = `the server is NATS ${version}; the services need ${MIN_NATS_SERVER} or newer`;
     } catch (error) {
       problem = (error as Error).message || String(error);
+      refused = isNatsAuthError(error);
     }
     if (signal?.aborted) throw new Error(`stopped before NATS at ${settings.url} answered`);
-    if (Date.now() - loggedAt >= RETRY_LOG_INTERVAL_MS) {
+    onProblem?.(problem);
+    if (problem !== lastProblem || Date.now() - loggedAt >= RETRY_LOG_INTERVAL_MS) {
       loggedAt = Date.now();
-      log.warn({ url: settings.url, retryInMs: delayMs }, `cannot connect to NATS at ${settings.url}: ${problem}; retrying`);
+      lastProblem = problem;
+      const details = { url: settings.url, attempts, retryInMs: delayMs, nats: refused ? "auth" : "connect" };
+      if (refused) {
+        // Not a passing outage: the credentials (or the server's authorization) must change. Retried all the same,
+        // so that fixing either side is enough.
+        log.error(details, `NATS at ${settings.url} refused the credentials (user: ${natsUserLabel(settings)}): ${problem}; retrying until they are accepted`);
+      } else {
+        log.warn(details, `cannot connect to NATS at ${settings.url}: ${problem}; retrying`);
+      }
     }
     await sleep(delayMs, signal);
     if (signal?.aborted) throw new Error(`stopped before NATS at ${settings.url} answered`);
-    delayMs = Math.min(delayMs * 2, 10_000);
+    delayMs = Math.min(delayMs * 2, MAX_CONNECT_DELAY_MS);
   }
 }

@@ -24,7 +24,7 @@
  * service's connections.
  *
  * Pure: reads the error's SQLSTATE (`code`), a Node socket code, or the
- * name of our own error classes. The table test is test/db/failure.test.ts.
+ * name of our own error classes. The table test is test/db/failure.unit.test.ts.
  */
 
 export type FailureKind = "transient" | "privilege" | "data";
@@ -60,6 +60,8 @@ const NOT_INSTALLED_CODES = new Set([
 const SOCKET_CODES = new Set(["ECONNREFUSED", "ECONNRESET", "ETIMEDOUT", "EPIPE", "EHOSTUNREACH", "ENETUNREACH", "ENOTFOUND", "EAI_AGAIN"]);
 /** Messages of node-postgres for a lost or failed connection, which carry no code. */
 const CONNECTION_MESSAGES = /Connection terminated|Client has encountered a connection error|timeout exceeded when trying to connect|is not currently accepting connections|Client was closed and is not queryable/;
+/** Errors of our own that say a connection was lost (found out from its events, not from a statement). */
+const CONNECTION_LOST_NAMES = new Set(["ConnectionLost"]);
 /** Errors of our own whose cause is the data. */
 const DATA_ERROR_NAMES = new Set(["ApplyError", "RecordTextError", "TableFailure"]);
 
@@ -75,8 +77,20 @@ function messageOf(error: unknown): string {
   return error instanceof Error ? error.message : String(error);
 }
 
+/**
+ * A connection lost while no statement was waiting on it (its `error` or `end` event), raised by
+ * the work that used it: a connection error, so the work is retried.
+ */
+export class ConnectionLost extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = "ConnectionLost";
+  }
+}
+
 /** A connection that could not be made, was lost, or whose server is shutting down. */
 export function isConnectionError(error: unknown): boolean {
+  if (error instanceof Error && CONNECTION_LOST_NAMES.has(error.name)) return true;
   const code = (error as { code?: unknown } | null)?.code;
   if (typeof code === "string" && SOCKET_CODES.has(code)) return true;
   const state = sqlState(error);

@@ -3,7 +3,8 @@ import { chmodSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { describe, expect, it } from "vitest";
-import { MIN_NATS_SERVER, versionAtLeast } from "../../shared/bus/connect.ts";
+import { AuthorizationError, UserAuthenticationExpiredError } from "@nats-io/nats-core";
+import { isNatsAuthError, MIN_NATS_SERVER, versionAtLeast } from "../../shared/bus/connect.ts";
 import { invocation, pasteableHints } from "../../shared/cli/invocation.ts";
 
 describe("pasteable command names", () => {
@@ -47,5 +48,16 @@ describe("NATS server version floor", () => {
     ["2.10.0-beta.1", true],
   ])("%s → %s", (v, ok) => {
     expect(versionAtLeast(v, MIN_NATS_SERVER)).toBe(ok);
+  });
+});
+
+describe("refused NATS credentials are told from an unreachable server", () => {
+  it.each([
+    ["Authorization Violation", AuthorizationError.parse("'Authorization Violation'"), true],
+    ["user authentication expired", UserAuthenticationExpiredError.parse("user authentication expired"), true],
+    ["connection refused", Object.assign(new Error("connect ECONNREFUSED 127.0.0.1:4222"), { code: "ECONNREFUSED" }), false],
+    ["a plain error", new Error("timeout"), false],
+  ])("%s → %s", (_label, error, refused) => {
+    expect(isNatsAuthError(error)).toBe(refused);
   });
 });

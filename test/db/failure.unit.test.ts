@@ -1,6 +1,7 @@
 // The one failure taxonomy (shared/db/failure.ts), as a table of SQLSTATEs and socket errors.
 import { describe, expect, it } from "vitest";
 import {
+  ConnectionLost,
   failureKind,
   isConnectionError,
   isDataError,
@@ -34,6 +35,7 @@ const table: [string, unknown, "transient" | "privilege" | "data"][] = [
   ["ECONNREFUSED", Object.assign(new Error("connect ECONNREFUSED 127.0.0.1:5"), { code: "ECONNREFUSED" }), "transient"],
   ["ECONNRESET", Object.assign(new Error("read ECONNRESET"), { code: "ECONNRESET" }), "transient"],
   ["pg: Connection terminated unexpectedly", new Error("Connection terminated unexpectedly"), "transient"],
+  ["ConnectionLost (a connection's error or end event)", new ConnectionLost("the copy's provider connection was lost"), "transient"],
   ["an unknown error without a code", new Error("something odd"), "transient"],
   ["42501 insufficient privilege", pgError("42501"), "privilege"],
   ["28P01 invalid password", pgError("28P01"), "privilege"],
@@ -65,6 +67,7 @@ describe("failure taxonomy", () => {
     expect(isConnectionError(pgError("40001"))).toBe(false);
     expect(isConnectionError(pgError("57P01"))).toBe(true);
     expect(isConnectionError(new Error("Postgres is not currently accepting connections"))).toBe(true);
+    expect(isConnectionError(new ConnectionLost("lost"))).toBe(true);
   });
 
   it("not installed: missing schema, table or function of our own", () => {

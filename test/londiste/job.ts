@@ -42,12 +42,14 @@ export interface JobOptions {
   extraConfig?: string[];
   /** ticker_max_lag of the queue is not settable before install: the ticker's loop delay instead. */
   queue?: string;
+  /** Maintenance URL of the server to create both databases on (a private cluster); default the shared one. */
+  serverUrl?: string;
 }
 
 /** Creates the databases and configs and starts the ticker; londiste itself is not installed. */
 export async function createLondisteJob(options: JobOptions): Promise<LondisteJob> {
-  const provider = await createTestDatabase(`${options.label}_p`);
-  const subscriber = await createTestDatabase(`${options.label}_s`);
+  const provider = await createTestDatabase(`${options.label}_p`, options.serverUrl);
+  const subscriber = await createTestDatabase(`${options.label}_s`, options.serverUrl);
   const subjectPrefix = uniqueSubjectPrefix(options.label);
   const dir = makeTempDir(options.label);
   const queue = options.queue ?? "replika";

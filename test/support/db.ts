@@ -64,11 +64,14 @@ export interface TestDatabase {
   drop(): Promise<void>;
 }
 
-/** Creates an empty database named after `label` plus a random suffix, with a pool on it. */
-export async function createTestDatabase(label = "test"): Promise<TestDatabase> {
+/**
+ * Creates an empty database named after `label` plus a random suffix, with a pool on it; on
+ * the shared server, or on the one whose maintenance URL is `serverUrl` (a private cluster).
+ */
+export async function createTestDatabase(label = "test", serverUrl: string = databaseUrl()): Promise<TestDatabase> {
   const name = uniqueName(label);
-  await adminQuery(`create database ${quoteIdent(name)}`);
-  const url = urlForDatabase(name);
+  await adminQuery(`create database ${quoteIdent(name)}`, undefined, serverUrl);
+  const url = urlForDatabase(name, serverUrl);
   const pool = new pg.Pool({ connectionString: url, max: 5 });
   pool.on("error", () => {}); // idle clients killed by drop() must not crash the worker
   let dropped: Promise<void> | undefined;
@@ -82,17 +85,19 @@ export async function createTestDatabase(label = "test"): Promise<TestDatabase> 
         // pool.end() waits for checked-out clients; the forced drop below ends those anyway.
         await Promise.race([pool.end().catch(() => {}), machineSleep(15_000)]);
         // `with (force)` (PG 13+) terminates the sessions still connected, e.g. services under test.
-        await adminQuery(`drop database if exists ${quoteIdent(name)} with (force)`);
+        await adminQuery(`drop database if exists ${quoteIdent(name)} with (force)`, undefined, serverUrl);
       })()),
   };
 }
 
-/** Runs one statement on the maintenance database with a short-lived connection. */
+/** Runs one statement on the maintenance database (of `serverUrl`, default the shared server) with a short-lived connection. */
 export async function adminQuery<R extends pg.QueryResultRow = pg.QueryResultRow>(
   sql: string,
   params?: unknown[],
+  serverUrl: string = databaseUrl(),
 ): Promise<pg.QueryResult<R>> {
-  const client = new pg.Client({ connectionString: databaseUrl() });
+  const client = new pg.Client({ connectionString: serverUrl });
+  client.on("error", () => {}); // a private cluster restarted meanwhile: the query reports it
   await client.connect();
   try {
     return await client.query<R>(sql, params);
