@@ -17,7 +17,7 @@ export interface AdvisoryLock {
   readonly objectKey: string;
   /** Session locks live as long as the connection; transaction locks until commit or rollback. */
   readonly level: "session" | "transaction";
-  readonly database: "provider" | "subscriber" | "any";
+  readonly database: "provider" | "subscriber" | "any" | "log database";
   readonly takenBy: string;
   readonly heldFor: string;
   readonly excludes: string;
@@ -95,6 +95,15 @@ export const ADVISORY_LOCKS = {
     takenBy: "the copy, when it parks or restores foreign keys",
     heldFor: "the transaction that drops or re-creates the keys",
     excludes: "two copies racing to drop or restore the same foreign key",
+  },
+  logdbLoad: {
+    classId: 1886482808,
+    objectKey: "0",
+    level: "transaction",
+    database: "log database",
+    takenBy: "logdb.load() (pg_try_advisory_xact_lock; a second caller returns 0 at once)",
+    heldFor: "one load: tick, move finished batches into logdb.record, rotate",
+    excludes: "two loads moving the same batch or rotating the queue's tables at once",
   },
 } as const satisfies Record<string, AdvisoryLock>;
 

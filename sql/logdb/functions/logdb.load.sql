@@ -32,7 +32,8 @@ declare
     v_total   int8 := 0;
     v_n       int4 := 0;
 begin
-    if not pg_try_advisory_xact_lock(hashtext('logdb.load')) then
+    -- lock logdbLoad of shared/db/advisory-locks.ts
+    if not pg_try_advisory_xact_lock(1886482808, 0) then
         return 0;
     end if;
     -- Step 2 of a rotation step 1 began in an earlier call (another transaction).
