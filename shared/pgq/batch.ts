@@ -14,6 +14,7 @@
  */
 import type pg from "pg";
 import Cursor from "pg-cursor";
+import { closeCursor } from "../db/cursor-close.ts";
 import type { Queryable } from "../db/queryable.ts";
 import { pgqCall } from "./errors.ts";
 import { toSafeInt } from "./numbers.ts";
@@ -190,7 +191,7 @@ export async function* batchEvents(client: pg.ClientBase, batchId: number, fetch
       if (chunk.length < fetchSize) break;
     }
   } finally {
-    await cursor.close();
+    await closeCursor(client, cursor);
   }
 }
 

@@ -6,6 +6,7 @@
  */
 import type pg from "pg";
 import Cursor from "pg-cursor";
+import { closeCursor } from "../../db/cursor-close.ts";
 import type { Query, Row } from "./plan.ts";
 
 const rawText = { getTypeParser: () => (value: string) => value } as unknown as pg.CustomTypesConfig;
@@ -26,12 +27,12 @@ export async function* cursorRows(client: pg.ClientBase, query: Query, chunkRows
       for (const row of rows) yield row;
     }
     closed = true;
-    await cursor.close();
+    await closeCursor(client, cursor);
   } finally {
     if (!closed) {
       // Stopped early or failed: let a prefetch in flight finish before closing the portal.
       await pending.catch(() => {});
-      await cursor.close().catch(() => {});
+      await closeCursor(client, cursor).catch(() => {});
     }
   }
 }
