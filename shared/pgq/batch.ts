@@ -80,9 +80,6 @@ export async function nextBatch(
   };
 }
 
-/** Below the span to the last tick wanted, so that rounding never misses it. */
-const MERGE_SLACK_S = 0.001;
-
 /** The newest tick of a queue, null when it has none. */
 export async function newestTick(db: Queryable, queue: string): Promise<number | null> {
   const { rows } = await pgqCall(
@@ -129,7 +126,9 @@ export async function nextMergedBatch(
       [queue, consumer, options.upTo ?? null],
     ),
   );
-  const span = rows[0] ? Number(rows[0].span) - MERGE_SLACK_S : 0;
+  // Exact: the epoch difference comes as a decimal of whole microseconds and goes back as the same text, so
+  // the first tick that far from the position is the one wanted (an earlier one would need the same tick_time).
+  const span = rows[0] ? Number(rows[0].span) : 0;
   if (span > 0) {
     const events = Number(rows[0]!.events);
     const merged = await nextBatch(db, queue, consumer, {
